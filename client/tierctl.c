@@ -1,0 +1,823 @@
+// tierctl — the command line of tierd: submit and follow tickets, look at
+// queues and agents, watch events.
+//
+//   tierctl [--router EP] [--events EP] [--timeout MS] [--json] CMD [ARGS]
+//
+// One function per command (s_cmd_*), each parsing its own options. Output
+// is for people by default and one JSON object per line with --json (the
+// forms of tierjson). Exit codes: 0 success, 1 the router refused, 2 usage
+// error, 3 no answer within --timeout.
+#include "tierclient.h"
+#include "tierjson.h"
+
+#include <czmq.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_ROUTER     "tcp://127.0.0.1:5560"
+#define DEFAULT_EVENTS     "tcp://127.0.0.1:5562"
+#define DEFAULT_TIMEOUT_MS 5000
+#define CALL_TRIES         3 // tries per call within --timeout: survives a lost answer
+#define DEFAULT_TOPIC      "all/"
+#define SEQ_RESET_WINDOW   1000 // a seq this far below the last one: the router started over
+
+#define EXIT_OK        0
+#define EXIT_REFUSED   1
+#define EXIT_USAGE     2
+#define EXIT_NO_ANSWER 3
+#define EXIT_CONTINUE  -1 // options_t.exit_code while parsing may go on
+
+#define MS_PER_SECOND 1000ULL
+#define MS_PER_MINUTE (60 * MS_PER_SECOND)
+#define MS_PER_HOUR   (60 * MS_PER_MINUTE)
+#define MS_PER_DAY    (24 * MS_PER_HOUR)
+#define TEXT_MAX      64 // room for a formatted time, duration or place
+
+struct command;
+
+// What the global options asked for, and where parsing stands.
+typedef struct {
+    const char *router;            // clients endpoint (--router, $TIER_ROUTER)
+    const char *events;            // events endpoint (--events, $TIER_EVENTS)
+    int timeout_ms;                // total wait for an answer (--timeout)
+    bool json;                     // print JSON (--json)
+    const struct command *command; // the command being run
+    int exit_code;                 // EXIT_CONTINUE, or how to exit now
+} options_t;
+
+typedef int(command_fn)(options_t *opts, int argc, char **argv);
+
+typedef struct command {
+    const char *name;    // what the user types
+    command_fn *run;     // runs it; returns the exit code
+    const char *usage;   // arguments and options, shown by CMD --help
+    const char *summary; // one line for tierctl --help
+} command_t;
+
+#define COMMON_OPTIONS                                                                             \
+    {"json", no_argument, NULL, 'j'},                                                              \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
+#define END_OPTIONS                                                                                \
+    {                                                                                              \
+        NULL, 0, NULL, 0                                                                           \
+    }
+
+// ---------------------------------------------------------------------------
+// Usage and option parsing
+
+static void s_print_usage(FILE *out);
+
+static void s_command_usage(FILE *out, const command_t *cmd)
+{
+    fprintf(out, "usage: tierctl [global options] %s %s\n%s.\n", cmd->name, cmd->usage,
+            cmd->summary);
+}
+
+// Reports a usage error of the current command and sets exit code 2.
+static void s_usage_error(options_t *opts, const char *format, const char *detail)
+{
+    const char *name = opts->command ? opts->command->name : NULL;
+    fprintf(stderr, "tierctl%s%s: ", name ? " " : "", name ? name : "");
+    fprintf(stderr, format, detail);
+    fprintf(stderr, " (see tierctl%s%s --help)\n", name ? " " : "", name ? name : "");
+    opts->exit_code = EXIT_USAGE;
+}
+
+// The next option of the current command. Handles --json, --help and
+// unknown options itself; returns -1 at the end or when opts->exit_code says
+// to stop.
+static int s_next_option(options_t *opts, int argc, char **argv, const struct option *longopts)
+{
+    while (opts->exit_code == EXIT_CONTINUE) {
+        int c = getopt_long(argc, argv, ":h", longopts, NULL);
+        if (c == 'j')
+            opts->json = true;
+        else if (c == 'h') {
+            s_command_usage(stdout, opts->command);
+            opts->exit_code = EXIT_OK;
+        } else if (c == ':')
+            s_usage_error(opts, "option %s needs a value", argv[optind - 1]);
+        else if (c == '?')
+            s_usage_error(opts, "unknown option %s", argv[optind - 1]);
+        else
+            return c;
+    }
+    return -1;
+}
+
+// Checks the number of arguments left after the options; -1 to stop.
+static int s_expect_args(options_t *opts, int argc, char **argv, int min, int max)
+{
+    int count = argc - optind;
+    if (opts->exit_code != EXIT_CONTINUE) return -1;
+    if (count < min) s_usage_error(opts, "missing argument: %s", opts->command->usage);
+    if (count > max) s_usage_error(opts, "unexpected argument \"%s\"", argv[optind + max]);
+    return opts->exit_code == EXIT_CONTINUE ? 0 : -1;
+}
+
+// Parses a whole positive number; -1 if text is not one.
+static long s_parse_count(const char *text)
+{
+    char *end;
+    long value = strtol(text, &end, 10);
+    return *text && !*end && value > 0 ? value : -1;
+}
+
+// Parses an enum option (--channel chat); a usage error lists the choices.
+static void s_parse_enum(options_t *opts, const ProtobufCEnumDescriptor *d, const char *option,
+                         const char *text, int *value)
+{
+    if (tierjson_enum_value(d, text, value) == 0 && *value != 0) return;
+    fprintf(stderr, "tierctl %s: --%s \"%s\" is not one of:", opts->command->name, option, text);
+    for (unsigned i = 0; i < d->n_values; i++)
+        if (d->values[i].value) fprintf(stderr, " %s", tierjson_enum_name(d, d->values[i].value));
+    fprintf(stderr, "\n");
+    opts->exit_code = EXIT_USAGE;
+}
+
+// ---------------------------------------------------------------------------
+// Formatting for people
+
+// "12:03:04.120", local time.
+static const char *s_clock(uint64_t ms, char *buffer)
+{
+    time_t seconds = (time_t)(ms / MS_PER_SECOND);
+    struct tm tm;
+    localtime_r(&seconds, &tm);
+    size_t len = strftime(buffer, TEXT_MAX, "%H:%M:%S", &tm);
+    snprintf(buffer + len, TEXT_MAX - len, ".%03u", (unsigned)(ms % MS_PER_SECOND));
+    return buffer;
+}
+
+// "2024-11-22 12:03:04", local time; "-" for 0 (not yet).
+static const char *s_date(uint64_t ms, char *buffer)
+{
+    if (!ms) return "-";
+    time_t seconds = (time_t)(ms / MS_PER_SECOND);
+    struct tm tm;
+    localtime_r(&seconds, &tm);
+    strftime(buffer, TEXT_MAX, "%Y-%m-%d %H:%M:%S", &tm);
+    return buffer;
+}
+
+// "850ms", "12s", "5m03s", "2h05m", "3d04h".
+static const char *s_duration(uint64_t ms, char *buffer)
+{
+    unsigned long long v = ms;
+    if (v < MS_PER_SECOND)
+        snprintf(buffer, TEXT_MAX, "%llums", v);
+    else if (v < MS_PER_MINUTE)
+        snprintf(buffer, TEXT_MAX, "%llus", v / MS_PER_SECOND);
+    else if (v < MS_PER_HOUR)
+        snprintf(buffer, TEXT_MAX, "%llum%02llus", v / MS_PER_MINUTE,
+                 v % MS_PER_MINUTE / MS_PER_SECOND);
+    else if (v < MS_PER_DAY)
+        snprintf(buffer, TEXT_MAX, "%lluh%02llum", v / MS_PER_HOUR,
+                 v % MS_PER_HOUR / MS_PER_MINUTE);
+    else
+        snprintf(buffer, TEXT_MAX, "%llud%02lluh", v / MS_PER_DAY, v % MS_PER_DAY / MS_PER_HOUR);
+    return buffer;
+}
+
+// How long ago ms was, as a duration; "-" for 0 (never).
+static const char *s_ago(uint64_t ms, char *buffer)
+{
+    uint64_t now = (uint64_t)zclock_time();
+    if (!ms) return "-";
+    return s_duration(now > ms ? now - ms : 0, buffer);
+}
+
+static const char *s_level(int level)
+{
+    return tierjson_enum_name(&tier__v1__level__descriptor, level);
+}
+
+// "L1", "L1/billing", "billing", or "(general)" when there is neither.
+static const char *s_place(int level, const char *department, char *buffer)
+{
+    const char *name = s_level(level);
+    bool has_department = department && *department;
+    snprintf(buffer, TEXT_MAX, "%s%s%s", name, *name && has_department ? "/" : "",
+             has_department ? department : "");
+    return *buffer ? buffer : "(general)";
+}
+
+// Strings joined with sep, or "-" for none. Caller frees.
+static char *s_join(char **items, size_t count, const char *sep)
+{
+    size_t size = 2;
+    for (size_t i = 0; i < count; i++)
+        size += strlen(items[i]) + strlen(sep);
+    char *joined = calloc(1, size);
+    if (!joined) return NULL;
+    for (size_t i = 0; i < count; i++) {
+        if (i) strcat(joined, sep);
+        strcat(joined, items[i]);
+    }
+    if (!count) strcpy(joined, "-");
+    return joined;
+}
+
+// Prints a tierjson tree as one line and deletes it.
+static int s_print_json(cJSON *json)
+{
+    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+    cJSON_Delete(json);
+    if (!text) {
+        fprintf(stderr, "tierctl: out of memory printing JSON\n");
+        return EXIT_REFUSED;
+    }
+    printf("%s\n", text);
+    free(text);
+    fflush(stdout);
+    return EXIT_OK;
+}
+
+// ---------------------------------------------------------------------------
+// Talking to the router
+
+static tierclient_t *s_connect(options_t *opts)
+{
+    // --timeout bounds the whole call: split it between the tries.
+    int per_try_ms = opts->timeout_ms / CALL_TRIES;
+    tierclient_t *client = tierclient_new(opts->router, per_try_ms > 0 ? per_try_ms : 1);
+    if (!client) {
+        fprintf(stderr, "tierctl: cannot connect to \"%s\" (expected tcp://HOST:PORT)\n",
+                opts->router);
+        opts->exit_code = EXIT_USAGE;
+        return NULL;
+    }
+    tierclient_set_retries(client, CALL_TRIES - 1);
+    return client;
+}
+
+// Reports the client's last error; returns the exit code for it.
+static int s_failed(options_t *opts, tierclient_t *client)
+{
+    int code = tierclient_errcode(client);
+    if (code == TIERCLIENT_TIMEOUT) {
+        fprintf(stderr, "tierctl: no answer from %s within %d ms — is tierd running?\n",
+                opts->router, opts->timeout_ms);
+        return EXIT_NO_ANSWER;
+    }
+    if (code == TIERCLIENT_FAILED)
+        fprintf(stderr, "tierctl: %s\n", tierclient_errstr(client));
+    else
+        fprintf(stderr, "tierctl: %s: %s\n", tierclient_errname(client), tierclient_errstr(client));
+    return EXIT_REFUSED;
+}
+
+// Ends a command that got a ticket (or not): prints it and frees everything.
+static int s_finish_ticket(options_t *opts, tierclient_t *client, Tier__V1__Ticket *ticket,
+                           void (*print)(const Tier__V1__Ticket *))
+{
+    int rc = EXIT_OK;
+    if (!ticket)
+        rc = s_failed(opts, client);
+    else if (opts->json)
+        rc = s_print_json(tierjson_ticket(ticket));
+    else
+        print(ticket);
+    if (ticket) tier__v1__ticket__free_unpacked(ticket, NULL);
+    tierclient_destroy(&client);
+    return rc;
+}
+
+static void s_print_ok(const Tier__V1__Ticket *ticket)
+{
+    printf("ok\n");
+}
+
+// ---------------------------------------------------------------------------
+// submit
+
+// Applies one submit option to the ticket. Strings are borrowed from argv.
+static void s_submit_option(options_t *opts, int c, Tier__V1__Ticket *t, Tier__V1__Customer *cu)
+{
+    int value = 0;
+    switch (c) {
+    case 's':
+        t->subject = optarg;
+        break;
+    case 'b':
+        t->body = optarg;
+        break;
+    case 'x':
+        t->external_id = optarg;
+        break;
+    case 'u':
+        cu->id = optarg;
+        break;
+    case 'n':
+        cu->name = optarg;
+        break;
+    case 'e':
+        cu->email = optarg;
+        break;
+    case 'p':
+        cu->phone = optarg;
+        break;
+    case 'v':
+        cu->vip = true;
+        break;
+    case 'd':
+        t->department = optarg;
+        break;
+    case 't':
+        t->tags[t->n_tags++] = optarg;
+        break;
+    case 'c':
+        s_parse_enum(opts, &tier__v1__channel__descriptor, "channel", optarg, &value);
+        t->channel = (Tier__V1__Channel)value;
+        break;
+    case 'r':
+        s_parse_enum(opts, &tier__v1__priority__descriptor, "priority", optarg, &value);
+        t->priority = (Tier__V1__Priority)value;
+        break;
+    case 'l':
+        s_parse_enum(opts, &tier__v1__level__descriptor, "level", optarg, &value);
+        t->level = (Tier__V1__Level)value;
+        break;
+    }
+}
+
+static int s_cmd_submit(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {{"subject", required_argument, NULL, 's'},
+                                             {"body", required_argument, NULL, 'b'},
+                                             {"channel", required_argument, NULL, 'c'},
+                                             {"external-id", required_argument, NULL, 'x'},
+                                             {"customer", required_argument, NULL, 'u'},
+                                             {"name", required_argument, NULL, 'n'},
+                                             {"email", required_argument, NULL, 'e'},
+                                             {"phone", required_argument, NULL, 'p'},
+                                             {"vip", no_argument, NULL, 'v'},
+                                             {"priority", required_argument, NULL, 'r'},
+                                             {"level", required_argument, NULL, 'l'},
+                                             {"department", required_argument, NULL, 'd'},
+                                             {"tag", required_argument, NULL, 't'},
+                                             COMMON_OPTIONS,
+                                             END_OPTIONS};
+    Tier__V1__Ticket ticket = TIER__V1__TICKET__INIT;
+    Tier__V1__Customer customer = TIER__V1__CUSTOMER__INIT;
+    ticket.customer = &customer;
+    ticket.channel = TIER__V1__CHANNEL__CHANNEL_CHAT;
+    ticket.priority = TIER__V1__PRIORITY__PRIORITY_NORMAL;
+    ticket.level = TIER__V1__LEVEL__LEVEL_L1;
+    char **tags = calloc((size_t)argc, sizeof(char *)); // no more tags than arguments
+    if (!tags) return EXIT_REFUSED;
+    ticket.tags = tags;
+    int c;
+    while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
+        s_submit_option(opts, c, &ticket, &customer);
+    if (s_expect_args(opts, argc, argv, 0, 0) == 0 && !*ticket.subject)
+        s_usage_error(opts, "%s", "--subject is required");
+    if (opts->exit_code != EXIT_CONTINUE) {
+        free(tags);
+        return opts->exit_code;
+    }
+    tierclient_t *client = s_connect(opts);
+    char *id = NULL;
+    bool duplicate = false;
+    int rc = !client                                               ? opts->exit_code
+             : tierclient_submit(client, &ticket, &id, &duplicate) ? s_failed(opts, client)
+                                                                   : EXIT_OK;
+    if (rc == EXIT_OK && opts->json)
+        printf("{\"id\":\"%s\",\"duplicate\":%s}\n", id, duplicate ? "true" : "false");
+    else if (rc == EXIT_OK)
+        printf(duplicate ? "duplicate of %s\n" : "submitted %s\n", id);
+    free(id);
+    free(tags);
+    tierclient_destroy(&client);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+// show
+
+static void s_print_history_entry(const Tier__V1__HistoryEntry *h)
+{
+    char at[TEXT_MAX], from[TEXT_MAX], to[TEXT_MAX];
+    printf("  %s %-10s", s_clock(h->at_ms, at),
+           tierjson_enum_name(&tier__v1__history_kind__descriptor, h->kind));
+    if (h->from_level || h->to_level || *h->from_department || *h->to_department)
+        printf(" %s -> %s ", s_place(h->from_level, h->from_department, from),
+               s_place(h->to_level, h->to_department, to));
+    bool has_text = *h->text, has_reason = *h->reason;
+    if (*h->actor) printf(" %s%s", h->actor, has_text || has_reason ? ":" : "");
+    if (has_text) printf(" %s", h->text);
+    if (has_reason) printf(has_text ? " (%s)" : " %s", h->reason);
+    printf("%s\n", h->automatic ? " [automatic]" : "");
+}
+
+static void s_print_ticket(const Tier__V1__Ticket *t)
+{
+    char place[TEXT_MAX], a[TEXT_MAX], b[TEXT_MAX], c[TEXT_MAX], d[TEXT_MAX];
+    const Tier__V1__Customer *cu = t->customer;
+    printf("ticket %s  %s  %s\n", t->id,
+           tierjson_enum_name(&tier__v1__ticket_state__descriptor, t->state),
+           s_place(t->level, t->department, place));
+    printf("  subject   %s\n", t->subject);
+    if (cu)
+        printf("  customer  %s%s%s%s%s %s %s\n", cu->name, *cu->id ? " (" : "", cu->id,
+               *cu->id ? ")" : "", cu->vip ? " VIP" : "", cu->email, cu->phone);
+    printf("  channel   %s   priority %s   attempt %u\n",
+           tierjson_enum_name(&tier__v1__channel__descriptor, t->channel),
+           tierjson_enum_name(&tier__v1__priority__descriptor, t->priority), t->attempt);
+    if (*t->agent) printf("  agent     %s\n", t->agent);
+    char *tags = s_join(t->tags, t->n_tags, ", ");
+    if (t->n_tags && tags) printf("  tags      %s\n", tags);
+    free(tags);
+    if (*t->external_id) printf("  external  %s\n", t->external_id);
+    printf("  created   %s   queued %s\n", s_date(t->created_ms, a), s_date(t->queued_ms, b));
+    printf("  first response %s   resolved %s\n", s_date(t->first_response_ms, c),
+           s_date(t->resolved_ms, d));
+    if (t->csat) printf("  csat      %u\n", t->csat);
+    if (*t->body) printf("  body      %s\n", t->body);
+    if (t->n_history) printf("history\n");
+    for (size_t i = 0; i < t->n_history; i++)
+        s_print_history_entry(t->history[i]);
+}
+
+static int s_cmd_show(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
+    while (s_next_option(opts, argc, argv, longopts) != -1)
+        ;
+    if (s_expect_args(opts, argc, argv, 1, 1)) return opts->exit_code;
+    tierclient_t *client = s_connect(opts);
+    if (!client) return opts->exit_code;
+    Tier__V1__Ticket *ticket = tierclient_get(client, argv[optind], true);
+    return s_finish_ticket(opts, client, ticket, s_print_ticket);
+}
+
+// ---------------------------------------------------------------------------
+// cancel, reply, rate
+
+static int s_cmd_cancel(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"reason", required_argument, NULL, 'r'}, COMMON_OPTIONS, END_OPTIONS};
+    const char *reason = "";
+    int c;
+    while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
+        if (c == 'r') reason = optarg;
+    if (s_expect_args(opts, argc, argv, 1, 1)) return opts->exit_code;
+    tierclient_t *client = s_connect(opts);
+    if (!client) return opts->exit_code;
+    Tier__V1__Ticket *ticket = tierclient_cancel(client, argv[optind], reason);
+    return s_finish_ticket(opts, client, ticket, s_print_ok);
+}
+
+static int s_cmd_reply(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
+    while (s_next_option(opts, argc, argv, longopts) != -1)
+        ;
+    if (s_expect_args(opts, argc, argv, 2, 2)) return opts->exit_code;
+    tierclient_t *client = s_connect(opts);
+    if (!client) return opts->exit_code;
+    Tier__V1__Ticket *ticket = tierclient_message(client, argv[optind], argv[optind + 1]);
+    return s_finish_ticket(opts, client, ticket, s_print_ok);
+}
+
+static int s_cmd_rate(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"comment", required_argument, NULL, 'c'}, COMMON_OPTIONS, END_OPTIONS};
+    const char *comment = "";
+    int c;
+    while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
+        if (c == 'c') comment = optarg;
+    if (s_expect_args(opts, argc, argv, 2, 2)) return opts->exit_code;
+    // Range is the router's to judge (ERROR_BAD_RATING); here only "a number".
+    char *end;
+    unsigned long csat = strtoul(argv[optind + 1], &end, 10);
+    if (*end || !*argv[optind + 1] || *argv[optind + 1] == '-') {
+        s_usage_error(opts, "rating \"%s\" is not a number 1..5", argv[optind + 1]);
+        return opts->exit_code;
+    }
+    tierclient_t *client = s_connect(opts);
+    if (!client) return opts->exit_code;
+    Tier__V1__Ticket *ticket = tierclient_rate(client, argv[optind], (unsigned)csat, comment);
+    return s_finish_ticket(opts, client, ticket, s_print_ok);
+}
+
+// ---------------------------------------------------------------------------
+// queues, agents, snapshot
+
+static void s_print_queues(const Tier__V1__QueuesReply *reply)
+{
+    int width = (int)strlen("DEPARTMENT");
+    for (size_t i = 0; i < reply->n_queues; i++) {
+        int len = (int)strlen(reply->queues[i]->department);
+        width = len > width ? len : width;
+    }
+    printf("LEVEL  %-*s  DEPTH  OLDEST WAIT\n", width, "DEPARTMENT");
+    for (size_t i = 0; i < reply->n_queues; i++) {
+        const Tier__V1__QueueInfo *q = reply->queues[i];
+        char wait[TEXT_MAX];
+        printf("%-5s  %-*s  %5u  %s\n", s_level(q->level), width,
+               *q->department ? q->department : "(general)", q->depth,
+               q->depth ? s_duration(q->oldest_wait_ms, wait) : "-");
+    }
+}
+
+static int s_cmd_queues(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
+    while (s_next_option(opts, argc, argv, longopts) != -1)
+        ;
+    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    tierclient_t *client = s_connect(opts);
+    if (!client) return opts->exit_code;
+    Tier__V1__QueuesReply *reply = tierclient_queues(client);
+    int rc = reply ? EXIT_OK : s_failed(opts, client);
+    if (reply && opts->json) {
+        cJSON *json = cJSON_CreateObject();
+        cJSON *queues = json ? cJSON_AddArrayToObject(json, "queues") : NULL;
+        for (size_t i = 0; queues && i < reply->n_queues; i++)
+            cJSON_AddItemToArray(queues, tierjson_queue_info(reply->queues[i]));
+        rc = s_print_json(json);
+    } else if (reply)
+        s_print_queues(reply);
+    if (reply) tier__v1__queues_reply__free_unpacked(reply, NULL);
+    tierclient_destroy(&client);
+    return rc;
+}
+
+// Prints the agents table: width is the widest agent id, at least the heading's.
+static void s_print_agents(Tier__V1__AgentInfo **agents, size_t count)
+{
+    int width = (int)strlen("AGENT");
+    for (size_t i = 0; i < count; i++) {
+        int len = (int)strlen(agents[i]->id);
+        width = len > width ? len : width;
+    }
+    printf("%-*s  LEVEL  STATE     KIND    LOAD   LAST SEEN  DEPARTMENTS  TICKETS\n", width,
+           "AGENT");
+    for (size_t i = 0; i < count; i++) {
+        const Tier__V1__AgentInfo *a = agents[i];
+        char load[TEXT_MAX], seen[TEXT_MAX];
+        snprintf(load, sizeof load, "%u/%u", a->load, a->capacity);
+        char *departments = s_join(a->departments, a->n_departments, ",");
+        char *tickets = s_join(a->tickets, a->n_tickets, " ");
+        printf("%-*s  %-5s  %-8s  %-6s  %-5s  %9s  %-11s  %s\n", width, a->id, s_level(a->level),
+               tierjson_enum_name(&tier__v1__agent_state__descriptor, a->state),
+               a->bot ? "bot" : "person", load, s_ago(a->last_seen_ms, seen),
+               departments ? departments : "", tickets ? tickets : "");
+        free(departments);
+        free(tickets);
+    }
+}
+
+static cJSON *s_agents_json(Tier__V1__AgentsReply *reply)
+{
+    cJSON *json = cJSON_CreateObject();
+    cJSON *agents = json ? cJSON_AddArrayToObject(json, "agents") : NULL;
+    for (size_t i = 0; agents && i < reply->n_agents; i++)
+        cJSON_AddItemToArray(agents, tierjson_agent_info(reply->agents[i]));
+    return json;
+}
+
+static int s_cmd_agents(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
+    while (s_next_option(opts, argc, argv, longopts) != -1)
+        ;
+    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    tierclient_t *client = s_connect(opts);
+    if (!client) return opts->exit_code;
+    Tier__V1__AgentsReply *reply = tierclient_agents(client);
+    int rc = reply ? EXIT_OK : s_failed(opts, client);
+    if (reply && opts->json)
+        rc = s_print_json(s_agents_json(reply));
+    else if (reply)
+        s_print_agents(reply->agents, reply->n_agents);
+    if (reply) tier__v1__agents_reply__free_unpacked(reply, NULL);
+    tierclient_destroy(&client);
+    return rc;
+}
+
+static void s_print_snapshot(const Tier__V1__SnapshotReply *s)
+{
+    printf("as of event %llu\n", (unsigned long long)s->seq);
+    for (size_t i = 0; i < s->n_queues; i++) {
+        const Tier__V1__QueueContents *q = s->queues[i];
+        char place[TEXT_MAX], wait[TEXT_MAX];
+        printf("%s: %zu waiting\n", s_place(q->level, q->department, place), q->n_tickets);
+        for (size_t j = 0; j < q->n_tickets; j++) {
+            const Tier__V1__QueuedTicket *t = q->tickets[j];
+            printf("  %-8s %-6s %-8s %8s  %s\n", t->id,
+                   tierjson_enum_name(&tier__v1__priority__descriptor, t->priority),
+                   tierjson_enum_name(&tier__v1__channel__descriptor, t->channel),
+                   s_ago(t->queued_ms, wait), t->subject);
+        }
+    }
+    printf("\n");
+    s_print_agents(s->agents, s->n_agents);
+}
+
+static int s_cmd_snapshot(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
+    while (s_next_option(opts, argc, argv, longopts) != -1)
+        ;
+    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    tierclient_t *client = s_connect(opts);
+    if (!client) return opts->exit_code;
+    Tier__V1__SnapshotReply *reply = tierclient_snapshot(client);
+    int rc = reply ? EXIT_OK : s_failed(opts, client);
+    if (reply && opts->json)
+        rc = s_print_json(tierjson_snapshot(reply));
+    else if (reply)
+        s_print_snapshot(reply);
+    if (reply) tier__v1__snapshot_reply__free_unpacked(reply, NULL);
+    tierclient_destroy(&client);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+// watch
+
+static void s_print_event(const Tier__V1__Event *e)
+{
+    char at[TEXT_MAX], place[TEXT_MAX], from[TEXT_MAX], wait[TEXT_MAX];
+    printf("%s #%llu %-10s", s_clock(e->at_ms, at), (unsigned long long)e->seq,
+           tierjson_enum_name(&tier__v1__event_kind__descriptor, e->kind));
+    if (*e->ticket_id) printf(" %s", e->ticket_id);
+    if (e->from_level || *e->from_department)
+        printf(" %s ->", s_place(e->from_level, e->from_department, from));
+    if (e->level || *e->department) printf(" %s", s_place(e->level, e->department, place));
+    if (e->kind == TIER__V1__EVENT_KIND__EVENT_QUEUE)
+        printf(" depth %u%s%s", e->depth, e->oldest_ms ? " oldest " : "",
+               e->oldest_ms ? s_ago(e->oldest_ms, wait) : "");
+    if (e->channel) printf(" %s", tierjson_enum_name(&tier__v1__channel__descriptor, e->channel));
+    if (e->priority)
+        printf(" %s", tierjson_enum_name(&tier__v1__priority__descriptor, e->priority));
+    if (*e->agent) printf(" agent %s", e->agent);
+    if (e->agent_state)
+        printf(" %s", tierjson_enum_name(&tier__v1__agent_state__descriptor, e->agent_state));
+    if (e->attempt) printf(" attempt %u", e->attempt);
+    if (e->csat) printf(" csat %u", e->csat);
+    if (*e->reason) printf(": %s", e->reason);
+    printf("\n");
+    fflush(stdout);
+}
+
+// Opens a SUB socket on the events endpoint with the topics in argv[optind..].
+static zsock_t *s_subscribe(options_t *opts, int argc, char **argv)
+{
+    zsock_t *sub = zsock_new(ZMQ_SUB);
+    if (!sub || zsock_attach(sub, opts->events, false)) {
+        fprintf(stderr, "tierctl: cannot connect to events endpoint \"%s\"\n", opts->events);
+        opts->exit_code = EXIT_USAGE;
+        zsock_destroy(&sub);
+        return NULL;
+    }
+    for (int i = optind; i < argc; i++)
+        zsock_set_subscribe(sub, argv[i]);
+    if (optind == argc) zsock_set_subscribe(sub, DEFAULT_TOPIC);
+    return sub;
+}
+
+// True when an event with this seq was shown already (it comes once per topic).
+static bool s_seen(uint64_t seq, uint64_t *last_seq)
+{
+    bool restarted = *last_seq > seq && *last_seq - seq > SEQ_RESET_WINDOW;
+    if (seq <= *last_seq && !restarted) return true;
+    *last_seq = seq;
+    return false;
+}
+
+static int s_cmd_watch(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"count", required_argument, NULL, 'n'}, COMMON_OPTIONS, END_OPTIONS};
+    long count = -1; // events to show before exiting; -1 = until interrupted
+    int c;
+    while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
+        if (c == 'n' && (count = s_parse_count(optarg)) < 0)
+            s_usage_error(opts, "--count \"%s\" is not a positive number", optarg);
+    if (opts->exit_code != EXIT_CONTINUE) return opts->exit_code;
+    zsock_t *sub = s_subscribe(opts, argc, argv);
+    if (!sub) return opts->exit_code;
+    uint64_t last_seq = 0;
+    while (count != 0) {
+        zmsg_t *msg = zmsg_recv(sub);
+        if (!msg) break; // interrupted
+        zframe_t *frame = zmsg_last(msg);
+        Tier__V1__Event *event =
+            zmsg_size(msg) == 2
+                ? tier__v1__event__unpack(NULL, zframe_size(frame), zframe_data(frame))
+                : NULL;
+        zmsg_destroy(&msg);
+        if (!event)
+            fprintf(stderr, "tierctl: dropped a message from %s that is not an event\n",
+                    opts->events);
+        else if (!s_seen(event->seq, &last_seq)) {
+            if (opts->json)
+                s_print_json(tierjson_event(event));
+            else
+                s_print_event(event);
+            if (count > 0) count--;
+        }
+        if (event) tier__v1__event__free_unpacked(event, NULL);
+    }
+    zsock_destroy(&sub);
+    return EXIT_OK;
+}
+
+// ---------------------------------------------------------------------------
+// main
+
+static const command_t s_commands[] = {
+    {"submit", s_cmd_submit,
+     "--subject S [--body B] [--channel chat] [--external-id X]\n"
+     "       [--customer ID] [--name N] [--email E] [--phone P] [--vip]\n"
+     "       [--priority normal] [--level L1] [--department D] [--tag T]...",
+     "Submit a ticket; prints its id (\"duplicate of ID\" if --external-id was known)"},
+    {"show", s_cmd_show, "ID", "Show a ticket with its history"},
+    {"cancel", s_cmd_cancel, "ID [--reason R]", "Cancel a ticket for the customer"},
+    {"reply", s_cmd_reply, "ID TEXT", "Add a message from the customer to a ticket"},
+    {"rate", s_cmd_rate, "ID N [--comment C]", "Rate a ticket, N from 1 to 5"},
+    {"queues", s_cmd_queues, "", "List the queues with their depth and oldest wait"},
+    {"agents", s_cmd_agents, "", "List the agents with their load and state"},
+    {"snapshot", s_cmd_snapshot, "", "Show every queue's tickets and the agents"},
+    {"watch", s_cmd_watch,
+     "[TOPIC]... [--count N]\n"
+     "TOPIC is all/ (the default), level/L1/, dept/NAME/, ticket/ID/ or agent/ID/;\n"
+     "with --count, exit after N events",
+     "Print events as they happen"},
+};
+#define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
+
+static void s_print_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tierctl [--router EP] [--events EP] [--timeout MS] [--json] COMMAND ...\n"
+            "\n"
+            "  --router EP   tierd clients endpoint ($TIER_ROUTER, default " DEFAULT_ROUTER ")\n"
+            "  --events EP   tierd events endpoint ($TIER_EVENTS, default " DEFAULT_EVENTS ")\n"
+            "  --timeout MS  how long to wait for an answer (default 5000)\n"
+            "  --json        print JSON, one object per line\n"
+            "\ncommands:\n");
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        fprintf(out, "  %-9s %s\n", s_commands[i].name, s_commands[i].summary);
+    fprintf(out, "\n'tierctl COMMAND --help' explains a command. Exit codes: 0 ok, 1 the router "
+                 "refused,\n2 usage error, 3 no answer within --timeout.\n");
+}
+
+// Parses the global options; returns the index of the command or -1.
+static int s_parse_globals(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {{"router", required_argument, NULL, 'r'},
+                                             {"events", required_argument, NULL, 'e'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             COMMON_OPTIONS,
+                                             END_OPTIONS};
+    int c;
+    while (opts->exit_code == EXIT_CONTINUE &&
+           (c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+        if (c == 'r') opts->router = optarg;
+        if (c == 'e') opts->events = optarg;
+        if (c == 'j') opts->json = true;
+        if (c == 't' && (opts->timeout_ms = (int)s_parse_count(optarg)) < 0)
+            s_usage_error(opts, "--timeout \"%s\" is not a positive number of ms", optarg);
+        if (c == 'h') s_print_usage(stdout);
+        if (c == 'h') opts->exit_code = EXIT_OK;
+        if (c == ':') s_usage_error(opts, "option %s needs a value", argv[optind - 1]);
+        if (c == '?') s_usage_error(opts, "unknown option %s", argv[optind - 1]);
+    }
+    if (opts->exit_code != EXIT_CONTINUE) return -1;
+    if (optind < argc) return optind;
+    s_print_usage(stderr);
+    opts->exit_code = EXIT_USAGE;
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    options_t opts = {getenv("TIER_ROUTER"), getenv("TIER_EVENTS"), DEFAULT_TIMEOUT_MS, false, NULL,
+                      EXIT_CONTINUE};
+    if (!opts.router || !*opts.router) opts.router = DEFAULT_ROUTER;
+    if (!opts.events || !*opts.events) opts.events = DEFAULT_EVENTS;
+    opterr = 0; // we say what was wrong ourselves, naming the command
+    int first = s_parse_globals(&opts, argc, argv);
+    if (first < 0) return opts.exit_code;
+    for (size_t i = 0; i < COMMAND_COUNT; i++) {
+        if (strcmp(argv[first], s_commands[i].name) == 0) {
+            opts.command = &s_commands[i];
+            optind = 0; // glibc: start over, with argv[0] = the command
+            return s_commands[i].run(&opts, argc - first, argv + first);
+        }
+    }
+    fprintf(stderr, "tierctl: unknown command \"%s\" (see tierctl --help)\n", argv[first]);
+    return EXIT_USAGE;
+}
