@@ -242,10 +242,10 @@ static int s_print_json(cJSON *json)
 // ---------------------------------------------------------------------------
 // Talking to the router
 
-static tierclient_t *s_connect(options_t *opts)
+// A client whose calls, with tries tries, take at most --timeout in all.
+static tierclient_t *s_connect(options_t *opts, int tries)
 {
-    // --timeout bounds the whole call: split it between the tries.
-    int per_try_ms = opts->timeout_ms / CALL_TRIES;
+    int per_try_ms = opts->timeout_ms / tries;
     tierclient_t *client = tierclient_new(opts->router, per_try_ms > 0 ? per_try_ms : 1);
     if (!client) {
         fprintf(stderr, "tierctl: cannot connect to \"%s\" (expected tcp://HOST:PORT)\n",
@@ -253,7 +253,7 @@ static tierclient_t *s_connect(options_t *opts)
         opts->exit_code = EXIT_USAGE;
         return NULL;
     }
-    tierclient_set_retries(client, CALL_TRIES - 1);
+    tierclient_set_retries(client, tries - 1);
     return client;
 }
 
@@ -382,7 +382,7 @@ static int s_cmd_submit(options_t *opts, int argc, char **argv)
         free(tags);
         return opts->exit_code;
     }
-    tierclient_t *client = s_connect(opts);
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
     char *id = NULL;
     bool duplicate = false;
     int rc = !client                                               ? opts->exit_code
@@ -416,6 +416,17 @@ static void s_print_history_entry(const Tier__V1__HistoryEntry *h)
     printf("%s\n", h->automatic ? " [automatic]" : "");
 }
 
+// "Ana (c1) VIP ana@example.com +351...", leaving out what is empty.
+static void s_print_customer(const Tier__V1__Customer *cu)
+{
+    bool named = *cu->name, known = *cu->id;
+    printf("  customer  %s%s%s%s%s", named || known ? cu->name : "-", named && known ? " (" : "",
+           cu->id, named && known ? ")" : "", cu->vip ? " VIP" : "");
+    if (*cu->email) printf(" %s", cu->email);
+    if (*cu->phone) printf(" %s", cu->phone);
+    printf("\n");
+}
+
 static void s_print_ticket(const Tier__V1__Ticket *t)
 {
     char place[TEXT_MAX], a[TEXT_MAX], b[TEXT_MAX], c[TEXT_MAX], d[TEXT_MAX];
@@ -424,9 +435,7 @@ static void s_print_ticket(const Tier__V1__Ticket *t)
            tierjson_enum_name(&tier__v1__ticket_state__descriptor, t->state),
            s_place(t->level, t->department, place));
     printf("  subject   %s\n", t->subject);
-    if (cu)
-        printf("  customer  %s%s%s%s%s %s %s\n", cu->name, *cu->id ? " (" : "", cu->id,
-               *cu->id ? ")" : "", cu->vip ? " VIP" : "", cu->email, cu->phone);
+    if (cu) s_print_customer(cu);
     printf("  channel   %s   priority %s   attempt %u\n",
            tierjson_enum_name(&tier__v1__channel__descriptor, t->channel),
            tierjson_enum_name(&tier__v1__priority__descriptor, t->priority), t->attempt);
@@ -451,7 +460,7 @@ static int s_cmd_show(options_t *opts, int argc, char **argv)
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
     if (s_expect_args(opts, argc, argv, 1, 1)) return opts->exit_code;
-    tierclient_t *client = s_connect(opts);
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
     if (!client) return opts->exit_code;
     Tier__V1__Ticket *ticket = tierclient_get(client, argv[optind], true);
     return s_finish_ticket(opts, client, ticket, s_print_ticket);
@@ -469,7 +478,7 @@ static int s_cmd_cancel(options_t *opts, int argc, char **argv)
     while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
         if (c == 'r') reason = optarg;
     if (s_expect_args(opts, argc, argv, 1, 1)) return opts->exit_code;
-    tierclient_t *client = s_connect(opts);
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
     if (!client) return opts->exit_code;
     Tier__V1__Ticket *ticket = tierclient_cancel(client, argv[optind], reason);
     return s_finish_ticket(opts, client, ticket, s_print_ok);
@@ -481,7 +490,7 @@ static int s_cmd_reply(options_t *opts, int argc, char **argv)
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
     if (s_expect_args(opts, argc, argv, 2, 2)) return opts->exit_code;
-    tierclient_t *client = s_connect(opts);
+    tierclient_t *client = s_connect(opts, 1); // a message is never resent: give it all the time
     if (!client) return opts->exit_code;
     Tier__V1__Ticket *ticket = tierclient_message(client, argv[optind], argv[optind + 1]);
     return s_finish_ticket(opts, client, ticket, s_print_ok);
@@ -503,7 +512,7 @@ static int s_cmd_rate(options_t *opts, int argc, char **argv)
         s_usage_error(opts, "rating \"%s\" is not a number 1..5", argv[optind + 1]);
         return opts->exit_code;
     }
-    tierclient_t *client = s_connect(opts);
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
     if (!client) return opts->exit_code;
     Tier__V1__Ticket *ticket = tierclient_rate(client, argv[optind], (unsigned)csat, comment);
     return s_finish_ticket(opts, client, ticket, s_print_ok);
@@ -535,7 +544,7 @@ static int s_cmd_queues(options_t *opts, int argc, char **argv)
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
     if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
-    tierclient_t *client = s_connect(opts);
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
     if (!client) return opts->exit_code;
     Tier__V1__QueuesReply *reply = tierclient_queues(client);
     int rc = reply ? EXIT_OK : s_failed(opts, client);
@@ -552,25 +561,40 @@ static int s_cmd_queues(options_t *opts, int argc, char **argv)
     return rc;
 }
 
-// Prints the agents table: width is the widest agent id, at least the heading's.
+// The length s_join would give items joined with a one-character separator.
+static int s_joined_length(char **items, size_t count)
+{
+    size_t len = count ? count - 1 : 1;
+    for (size_t i = 0; i < count; i++)
+        len += strlen(items[i]);
+    return (int)len;
+}
+
+static int s_max(int a, int b)
+{
+    return a > b ? a : b;
+}
+
+// Prints the agents table, the id and departments columns as wide as needed.
 static void s_print_agents(Tier__V1__AgentInfo **agents, size_t count)
 {
-    int width = (int)strlen("AGENT");
+    int id_width = (int)strlen("AGENT"), departments_width = (int)strlen("DEPARTMENTS");
     for (size_t i = 0; i < count; i++) {
-        int len = (int)strlen(agents[i]->id);
-        width = len > width ? len : width;
+        id_width = s_max(id_width, (int)strlen(agents[i]->id));
+        departments_width = s_max(
+            departments_width, s_joined_length(agents[i]->departments, agents[i]->n_departments));
     }
-    printf("%-*s  LEVEL  STATE     KIND    LOAD   LAST SEEN  DEPARTMENTS  TICKETS\n", width,
-           "AGENT");
+    printf("%-*s  LEVEL  STATE     KIND    LOAD   LAST SEEN  %-*s  TICKETS\n", id_width, "AGENT",
+           departments_width, "DEPARTMENTS");
     for (size_t i = 0; i < count; i++) {
         const Tier__V1__AgentInfo *a = agents[i];
         char load[TEXT_MAX], seen[TEXT_MAX];
         snprintf(load, sizeof load, "%u/%u", a->load, a->capacity);
         char *departments = s_join(a->departments, a->n_departments, ",");
         char *tickets = s_join(a->tickets, a->n_tickets, " ");
-        printf("%-*s  %-5s  %-8s  %-6s  %-5s  %9s  %-11s  %s\n", width, a->id, s_level(a->level),
+        printf("%-*s  %-5s  %-8s  %-6s  %-5s  %-9s  %-*s  %s\n", id_width, a->id, s_level(a->level),
                tierjson_enum_name(&tier__v1__agent_state__descriptor, a->state),
-               a->bot ? "bot" : "person", load, s_ago(a->last_seen_ms, seen),
+               a->bot ? "bot" : "person", load, s_ago(a->last_seen_ms, seen), departments_width,
                departments ? departments : "", tickets ? tickets : "");
         free(departments);
         free(tickets);
@@ -592,7 +616,7 @@ static int s_cmd_agents(options_t *opts, int argc, char **argv)
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
     if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
-    tierclient_t *client = s_connect(opts);
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
     if (!client) return opts->exit_code;
     Tier__V1__AgentsReply *reply = tierclient_agents(client);
     int rc = reply ? EXIT_OK : s_failed(opts, client);
@@ -630,7 +654,7 @@ static int s_cmd_snapshot(options_t *opts, int argc, char **argv)
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
     if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
-    tierclient_t *client = s_connect(opts);
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
     if (!client) return opts->exit_code;
     Tier__V1__SnapshotReply *reply = tierclient_snapshot(client);
     int rc = reply ? EXIT_OK : s_failed(opts, client);
