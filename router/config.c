@@ -1,0 +1,248 @@
+/*  config.c — see config.h. */
+#include "config.h"
+#include "log.h"
+
+#include <ini.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { KIND_STR, KIND_INT, KIND_DEPTS, KIND_LOGLEVEL } kind_t;
+
+typedef struct {
+    const char *section;  //  INI section
+    const char *key;      //  INI key
+    kind_t kind;          //  how to parse
+    size_t offset;        //  where in config_t
+    int min, max;         //  bounds for integers
+    const char *fallback; //  default, as text
+} setting_t;
+
+#define STR(s, k, field, def)                                                                      \
+    {                                                                                              \
+        s, k, KIND_STR, offsetof(config_t, field), 0, 0, def                                       \
+    }
+#define INT(s, k, field, lo, hi, def)                                                              \
+    {                                                                                              \
+        s, k, KIND_INT, offsetof(config_t, field), lo, hi, def                                     \
+    }
+
+static const setting_t s_settings[] = {
+    STR("router", "clients", clients, "tcp://127.0.0.1:5560"),
+    STR("router", "workers", workers, "tcp://127.0.0.1:5561"),
+    STR("router", "events", events, "tcp://127.0.0.1:5562"),
+    INT("router", "max_message_bytes", max_message_bytes, 1024, 64 << 20, "262144"),
+    {"router", "departments", KIND_DEPTS, 0, 0, 0, "billing, technical, logistics, sales"},
+    STR("redis", "url", redis_url, "redis://127.0.0.1:6379"),
+    STR("redis", "prefix", redis_prefix, "tier:"),
+    INT("redis", "connect_timeout_ms", connect_timeout_ms, 10, 60000, "1000"),
+    INT("redis", "command_timeout_ms", command_timeout_ms, 10, 60000, "2000"),
+    INT("workers", "heartbeat_ms", heartbeat_ms, 10, 600000, "1000"),
+    INT("workers", "liveness", liveness, 2, 100, "3"),
+    INT("workers", "offer_timeout_ms", offer_timeout_ms, 10, 3600000, "30000"),
+    INT("workers", "max_attempts", max_attempts, 1, 1000, "5"),
+    INT("workers", "max_offer_misses", max_offer_misses, 0, 1000, "3"),
+    {"log", "level", KIND_LOGLEVEL, offsetof(config_t, log_level), 0, 0, "info"},
+};
+#define SETTINGS (sizeof(s_settings) / sizeof(s_settings[0]))
+
+static size_t s_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+    if (lb >= 64) return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = diag + (a[i - 1] != b[j - 1]);
+            size_t best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+            row[j] = cost < best ? cost : best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static int s_set_departments(config_t *self, const char *value, char *err, size_t err_size)
+{
+    for (int i = 0; i < self->department_count; i++)
+        free(self->departments[i]);
+    self->department_count = 0;
+    char *copy = strdup(value), *save = NULL;
+    for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        if (self->department_count == CONFIG_DEPARTMENTS_MAX) {
+            snprintf(err, err_size, "more than %d departments", CONFIG_DEPARTMENTS_MAX);
+            free(copy);
+            return -1;
+        }
+        if (config_department(self, tok) >= 0) continue;
+        self->departments[self->department_count++] = strdup(tok);
+    }
+    free(copy);
+    return 0;
+}
+
+static int s_apply(config_t *self, const setting_t *s, const char *value, char *err,
+                   size_t err_size)
+{
+    char *field = (char *)self + s->offset;
+    if (s->kind == KIND_STR) {
+        if (!*value) {
+            snprintf(err, err_size, "%s must not be empty", s->key);
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = strdup(value);
+        return 0;
+    }
+    if (s->kind == KIND_DEPTS) return s_set_departments(self, value, err, err_size);
+    if (s->kind == KIND_LOGLEVEL) {
+        int level = log_level_parse(value);
+        if (level < 0) {
+            snprintf(err, err_size,
+                     "log level \"%s\" is not one of error, warning, notice, "
+                     "info, debug",
+                     value);
+            return -1;
+        }
+        *(int *)field = level;
+        return 0;
+    }
+    char *end = NULL;
+    long number = strtol(value, &end, 10);
+    if (!*value || *end || number < s->min || number > s->max) {
+        snprintf(err, err_size, "%s = \"%s\" is not a whole number from %d to %d", s->key, value,
+                 s->min, s->max);
+        return -1;
+    }
+    *(int *)field = (int)number;
+    return 0;
+}
+
+int config_set(config_t *self, const char *section, const char *key, const char *value, char *err,
+               size_t err_size)
+{
+    const setting_t *closest = NULL;
+    size_t closest_distance = SIZE_MAX;
+    for (size_t i = 0; i < SETTINGS; i++) {
+        const setting_t *s = &s_settings[i];
+        if (strcmp(s->key, key) == 0 && strcmp(s->section, section) == 0)
+            return s_apply(self, s, value, err, err_size);
+        size_t d = s_distance(key, s->key);
+        if (d < closest_distance) {
+            closest_distance = d;
+            closest = s;
+        }
+    }
+    if (closest && closest_distance <= 3)
+        snprintf(err, err_size, "unknown key \"%s\" in [%s] (did you mean \"%s\" in [%s]?)", key,
+                 section, closest->key, closest->section);
+    else
+        snprintf(err, err_size, "unknown key \"%s\" in [%s]", key, section);
+    return -1;
+}
+
+config_t *config_new(void)
+{
+    config_t *self = calloc(1, sizeof(config_t));
+    char err[256];
+    for (size_t i = 0; i < SETTINGS; i++) {
+        int rc = s_apply(self, &s_settings[i], s_settings[i].fallback, err, sizeof(err));
+        (void)rc; //  defaults are valid by construction
+    }
+    return self;
+}
+
+void config_destroy(config_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    config_t *self = *self_p;
+    for (size_t i = 0; i < SETTINGS; i++)
+        if (s_settings[i].kind == KIND_STR) free(*(char **)((char *)self + s_settings[i].offset));
+    for (int i = 0; i < self->department_count; i++)
+        free(self->departments[i]);
+    free(self);
+    *self_p = NULL;
+}
+
+typedef struct {
+    config_t *config; //  being loaded
+    const char *path; //  for messages
+    FILE *file;       //  being read
+    int line;         //  lines read so far = the line being handled
+    int errors;       //  lines refused
+} load_t;
+
+//  Debian's inih hands no line numbers to handlers, so count them here.
+static char *s_read_line(char *buffer, int size, void *arg)
+{
+    load_t *load = arg;
+    char *line = fgets(buffer, size, load->file);
+    if (line) load->line++;
+    return line;
+}
+
+static int s_on_ini(void *arg, const char *section, const char *key, const char *value)
+{
+    load_t *load = arg;
+    char err[256];
+    if (config_set(load->config, section, key, value, err, sizeof(err))) {
+        fprintf(stderr, "tierd: %s:%d: %s\n", load->path, load->line, err);
+        load->errors++;
+    }
+    return 1; //  keep going: report every bad line at once
+}
+
+int config_load(config_t *self, const char *path)
+{
+    load_t load = {self, path, fopen(path, "r"), 0, 0};
+    if (!load.file) {
+        fprintf(stderr, "tierd: %s: cannot open the config file: %m\n", path);
+        return -1;
+    }
+    int rc = ini_parse_stream(s_read_line, &load, s_on_ini, &load);
+    fclose(load.file);
+    if (rc > 0 && load.errors == 0) {
+        fprintf(stderr, "tierd: %s:%d: not an INI line (expected [section] or key = value)\n", path,
+                rc);
+        return -1;
+    }
+    return load.errors ? -1 : 0;
+}
+
+int config_department(const config_t *self, const char *name)
+{
+    for (int i = 0; i < self->department_count; i++)
+        if (strcmp(self->departments[i], name) == 0) return i;
+    return -1;
+}
+
+void config_print(const config_t *self)
+{
+    const char *section = "";
+    for (size_t i = 0; i < SETTINGS; i++) {
+        const setting_t *s = &s_settings[i];
+        if (strcmp(section, s->section) != 0)
+            printf("%s[%s]\n", i ? "\n" : "", section = s->section);
+        const char *field = (const char *)self + s->offset;
+        if (s->kind == KIND_STR)
+            printf("%s = %s\n", s->key, *(char *const *)field);
+        else if (s->kind == KIND_INT)
+            printf("%s = %d\n", s->key, *(const int *)field);
+        else if (s->kind == KIND_LOGLEVEL) {
+            static const char *names[] = {"",        "",       "",     "error",
+                                          "warning", "notice", "info", "debug"};
+            printf("%s = %s\n", s->key, names[*(const int *)field]);
+        } else {
+            printf("%s = ", s->key);
+            for (int d = 0; d < self->department_count; d++)
+                printf("%s%s", d ? ", " : "", self->departments[d]);
+            printf("\n");
+        }
+    }
+}

@@ -1,0 +1,624 @@
+#!lua name=tierd
+--
+-- store.lua — every ticket state transition of tierd, as Redis 7 functions.
+--
+-- Each function runs atomically inside Redis, so a router killed at any
+-- instant leaves either the whole transition or none of it. The router only
+-- decides *what* to do (validation, routing, ordering inputs); these functions
+-- are the single place where state changes. docs/data-model.md lists the keys.
+--
+-- Calling convention: FCALL <name> 0 <prefix> <now_ms> <args...>
+-- Every function returns the same shape:
+--   { status, reason, seq_last, events, payload }
+-- status   "OK" or an ErrorCode name without prefix ("UNKNOWN_TICKET", ...)
+-- reason   text for people when status is not OK
+-- seq_last the event sequence number of the last event in `events` (the
+--          first is seq_last - #events + 1); events are numbered here, inside
+--          the transaction, so the snapshot and the event stream agree
+-- events   array of events, each an array in EVENT_FIELDS order (below)
+-- payload  function-specific array
+--
+-- Numbers are passed and stored as decimal strings (see N) because Redis
+-- would print large Lua numbers in exponent form.
+
+local P       -- key prefix, e.g. "tier:"
+local NOW     -- the router's clock, ms since the epoch
+local EVENTS  -- events produced by this call
+local TOUCHED -- queues whose depth changed in this call: key -> {level, dept}
+
+-- Enum values shared with tier.proto
+local QUEUED, OFFERED, ASSIGNED, RESOLVED, ABANDONED, DEFERRED, DEAD = 1, 2, 3, 4, 5, 6, 7
+local H_CREATED, H_CUSTOMER_MESSAGE, H_AGENT_RESPONSE, H_NOTE = 1, 2, 3, 4
+local H_OFFERED, H_ASSIGNED, H_ESCALATED, H_RELEASED, H_REQUEUED = 5, 6, 7, 8, 9
+local H_RESOLVED, H_ABANDONED, H_RATED, H_DEAD_LETTERED = 10, 11, 12, 15
+local E_CREATED, E_QUEUED, E_OFFERED, E_ASSIGNED, E_RESPONDED = 1, 2, 3, 4, 5
+local E_ESCALATED, E_RESOLVED, E_ABANDONED, E_RELEASED, E_REQUEUED = 6, 7, 8, 9, 10
+local E_AGENT, E_QUEUE, E_MESSAGE, E_RATED, E_DEAD = 11, 12, 13, 14, 15
+local A_READY, A_AWAY, A_DRAINING, A_GONE = 1, 2, 3, 4
+local ESC_HIERARCHICAL, ESC_FUNCTIONAL = 1, 2
+local LEVEL_MAX = 3
+local PRIORITY_MAX = 4
+local ORDER_PRIORITY_STEP = 4398046511104 -- 2^42 ms (~139 years): priority
+                                         -- dominates any creation time
+
+-- The ticket fields most transitions need (the hash also holds pb, subj, ...)
+local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
+               'created', 'queued', 'frt', 'lastreq' }
+
+local function N(x) return string.format('%.0f', x) end
+
+local function tkey(id) return P .. 't:' .. id end
+local function hkey(id) return P .. 'h:' .. id end
+local function qkey(level, dept) return P .. 'q:' .. level .. ':' .. dept end
+local function qtkey(level, dept) return P .. 'qt:' .. level .. ':' .. dept end
+local function wkey(agent) return P .. 'w:' .. agent end
+local function akey(agent) return P .. 'a:' .. agent end
+local TIMERS, AGENTS, SEQ, DEADQ
+
+local function begin(args)
+  P = args[1]
+  NOW = tonumber(args[2])
+  EVENTS = {}
+  TOUCHED = {}
+  TIMERS, AGENTS, SEQ, DEADQ = P .. 'timers', P .. 'agents', P .. 'seq', P .. 'dead'
+end
+
+-- Load the core fields of a ticket, numbers converted; nil if unknown.
+local function core(id)
+  local v = redis.call('HMGET', tkey(id), unpack(CORE))
+  if not v[1] then return nil end
+  local t = { id = id }
+  for i, f in ipairs(CORE) do t[f] = v[i] or '' end
+  t.state = tonumber(t.state); t.level = tonumber(t.level)
+  t.att = tonumber(t.att); t.prio = tonumber(t.prio); t.chan = tonumber(t.chan)
+  return t
+end
+
+-- Event field order; the router reads them by position (store.h).
+local function event(kind, t, o)
+  o = o or {}
+  EVENTS[#EVENTS + 1] = {
+    kind, t and t.id or '', o.level or (t and t.level) or 0,
+    o.dept or (t and t.dept) or '', o.agent or (t and t.agent) or '',
+    o.from_level or 0, o.from_dept or '', o.reason or '', o.depth or 0,
+    o.oldest or '0', o.state or (t and t.state) or 0, o.att or (t and t.att) or 0,
+    t and t.chan or 0, t and t.prio or 0, o.csat or 0, o.agent_state or 0 }
+end
+
+local function history(id, kind, actor, fields)
+  local e = fields or {}
+  e.t = N(NOW); e.k = kind; e.a = actor
+  redis.call('RPUSH', hkey(id), cjson.encode(e))
+end
+
+-- The one place that orders a queue: higher priority first, then the
+-- customer's total wait (creation time), so a ticket requeued or escalated
+-- keeps its place ahead of newer ones.
+local function order(t)
+  return N((PRIORITY_MAX - t.prio) * ORDER_PRIORITY_STEP + tonumber(t.created))
+end
+
+local function enqueue(t)
+  redis.call('ZADD', qkey(t.level, t.dept), order(t), t.id)
+  redis.call('ZADD', qtkey(t.level, t.dept), t.queued, t.id)
+  TOUCHED[t.level .. ':' .. t.dept] = { t.level, t.dept }
+end
+
+local function dequeue(t)
+  redis.call('ZREM', qkey(t.level, t.dept), t.id)
+  redis.call('ZREM', qtkey(t.level, t.dept), t.id)
+  TOUCHED[t.level .. ':' .. t.dept] = { t.level, t.dept }
+end
+
+-- Emit one QUEUE event per queue this call changed, then number every event.
+local function finish(status, reason, payload)
+  for _, q in pairs(TOUCHED) do
+    local level, dept = q[1], q[2]
+    local oldest = redis.call('ZRANGE', qtkey(level, dept), 0, 0, 'WITHSCORES')
+    event(E_QUEUE, nil, { level = level, dept = dept,
+      depth = redis.call('ZCARD', qkey(level, dept)), oldest = oldest[2] or '0' })
+  end
+  local seq = 0
+  if #EVENTS > 0 then
+    seq = redis.call('INCRBY', SEQ, #EVENTS)
+  else
+    seq = tonumber(redis.call('GET', SEQ) or '0')
+  end
+  return { status, reason or '', seq, EVENTS, payload or {} }
+end
+
+local function fail(status, reason)
+  return { status, reason, 0, {}, {} }
+end
+
+-- Give a held ticket back to its queue: agent lost, offer expired, release.
+local function requeue(t, hkind, ekind, actor, reason)
+  redis.call('ZREM', TIMERS, 'o:' .. t.id .. ':' .. t.att)
+  redis.call('SREM', wkey(t.agent), t.id)
+  local was = t.agent
+  t.state = QUEUED; t.agent = ''; t.queued = N(NOW)
+  redis.call('HSET', tkey(t.id), 'state', QUEUED, 'agent', '', 'queued', t.queued,
+             'updated', N(NOW))
+  history(t.id, hkind, actor, { r = reason })
+  enqueue(t)
+  event(ekind, t, { agent = was, reason = reason })
+  event(E_QUEUED, t)
+end
+
+-- A result must come from the agent holding this very attempt.
+local function holder_check(t, agent, att)
+  if not t then return 'UNKNOWN_TICKET', 'no such ticket' end
+  if t.agent ~= agent or t.att ~= tonumber(att) then
+    return 'STALE', 'ticket ' .. t.id .. ' attempt ' .. att .. ' is not held by ' .. agent
+  end
+  if t.state ~= OFFERED and t.state ~= ASSIGNED then
+    return 'STALE', 'ticket ' .. t.id .. ' is no longer open'
+  end
+  return nil
+end
+
+-- A resent result (same agent, attempt and request id) is answered, not redone.
+local function duplicate(t, agent, att, reqid)
+  return t and t.lastreq == agent .. ':' .. att .. ':' .. reqid
+end
+
+local function ticket_record(id)
+  return { id, redis.call('HGETALL', tkey(id)), redis.call('LRANGE', hkey(id), 0, -1) }
+end
+
+---------------------------------------------------------------------------
+-- Intake
+
+-- args: prefix now ext level dept prio chan vip cust subject pb nhist hist...
+local function tier_submit(_, a)
+  begin(a)
+  local ext = a[3]
+  if ext ~= '' then
+    local existing = redis.call('GET', P .. 'x:' .. ext)
+    if existing then return finish('OK', '', { existing, 1 }) end
+  end
+  local id = tostring(redis.call('INCR', P .. 'nextid'))
+  local t = { id = id, level = tonumber(a[4]), dept = a[5], prio = tonumber(a[6]),
+              chan = tonumber(a[7]), created = N(NOW), queued = N(NOW),
+              state = QUEUED, agent = '', att = 0 }
+  redis.call('HSET', tkey(id), 'ext', ext, 'level', a[4], 'dept', a[5], 'prio', a[6],
+             'chan', a[7], 'vip', a[8], 'cust', a[9], 'subj', a[10], 'pb', a[11],
+             'state', QUEUED, 'agent', '', 'att', 0, 'created', t.created,
+             'updated', t.created, 'queued', t.queued, 'frt', 0, 'resolved', 0,
+             'csat', 0, 'resp', 0, 'esc', 0, 'lastreq', '')
+  local nhist = tonumber(a[12])
+  if nhist > 0 then redis.call('RPUSH', hkey(id), unpack(a, 13, 12 + nhist)) end
+  if ext ~= '' then redis.call('SET', P .. 'x:' .. ext, id) end
+  enqueue(t)
+  event(E_CREATED, t)
+  event(E_QUEUED, t)
+  return finish('OK', '', { id, 0 })
+end
+
+---------------------------------------------------------------------------
+-- Dispatch
+
+-- Pop the best head among a worker's queues ("L:dept" names); nil if empty.
+local function best_head(queues)
+  local best, bestscore, bestq
+  for _, q in ipairs(queues) do
+    local head = redis.call('ZRANGE', P .. 'q:' .. q, 0, 0, 'WITHSCORES')
+    if head[1] and (not best or tonumber(head[2]) < bestscore) then
+      best, bestscore, bestq = head[1], tonumber(head[2]), q
+    end
+  end
+  return best, bestq
+end
+
+local function dead_letter(t, reason)
+  dequeue(t)
+  t.state = DEAD
+  redis.call('HSET', tkey(t.id), 'state', DEAD, 'agent', '', 'updated', N(NOW))
+  redis.call('ZADD', DEADQ, N(NOW), t.id)
+  history(t.id, H_DEAD_LETTERED, 'router', { r = reason })
+  event(E_DEAD, t, { reason = reason })
+end
+
+local function offer(t, agent, offer_ms)
+  t.state = OFFERED; t.agent = agent
+  redis.call('HSET', tkey(t.id), 'state', OFFERED, 'agent', agent, 'att', t.att,
+             'updated', N(NOW))
+  redis.call('SADD', wkey(agent), t.id)
+  redis.call('ZADD', TIMERS, N(NOW + offer_ms), 'o:' .. t.id .. ':' .. t.att)
+  history(t.id, H_OFFERED, agent, { r = 'attempt ' .. t.att })
+  event(E_OFFERED, t)
+end
+
+-- args: prefix now agent n offer_ms max_attempts nq queue...
+local function tier_assign(_, a)
+  begin(a)
+  local agent, n, offer_ms, max_att = a[3], tonumber(a[4]), tonumber(a[5]), tonumber(a[6])
+  local queues = { unpack(a, 8, 7 + tonumber(a[7])) }
+  local offered = {}
+  while #offered < n do
+    local id, q = best_head(queues)
+    if not id then break end
+    local t = core(id)
+    if not t then   -- a queue entry whose ticket is gone: drop it
+      redis.call('ZREM', P .. 'q:' .. q, id)
+      redis.call('ZREM', P .. 'qt:' .. q, id)
+    else
+      dequeue(t)
+      t.att = t.att + 1
+      if t.att > max_att then
+        dead_letter(t, 'delivered ' .. max_att .. ' times without a result')
+      else
+        offer(t, agent, offer_ms)
+        offered[#offered + 1] = ticket_record(id)
+      end
+    end
+  end
+  if #offered < n then
+    -- The router's picture of these queues was too rosy: report them all.
+    for _, q in ipairs(queues) do
+      TOUCHED[q] = { tonumber(q:match('^(%d+):')), q:match('^%d+:(.*)$') }
+    end
+  end
+  return finish('OK', '', offered)
+end
+
+---------------------------------------------------------------------------
+-- Worker results: args: prefix now agent id attempt reqid ...
+
+local function result_begin(a)
+  begin(a)
+  local agent, id, att, reqid = a[3], a[4], a[5], a[6]
+  local t = core(id)
+  if duplicate(t, agent, att, reqid) then return t, 'DUP' end
+  local err, why = holder_check(t, agent, att)
+  if err then return nil, err, why end
+  redis.call('HSET', tkey(id), 'lastreq', agent .. ':' .. att .. ':' .. reqid,
+             'updated', N(NOW))
+  return t
+end
+
+local function accept_offer(t)
+  if t.state ~= OFFERED then return end
+  redis.call('ZREM', TIMERS, 'o:' .. t.id .. ':' .. t.att)
+  redis.call('HSET', tkey(t.id), 'state', ASSIGNED)
+  redis.call('HSET', akey(t.agent), 'misses', 0)
+  t.state = ASSIGNED
+  history(t.id, H_ASSIGNED, t.agent)
+  event(E_ASSIGNED, t)
+end
+
+local function tier_accept(_, a)
+  local t, err, why = result_begin(a)
+  if err == 'DUP' then return finish('OK', '', { t.state }) end
+  if not t then return fail(err, why) end
+  accept_offer(t)
+  return finish('OK', '', { t.state })
+end
+
+-- extra args: text
+local function tier_respond(_, a)
+  local t, err, why = result_begin(a)
+  if err == 'DUP' then return finish('OK', '', { t.state }) end
+  if not t then return fail(err, why) end
+  accept_offer(t)
+  if t.frt == '0' then redis.call('HSET', tkey(t.id), 'frt', N(NOW)) end
+  redis.call('HINCRBY', tkey(t.id), 'resp', 1)
+  history(t.id, H_AGENT_RESPONSE, t.agent, { x = a[7] })
+  event(E_RESPONDED, t)
+  return finish('OK', '', { t.state })
+end
+
+-- Leave the agent's hands: no more offer timer, not in its held set.
+local function unhold(t)
+  redis.call('ZREM', TIMERS, 'o:' .. t.id .. ':' .. t.att)
+  redis.call('SREM', wkey(t.agent), t.id)
+end
+
+-- extra args: text
+local function tier_resolve(_, a)
+  local t, err, why = result_begin(a)
+  if err == 'DUP' then return finish('OK', '', { t.state }) end
+  if not t then return fail(err, why) end
+  accept_offer(t)
+  unhold(t)
+  t.state = RESOLVED
+  redis.call('HSET', tkey(t.id), 'state', RESOLVED, 'resolved', N(NOW))
+  history(t.id, H_RESOLVED, t.agent, { x = a[7] })
+  event(E_RESOLVED, t)
+  return finish('OK', '', { t.state })
+end
+
+-- extra args: to_level to_dept reason notes
+-- to_level 0 and no department: the next level.
+local function tier_escalate(_, a)
+  local t, err, why = result_begin(a)
+  if err == 'DUP' then return finish('OK', '', { t.state, t.level, t.dept }) end
+  if not t then return fail(err, why) end
+  local to_level, to_dept, reason, notes = tonumber(a[7]), a[8], a[9], a[10]
+  if to_level == 0 then
+    to_level = t.level
+    if to_dept == '' then to_level = t.level + 1 end
+  end
+  if to_level > LEVEL_MAX then
+    return fail('UNKNOWN_LEVEL', 'ticket ' .. t.id .. ' is at L' .. t.level ..
+                ' and there is no level above it')
+  end
+  if to_level == t.level and to_dept == t.dept then
+    return fail('BAD_REQUEST', 'ticket ' .. t.id .. ' is already at L' .. t.level ..
+                (t.dept ~= '' and (' ' .. t.dept) or ''))
+  end
+  local kind = (to_level ~= t.level) and ESC_HIERARCHICAL or ESC_FUNCTIONAL
+  unhold(t)
+  local from_level, from_dept, agent = t.level, t.dept, t.agent
+  t.level, t.dept, t.state, t.agent, t.queued = to_level, to_dept, QUEUED, '', N(NOW)
+  redis.call('HSET', tkey(t.id), 'state', QUEUED, 'agent', '', 'level', to_level,
+             'dept', to_dept, 'queued', t.queued)
+  redis.call('HINCRBY', tkey(t.id), 'esc', 1)
+  history(t.id, H_ESCALATED, agent, { r = reason, fl = from_level, tl = to_level,
+          fd = from_dept, td = to_dept, e = kind })
+  if notes ~= '' then history(t.id, H_NOTE, agent, { x = notes }) end
+  enqueue(t)
+  event(E_ESCALATED, t, { agent = agent, from_level = from_level, from_dept = from_dept,
+        reason = reason })
+  event(E_QUEUED, t)
+  return finish('OK', '', { t.state, t.level, t.dept })
+end
+
+-- extra args: reason
+local function tier_release(_, a)
+  local t, err, why = result_begin(a)
+  if err == 'DUP' then return finish('OK', '', { t.state }) end
+  if not t then return fail(err, why) end
+  requeue(t, H_RELEASED, E_RELEASED, t.agent, a[7])
+  return finish('OK', '', { t.state })
+end
+
+---------------------------------------------------------------------------
+-- Customer side: args: prefix now id ...
+
+local function open_ticket(id)
+  local t = core(id)
+  if not t then return nil, 'UNKNOWN_TICKET', 'no ticket with id ' .. id end
+  if t.state == RESOLVED or t.state == ABANDONED or t.state == DEAD then
+    return nil, 'INVALID_STATE', 'ticket ' .. id .. ' is closed'
+  end
+  return t
+end
+
+-- extra args: reason. Payload: agent attempt (who must be told), or '' 0.
+local function tier_cancel(_, a)
+  begin(a)
+  local t, err, why = open_ticket(a[3])
+  if not t then return fail(err, why) end
+  local agent, att = t.agent, t.att
+  if t.state == QUEUED then dequeue(t) end
+  if agent ~= '' then unhold(t) end
+  t.state = ABANDONED
+  redis.call('HSET', tkey(t.id), 'state', ABANDONED, 'agent', '', 'resolved', N(NOW),
+             'updated', N(NOW))
+  history(t.id, H_ABANDONED, 'customer', { r = a[4] })
+  event(E_ABANDONED, t, { agent = agent, reason = a[4] })
+  return finish('OK', '', { agent, att })
+end
+
+-- extra args: text
+local function tier_message(_, a)
+  begin(a)
+  local t, err, why = open_ticket(a[3])
+  if not t then return fail(err, why) end
+  redis.call('HSET', tkey(t.id), 'updated', N(NOW))
+  history(t.id, H_CUSTOMER_MESSAGE, 'customer', { x = a[4] })
+  event(E_MESSAGE, t)
+  return finish('OK', '', {})
+end
+
+-- extra args: csat comment
+local function tier_rate(_, a)
+  begin(a)
+  local t = core(a[3])
+  if not t then return fail('UNKNOWN_TICKET', 'no ticket with id ' .. a[3]) end
+  if t.state ~= RESOLVED then
+    return fail('INVALID_STATE', 'ticket ' .. t.id .. ' is not resolved; rate it after')
+  end
+  redis.call('HSET', tkey(t.id), 'csat', a[4], 'updated', N(NOW))
+  history(t.id, H_RATED, 'customer', { x = a[4], r = a[5] })
+  event(E_RATED, t, { csat = tonumber(a[4]) })
+  return finish('OK', '', {})
+end
+
+-- args: prefix now id
+local function tier_get(_, a)
+  begin(a)
+  if redis.call('EXISTS', tkey(a[3])) == 0 then
+    return fail('UNKNOWN_TICKET', 'no ticket with id ' .. a[3])
+  end
+  return finish('OK', '', ticket_record(a[3]))
+end
+
+---------------------------------------------------------------------------
+-- Agents
+
+-- Forget an agent: everything it holds goes back to the front of its queue.
+local function agent_gone(agent, reason)
+  local held = redis.call('SMEMBERS', wkey(agent))
+  for _, id in ipairs(held) do
+    local t = core(id)
+    if t and t.agent == agent and (t.state == OFFERED or t.state == ASSIGNED) then
+      requeue(t, H_REQUEUED, E_REQUEUED, 'router', reason)
+    end
+  end
+  redis.call('DEL', wkey(agent), akey(agent))
+  redis.call('ZREM', AGENTS, agent)
+  redis.call('ZREM', TIMERS, 'a:' .. agent)
+  event(E_AGENT, nil, { agent = agent, agent_state = A_GONE, reason = reason })
+  return held
+end
+
+-- args: prefix now agent level depts capacity bot lease_ms nheld (id att)...
+-- Payload: { kept (id att)..., stale (id att)... } as two arrays.
+local function tier_register(_, a)
+  begin(a)
+  local agent = a[3]
+  local declared = {}
+  for i = 1, tonumber(a[9]) do declared[a[8 + 2 * i]] = a[9 + 2 * i] end
+  local kept, stale = {}, {}
+  for _, id in ipairs(redis.call('SMEMBERS', wkey(agent))) do
+    local t = core(id)
+    if t and t.agent == agent and (t.state == OFFERED or t.state == ASSIGNED)
+       and declared[id] == tostring(t.att) then
+      kept[#kept + 1] = id; kept[#kept + 1] = t.att
+      declared[id] = nil
+    elseif t and t.agent == agent and (t.state == OFFERED or t.state == ASSIGNED) then
+      requeue(t, H_REQUEUED, E_REQUEUED, 'router', 'agent ' .. agent ..
+              ' registered again without it')
+    else
+      redis.call('SREM', wkey(agent), id)
+    end
+  end
+  for id, att in pairs(declared) do stale[#stale + 1] = id; stale[#stale + 1] = att end
+  redis.call('HSET', akey(agent), 'level', a[4], 'depts', a[5], 'cap', a[6], 'bot', a[7],
+             'state', A_READY, 'seen', N(NOW), 'misses', 0)
+  redis.call('ZADD', AGENTS, N(NOW), agent)
+  redis.call('ZADD', TIMERS, N(NOW + tonumber(a[8])), 'a:' .. agent)
+  event(E_AGENT, nil, { agent = agent, level = tonumber(a[4]), agent_state = A_READY })
+  return finish('OK', '', { kept, stale })
+end
+
+-- args: prefix now lease_ms agent...   Renews presence and the agent lease.
+local function tier_heartbeat(_, a)
+  begin(a)
+  local due = N(NOW + tonumber(a[3]))
+  for i = 4, #a do
+    if redis.call('HSET', akey(a[i]), 'seen', N(NOW)) == 0 then
+      redis.call('ZADD', AGENTS, N(NOW), a[i])
+      redis.call('ZADD', TIMERS, due, 'a:' .. a[i])
+    else
+      redis.call('DEL', akey(a[i]))   -- the agent was forgotten meanwhile
+    end
+  end
+  return finish('OK', '', {})
+end
+
+-- args: prefix now agent state   (READY, AWAY, DRAINING)
+local function tier_agent_state(_, a)
+  begin(a)
+  if redis.call('EXISTS', akey(a[3])) == 0 then
+    return fail('NOT_REGISTERED', 'agent ' .. a[3] .. ' is not registered')
+  end
+  redis.call('HSET', akey(a[3]), 'state', a[4])
+  event(E_AGENT, nil, { agent = a[3], agent_state = tonumber(a[4]) })
+  return finish('OK', '', {})
+end
+
+-- args: prefix now agent reason. Payload: ids it held.
+local function tier_agent_lost(_, a)
+  begin(a)
+  return finish('OK', '', agent_gone(a[3], a[4]))
+end
+
+---------------------------------------------------------------------------
+-- Timers: offer deadlines ("o:id:attempt") and agent leases ("a:agent").
+-- Only due members are read, so idle tickets cost nothing.
+-- args: prefix now limit max_misses
+-- Payload: { revokes (agent id attempt)..., lost agents..., away agents... }
+local function tier_timers(_, a)
+  begin(a)
+  local due = redis.call('ZRANGEBYSCORE', TIMERS, '-inf', a[2], 'LIMIT', 0, tonumber(a[3]))
+  local revokes, lost, away = {}, {}, {}
+  local max_misses = tonumber(a[4])
+  for _, m in ipairs(due) do
+    redis.call('ZREM', TIMERS, m)
+    local kind, rest = m:sub(1, 1), m:sub(3)
+    if kind == 'a' then
+      agent_gone(rest, 'agent lease expired')
+      lost[#lost + 1] = rest
+    elseif kind == 'o' then
+      local id, att = rest:match('^(.*):(%d+)$')
+      local t = id and core(id)
+      if t and t.state == OFFERED and t.att == tonumber(att) then
+        local agent = t.agent
+        requeue(t, H_REQUEUED, E_REQUEUED, 'router', 'offer to ' .. agent .. ' timed out')
+        revokes[#revokes + 1] = agent; revokes[#revokes + 1] = id
+        revokes[#revokes + 1] = att
+        local misses = redis.call('HINCRBY', akey(agent), 'misses', 1)
+        if misses >= max_misses and max_misses > 0 then
+          redis.call('HSET', akey(agent), 'state', A_AWAY)
+          event(E_AGENT, nil, { agent = agent, agent_state = A_AWAY,
+                reason = misses .. ' offers in a row timed out' })
+          away[#away + 1] = agent
+        end
+      end
+    end
+  end
+  return finish('OK', '', { revokes, lost, away })
+end
+
+---------------------------------------------------------------------------
+-- Reading: queues, agents, snapshot. args: prefix now queue... ("L:dept")
+
+local function queue_info(q)
+  local oldest = redis.call('ZRANGE', P .. 'qt:' .. q, 0, 0, 'WITHSCORES')
+  return { q, redis.call('ZCARD', P .. 'q:' .. q), oldest[2] or '0' }
+end
+
+local function tier_queues(_, a)
+  begin(a)
+  local out = {}
+  for i = 3, #a do out[#out + 1] = queue_info(a[i]) end
+  return finish('OK', '', out)
+end
+
+local function agents_list()
+  local out = {}
+  for _, agent in ipairs(redis.call('ZRANGE', AGENTS, 0, -1)) do
+    local h = redis.call('HGETALL', akey(agent))
+    if #h > 0 then
+      out[#out + 1] = { agent, h, redis.call('SMEMBERS', wkey(agent)) }
+    end
+  end
+  return out
+end
+
+local function tier_agents(_, a)
+  begin(a)
+  return finish('OK', '', agents_list())
+end
+
+-- Payload: { queues: { {q, {id prio chan queued subj}...} ... }, agents }
+local function tier_snapshot(_, a)
+  begin(a)
+  local queues = {}
+  for i = 3, #a do
+    local entries = {}
+    for _, id in ipairs(redis.call('ZRANGE', P .. 'q:' .. a[i], 0, -1)) do
+      entries[#entries + 1] = { id, redis.call('HMGET', tkey(id), 'prio', 'chan',
+                                                'queued', 'subj') }
+    end
+    queues[#queues + 1] = { a[i], entries }
+  end
+  return finish('OK', '', { queues, agents_list() })
+end
+
+redis.register_function('tier_submit', tier_submit)
+redis.register_function('tier_assign', tier_assign)
+redis.register_function('tier_accept', tier_accept)
+redis.register_function('tier_respond', tier_respond)
+redis.register_function('tier_resolve', tier_resolve)
+redis.register_function('tier_escalate', tier_escalate)
+redis.register_function('tier_release', tier_release)
+redis.register_function('tier_cancel', tier_cancel)
+redis.register_function('tier_message', tier_message)
+redis.register_function('tier_rate', tier_rate)
+redis.register_function{ function_name = 'tier_get', callback = tier_get,
+                         flags = { 'no-writes' } }
+redis.register_function('tier_register', tier_register)
+redis.register_function('tier_heartbeat', tier_heartbeat)
+redis.register_function('tier_agent_state', tier_agent_state)
+redis.register_function('tier_agent_lost', tier_agent_lost)
+redis.register_function('tier_timers', tier_timers)
+redis.register_function{ function_name = 'tier_queues', callback = tier_queues,
+                         flags = { 'no-writes' } }
+redis.register_function{ function_name = 'tier_agents', callback = tier_agents,
+                         flags = { 'no-writes' } }
+redis.register_function{ function_name = 'tier_snapshot', callback = tier_snapshot,
+                         flags = { 'no-writes' } }
