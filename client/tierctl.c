@@ -347,6 +347,17 @@ static void s_submit_option(options_t *opts, int c, Tier__V1__Ticket *t, Tier__V
     }
 }
 
+// {"id":"42","duplicate":false}
+static cJSON *s_submitted_json(const char *id, bool duplicate)
+{
+    cJSON *json = cJSON_CreateObject();
+    if (json && cJSON_AddStringToObject(json, "id", id) &&
+        cJSON_AddBoolToObject(json, "duplicate", duplicate))
+        return json;
+    cJSON_Delete(json);
+    return NULL;
+}
+
 static int s_cmd_submit(options_t *opts, int argc, char **argv)
 {
     static const struct option longopts[] = {{"subject", required_argument, NULL, 's'},
@@ -389,7 +400,7 @@ static int s_cmd_submit(options_t *opts, int argc, char **argv)
              : tierclient_submit(client, &ticket, &id, &duplicate) ? s_failed(opts, client)
                                                                    : EXIT_OK;
     if (rc == EXIT_OK && opts->json)
-        printf("{\"id\":\"%s\",\"duplicate\":%s}\n", id, duplicate ? "true" : "false");
+        rc = s_print_json(s_submitted_json(id, duplicate));
     else if (rc == EXIT_OK)
         printf(duplicate ? "duplicate of %s\n" : "submitted %s\n", id);
     free(id);
@@ -720,6 +731,24 @@ static bool s_seen(uint64_t seq, uint64_t *last_seq)
     return false;
 }
 
+// The next event, skipping (with a word on stderr) what is not one; NULL
+// when interrupted. Caller frees with tier__v1__event__free_unpacked.
+static Tier__V1__Event *s_recv_event(options_t *opts, zsock_t *sub)
+{
+    zmsg_t *msg;
+    while ((msg = zmsg_recv(sub))) {
+        zframe_t *frame = zmsg_last(msg); // [topic][event]
+        Tier__V1__Event *event =
+            zmsg_size(msg) == 2
+                ? tier__v1__event__unpack(NULL, zframe_size(frame), zframe_data(frame))
+                : NULL;
+        zmsg_destroy(&msg);
+        if (event) return event;
+        fprintf(stderr, "tierctl: dropped a message from %s that is not an event\n", opts->events);
+    }
+    return NULL;
+}
+
 static int s_cmd_watch(options_t *opts, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -733,26 +762,16 @@ static int s_cmd_watch(options_t *opts, int argc, char **argv)
     zsock_t *sub = s_subscribe(opts, argc, argv);
     if (!sub) return opts->exit_code;
     uint64_t last_seq = 0;
-    while (count != 0) {
-        zmsg_t *msg = zmsg_recv(sub);
-        if (!msg) break; // interrupted
-        zframe_t *frame = zmsg_last(msg);
-        Tier__V1__Event *event =
-            zmsg_size(msg) == 2
-                ? tier__v1__event__unpack(NULL, zframe_size(frame), zframe_data(frame))
-                : NULL;
-        zmsg_destroy(&msg);
-        if (!event)
-            fprintf(stderr, "tierctl: dropped a message from %s that is not an event\n",
-                    opts->events);
-        else if (!s_seen(event->seq, &last_seq)) {
+    Tier__V1__Event *event;
+    while (count != 0 && (event = s_recv_event(opts, sub))) {
+        if (!s_seen(event->seq, &last_seq)) {
             if (opts->json)
                 s_print_json(tierjson_event(event));
             else
                 s_print_event(event);
             if (count > 0) count--;
         }
-        if (event) tier__v1__event__free_unpacked(event, NULL);
+        tier__v1__event__free_unpacked(event, NULL);
     }
     zsock_destroy(&sub);
     return EXIT_OK;
