@@ -12,6 +12,7 @@
 
 #include <czmq.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,15 +59,10 @@ typedef struct command {
     const char *summary; // one line for tierctl --help
 } command_t;
 
-#define COMMON_OPTIONS                                                                             \
-    {"json", no_argument, NULL, 'j'},                                                              \
-    {                                                                                              \
-        "help", no_argument, NULL, 'h'                                                             \
-    }
-#define END_OPTIONS                                                                                \
-    {                                                                                              \
-        NULL, 0, NULL, 0                                                                           \
-    }
+// clang-format off
+#define COMMON_OPTIONS {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}
+#define END_OPTIONS    {NULL, 0, NULL, 0}
+// clang-format on
 
 // ---------------------------------------------------------------------------
 // Usage and option parsing
@@ -126,7 +122,7 @@ static long s_parse_count(const char *text)
 {
     char *end;
     long value = strtol(text, &end, 10);
-    return *text && !*end && value > 0 ? value : -1;
+    return *text && !*end && value > 0 && value <= INT_MAX ? value : -1;
 }
 
 // Parses an enum option (--channel chat); a usage error lists the choices.
