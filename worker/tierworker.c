@@ -613,6 +613,8 @@ static tierworker_job_t *s_receive(tierworker_t *self)
         Tier__V1__RouterMessage *msg = tier__v1__router_message__unpack(
             NULL, zmq_msg_size(&frame), (const uint8_t *)zmq_msg_data(&frame));
         size_t size = zmq_msg_size(&frame);
+        while (zmq_msg_more(&frame) && zmq_msg_recv(&frame, self->handle, ZMQ_DONTWAIT) != -1)
+            ; //  the rest of a multipart message: not ours to read
         zmq_msg_close(&frame);
         self->last_heard_ms = s_now();
         if (more || !msg) {
