@@ -591,6 +591,10 @@ static void s_print_agents(Tier__V1__AgentInfo **agents, size_t count)
         departments_width = s_max(
             departments_width, s_joined_length(agents[i]->departments, agents[i]->n_departments));
     }
+    if (!count) {
+        printf("no agents connected\n");
+        return;
+    }
     printf("%-*s  LEVEL  STATE     KIND    LOAD   LAST SEEN  %-*s  TICKETS\n", id_width, "AGENT",
            departments_width, "DEPARTMENTS");
     for (size_t i = 0; i < count; i++) {
@@ -639,9 +643,12 @@ static int s_cmd_agents(options_t *opts, int argc, char **argv)
 static void s_print_snapshot(const Tier__V1__SnapshotReply *s)
 {
     printf("as of event %llu\n", (unsigned long long)s->seq);
+    size_t waiting = 0;
     for (size_t i = 0; i < s->n_queues; i++) {
         const Tier__V1__QueueContents *q = s->queues[i];
         char place[TEXT_MAX], wait[TEXT_MAX];
+        if (!q->n_tickets) continue; // a lead wants to see where work is, not every empty queue
+        waiting += q->n_tickets;
         printf("%s: %zu waiting\n", s_place(q->level, q->department, place), q->n_tickets);
         for (size_t j = 0; j < q->n_tickets; j++) {
             const Tier__V1__QueuedTicket *t = q->tickets[j];
@@ -651,6 +658,7 @@ static void s_print_snapshot(const Tier__V1__SnapshotReply *s)
                    s_ago(t->queued_ms, wait), t->subject);
         }
     }
+    if (!waiting) printf("no tickets waiting\n");
     printf("\n");
     s_print_agents(s->agents, s->n_agents);
 }
