@@ -272,9 +272,14 @@ local function result_begin(a)
   if duplicate(t, agent, att, reqid) then return t, 'DUP' end
   local err, why = holder_check(t, agent, att)
   if err then return nil, err, why end
-  redis.call('HSET', tkey(id), 'lastreq', agent .. ':' .. att .. ':' .. reqid,
-             'updated', N(NOW))
+  t.req = agent .. ':' .. att .. ':' .. reqid
   return t
+end
+
+-- Called once a result is known to be valid, before it changes anything else,
+-- so that a refused result leaves the ticket untouched.
+local function applying(t)
+  redis.call('HSET', tkey(t.id), 'lastreq', t.req, 'updated', N(NOW))
 end
 
 local function accept_offer(t)
@@ -291,6 +296,7 @@ local function tier_accept(_, a)
   local t, err, why = result_begin(a)
   if err == 'DUP' then return finish('OK', '', { t.state }) end
   if not t then return fail(err, why) end
+  applying(t)
   accept_offer(t)
   return finish('OK', '', { t.state })
 end
@@ -300,6 +306,7 @@ local function tier_respond(_, a)
   local t, err, why = result_begin(a)
   if err == 'DUP' then return finish('OK', '', { t.state }) end
   if not t then return fail(err, why) end
+  applying(t)
   accept_offer(t)
   if t.frt == '0' then redis.call('HSET', tkey(t.id), 'frt', N(NOW)) end
   redis.call('HINCRBY', tkey(t.id), 'resp', 1)
@@ -319,6 +326,7 @@ local function tier_resolve(_, a)
   local t, err, why = result_begin(a)
   if err == 'DUP' then return finish('OK', '', { t.state }) end
   if not t then return fail(err, why) end
+  applying(t)
   accept_offer(t)
   unhold(t)
   t.state = RESOLVED
@@ -348,6 +356,7 @@ local function tier_escalate(_, a)
                 (t.dept ~= '' and (' ' .. t.dept) or ''))
   end
   local kind = (to_level ~= t.level) and ESC_HIERARCHICAL or ESC_FUNCTIONAL
+  applying(t)
   unhold(t)
   local from_level, from_dept, agent = t.level, t.dept, t.agent
   t.level, t.dept, t.state, t.agent, t.queued = to_level, to_dept, QUEUED, '', N(NOW)
@@ -369,6 +378,7 @@ local function tier_release(_, a)
   local t, err, why = result_begin(a)
   if err == 'DUP' then return finish('OK', '', { t.state }) end
   if not t then return fail(err, why) end
+  applying(t)
   requeue(t, H_RELEASED, E_RELEASED, t.agent, a[7])
   return finish('OK', '', { t.state })
 end
