@@ -93,14 +93,23 @@ void events_publish(events_t *self, const Tier__V1__Event *event)
     tier__v1__event__pack(event, self->buffer);
     char topic[TOPIC_MAX];
     s_send(self, "all/", size);
+    //  An escalation concerns the level and department it left as well.
     const char *level = events_level_name(event->level);
+    const char *from_level = events_level_name(event->from_level);
     if (*level) {
         snprintf(topic, sizeof(topic), "level/%s/", level);
         s_send(self, topic, size);
     }
-    if (*event->department || *event->from_department) {
-        snprintf(topic, sizeof(topic), "dept/%s/",
-                 *event->department ? event->department : event->from_department);
+    if (*from_level && event->from_level != event->level) {
+        snprintf(topic, sizeof(topic), "level/%s/", from_level);
+        s_send(self, topic, size);
+    }
+    if (*event->department) {
+        snprintf(topic, sizeof(topic), "dept/%s/", event->department);
+        s_send(self, topic, size);
+    }
+    if (*event->from_department && strcmp(event->from_department, event->department) != 0) {
+        snprintf(topic, sizeof(topic), "dept/%s/", event->from_department);
         s_send(self, topic, size);
     }
     if (*event->ticket_id) {

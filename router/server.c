@@ -17,15 +17,16 @@
 #include <string.h>
 #include <time.h>
 
-#define BATCH_MAX          512  //  messages read per socket per turn
-#define CRON_MS            100  //  periodic work interval
-#define DEPTH_REFRESH_MS   5000 //  re-read every queue depth from Redis
-#define STATUS_MS          1000 //  systemd STATUS= line
-#define TIMERS_PER_CRON    1000 //  due timers handled per cron
-#define RENEWALS_PER_CALL  256  //  agents per presence renewal call
-#define LEASE_HEARTBEATS   2    //  Redis agent lease, in liveness periods
-#define RESULT_TEXT_MAX    65536
-#define REJECT_LOG_PER_SEC 20 //  bad input is counted always, logged up to this
+#define BATCH_MAX            512  //  messages read per socket per turn
+#define CRON_MS              100  //  periodic work interval
+#define DEPTH_REFRESH_MS     5000 //  re-read every queue depth from Redis
+#define STATUS_MS            1000 //  systemd STATUS= line
+#define TIMERS_PER_CRON      1000 //  due timers handled per cron
+#define RENEWALS_PER_CALL    256  //  agents per presence renewal call
+#define LEASE_HEARTBEATS     2    //  Redis agent lease, in liveness periods
+#define RESULT_TEXT_MAX      65536
+#define REJECT_LOG_PER_SEC   20 //  bad input is counted always, logged up to this
+#define DEAD_LETTERS_DEFAULT 100
 
 //  What a store call was for, so its callback knows how to answer.
 typedef enum {
@@ -45,6 +46,8 @@ typedef enum {
     OP_HEARTBEAT,
     OP_TIMERS,
     OP_DEPTHS,
+    OP_DEAD_LETTERS,
+    OP_REQUEUE,
 } op_t;
 
 typedef struct {
@@ -333,8 +336,9 @@ static void s_submit(server_t *self, zmsg_t *envelope, uint64_t request_id,
     free(content);
 }
 
+//  A call about one ticket: fn(id, extra...). `extra` ends with NULL.
 static void s_by_id(server_t *self, zmsg_t *envelope, uint64_t request_id, op_t op, const char *fn,
-                    const char *id, const char *arg1, const char *arg2, bool with_history)
+                    const char *id, const char *const *extra, bool with_history)
 {
     if (!id || !*id) {
         s_client_error(self, envelope, request_id, TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD,
@@ -343,12 +347,32 @@ static void s_by_id(server_t *self, zmsg_t *envelope, uint64_t request_id, op_t 
     }
     store_call_begin(self->store, fn, self->now_ms);
     store_arg_str(self->store, id);
-    if (arg1) store_arg_str(self->store, arg1);
-    if (arg2) store_arg_str(self->store, arg2);
+    for (; extra && *extra; extra++)
+        store_arg_str(self->store, *extra);
     call_t *call = s_call_new(self, op, envelope, request_id);
     call->agent = strdup(id); //  the ticket id, to read it back after a change
     call->with_history = with_history;
     s_call_end(self, call);
+}
+
+static void s_requeue(server_t *self, zmsg_t *envelope, uint64_t request_id,
+                      const Tier__V1__RequeueRequest *req)
+{
+    char reason[256];
+    int code =
+        s_validate_placement(req->level, req->department, self->config, reason, sizeof(reason));
+    if (!code && !*req->reason) {
+        code = TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD;
+        snprintf(reason, sizeof(reason), "requeue needs a reason (it is kept in history)");
+    }
+    if (code) {
+        s_client_error(self, envelope, request_id, code, reason);
+        return;
+    }
+    char level[4];
+    snprintf(level, sizeof(level), "%d", req->level);
+    s_by_id(self, envelope, request_id, OP_REQUEUE, "tier_requeue", req->id,
+            (const char *[]){level, req->department, req->reason, NULL}, true);
 }
 
 static void s_queue_names_call(server_t *self, op_t op, zmsg_t *envelope, uint64_t request_id,
@@ -371,13 +395,13 @@ static void s_client_request(server_t *self, zmsg_t *envelope, Tier__V1__ClientR
         s_submit(self, envelope, id, req->submit);
         break;
     case TIER__V1__CLIENT_REQUEST__BODY_GET: {
-        s_by_id(self, envelope, id, OP_GET, "tier_get", req->get->id, NULL, NULL,
-                req->get->with_history);
+        s_by_id(self, envelope, id, OP_GET, "tier_get", req->get->id, NULL, req->get->with_history);
         break;
     }
     case TIER__V1__CLIENT_REQUEST__BODY_CANCEL:
         s_by_id(self, envelope, id, OP_CANCEL, "tier_cancel", req->cancel->id,
-                *req->cancel->reason ? req->cancel->reason : "cancelled by the customer", NULL,
+                (const char *[]){
+                    *req->cancel->reason ? req->cancel->reason : "cancelled by the customer", NULL},
                 true);
         break;
     case TIER__V1__CLIENT_REQUEST__BODY_MESSAGE:
@@ -386,7 +410,7 @@ static void s_client_request(server_t *self, zmsg_t *envelope, Tier__V1__ClientR
                            "message text is empty");
         else
             s_by_id(self, envelope, id, OP_MESSAGE, "tier_message", req->message->id,
-                    req->message->text, NULL, true);
+                    (const char *[]){req->message->text, NULL}, true);
         break;
     case TIER__V1__CLIENT_REQUEST__BODY_RATE:
         if (req->rate->csat < 1 || req->rate->csat > 5) {
@@ -408,6 +432,15 @@ static void s_client_request(server_t *self, zmsg_t *envelope, Tier__V1__ClientR
         break;
     case TIER__V1__CLIENT_REQUEST__BODY_SNAPSHOT:
         s_queue_names_call(self, OP_SNAPSHOT, envelope, id, "tier_snapshot");
+        break;
+    case TIER__V1__CLIENT_REQUEST__BODY_DEAD_LETTERS:
+        store_call_begin(self->store, "tier_dead_letters", self->now_ms);
+        store_arg_u64(self->store,
+                      req->dead_letters->limit ? req->dead_letters->limit : DEAD_LETTERS_DEFAULT);
+        s_call_end(self, s_call_new(self, OP_DEAD_LETTERS, envelope, id));
+        break;
+    case TIER__V1__CLIENT_REQUEST__BODY_REQUEUE:
+        s_requeue(self, envelope, id, req->requeue);
         break;
     default:
         s_client_error(self, envelope, id, TIER__V1__ERROR_CODE__ERROR_BAD_MESSAGE,
@@ -622,6 +655,30 @@ static void s_reply_ticket(server_t *self, call_t *call, const redisReply *recor
     reply.ticket = &view.ticket;
     s_client_reply(self, call->envelope, &reply);
     ticket_view_fini(&view);
+}
+
+static void s_on_dead_letters(server_t *self, call_t *call, const store_result_t *result)
+{
+    size_t count = result->payload ? result->payload->elements : 0, kept = 0;
+    ticket_view_t *views = calloc(count + 1, sizeof(ticket_view_t));
+    Tier__V1__Ticket **tickets = calloc(count + 1, sizeof(Tier__V1__Ticket *));
+    for (size_t i = 0; i < count; i++)
+        if (ticket_view_init(&views[kept], result->payload->element[i], false) == 0) {
+            tickets[kept] = &views[kept].ticket;
+            kept++;
+        }
+    Tier__V1__DeadLettersReply dead = TIER__V1__DEAD_LETTERS_REPLY__INIT;
+    dead.n_tickets = kept;
+    dead.tickets = tickets;
+    Tier__V1__ClientReply reply = TIER__V1__CLIENT_REPLY__INIT;
+    reply.request_id = call->request_id;
+    reply.body_case = TIER__V1__CLIENT_REPLY__BODY_DEAD_LETTERS;
+    reply.dead_letters = &dead;
+    s_client_reply(self, call->envelope, &reply);
+    for (size_t i = 0; i < kept; i++)
+        ticket_view_fini(&views[i]);
+    free(views);
+    free(tickets);
 }
 
 static void s_on_submit(server_t *self, call_t *call, const store_result_t *result)
@@ -922,7 +979,8 @@ static void s_on_timers(server_t *self, const store_result_t *result)
 
 static void s_on_failure(server_t *self, call_t *call, const store_result_t *result)
 {
-    if (call->envelope && call->op <= OP_SNAPSHOT)
+    if (call->envelope &&
+        (call->op <= OP_SNAPSHOT || call->op == OP_DEAD_LETTERS || call->op == OP_REQUEUE))
         s_client_error(self, call->envelope, call->request_id, result->code, result->reason);
     else if (call->envelope)
         s_worker_error(self, call->envelope, call->request_id, result->code, result->reason);
@@ -949,7 +1007,11 @@ static void s_on_success(server_t *self, call_t *call, const store_result_t *res
     }
     case OP_MESSAGE:
     case OP_RATE:
+    case OP_REQUEUE:
         s_read_back(self, call);
+        break;
+    case OP_DEAD_LETTERS:
+        s_on_dead_letters(self, call, result);
         break;
     case OP_QUEUES:
     case OP_DEPTHS:

@@ -47,6 +47,15 @@ local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
 
 local function N(x) return string.format('%.0f', x) end
 
+-- Service-level hooks. stats.lua (loaded after this file, in the same
+-- library) fills them in; a transition calls KPI.x(...) when x is set, so
+-- the measurements are taken in the same atomic step as the change.
+local KPI = {}
+local function kpi(name, ...)
+  local hook = KPI[name]
+  if hook then hook(...) end
+end
+
 local function tkey(id) return P .. 't:' .. id end
 local function hkey(id) return P .. 'h:' .. id end
 local function qkey(level, dept) return P .. 'q:' .. level .. ':' .. dept end
@@ -82,7 +91,8 @@ local function event(kind, t, o)
     o.dept or (t and t.dept) or '', o.agent or (t and t.agent) or '',
     o.from_level or 0, o.from_dept or '', o.reason or '', o.depth or 0,
     o.oldest or '0', o.state or (t and t.state) or 0, o.att or (t and t.att) or 0,
-    t and t.chan or 0, t and t.prio or 0, o.csat or 0, o.agent_state or 0 }
+    t and t.chan or 0, t and t.prio or 0, o.csat or 0, o.agent_state or 0,
+    t and t.created or '0', t and t.queued or '0' }
 end
 
 local function history(id, kind, actor, fields)
@@ -192,6 +202,7 @@ local function tier_submit(_, a)
   enqueue(t)
   event(E_CREATED, t)
   event(E_QUEUED, t)
+  kpi('created', t)
   return finish('OK', '', { id, 0 })
 end
 
@@ -290,6 +301,7 @@ local function accept_offer(t)
   t.state = ASSIGNED
   history(t.id, H_ASSIGNED, t.agent)
   event(E_ASSIGNED, t)
+  kpi('assigned', t)
 end
 
 local function tier_accept(_, a)
@@ -308,8 +320,12 @@ local function tier_respond(_, a)
   if not t then return fail(err, why) end
   applying(t)
   accept_offer(t)
-  if t.frt == '0' then redis.call('HSET', tkey(t.id), 'frt', N(NOW)) end
+  if t.frt == '0' then
+    redis.call('HSET', tkey(t.id), 'frt', N(NOW))
+    kpi('first_response', t)
+  end
   redis.call('HINCRBY', tkey(t.id), 'resp', 1)
+  kpi('response', t)
   history(t.id, H_AGENT_RESPONSE, t.agent, { x = a[7] })
   event(E_RESPONDED, t)
   return finish('OK', '', { t.state })
@@ -333,6 +349,7 @@ local function tier_resolve(_, a)
   redis.call('HSET', tkey(t.id), 'state', RESOLVED, 'resolved', N(NOW))
   history(t.id, H_RESOLVED, t.agent, { x = a[7] })
   event(E_RESOLVED, t)
+  kpi('resolved', t)
   return finish('OK', '', { t.state })
 end
 
@@ -369,6 +386,7 @@ local function tier_escalate(_, a)
   enqueue(t)
   event(E_ESCALATED, t, { agent = agent, from_level = from_level, from_dept = from_dept,
         reason = reason })
+  kpi('escalated', t, from_level, from_dept, agent, kind)
   event(E_QUEUED, t)
   return finish('OK', '', { t.state, t.level, t.dept })
 end
@@ -408,6 +426,7 @@ local function tier_cancel(_, a)
              'updated', N(NOW))
   history(t.id, H_ABANDONED, 'customer', { r = a[4] })
   event(E_ABANDONED, t, { agent = agent, reason = a[4] })
+  kpi('abandoned', t)
   return finish('OK', '', { agent, att })
 end
 
@@ -433,6 +452,7 @@ local function tier_rate(_, a)
   redis.call('HSET', tkey(t.id), 'csat', a[4], 'updated', N(NOW))
   history(t.id, H_RATED, 'customer', { x = a[4], r = a[5] })
   event(E_RATED, t, { csat = tonumber(a[4]) })
+  kpi('rated', t, tonumber(a[4]))
   return finish('OK', '', {})
 end
 
@@ -443,6 +463,40 @@ local function tier_get(_, a)
     return fail('UNKNOWN_TICKET', 'no ticket with id ' .. a[3])
   end
   return finish('OK', '', ticket_record(a[3]))
+end
+
+---------------------------------------------------------------------------
+-- Dead letters
+
+-- args: prefix now limit. Payload: ticket records, newest first, no history.
+local function tier_dead_letters(_, a)
+  begin(a)
+  local out = {}
+  for _, id in ipairs(redis.call('ZREVRANGE', DEADQ, 0, tonumber(a[3]) - 1)) do
+    out[#out + 1] = { id, redis.call('HGETALL', tkey(id)), {} }
+  end
+  return finish('OK', '', out)
+end
+
+-- args: prefix now id level dept reason. level 0: keep level and department.
+local function tier_requeue(_, a)
+  begin(a)
+  local t = core(a[3])
+  if not t then return fail('UNKNOWN_TICKET', 'no ticket with id ' .. a[3]) end
+  if t.state ~= DEAD then
+    return fail('INVALID_STATE', 'ticket ' .. t.id .. ' is not a dead letter')
+  end
+  local level = tonumber(a[4])
+  if level ~= 0 then t.level, t.dept = level, a[5] end
+  redis.call('ZREM', DEADQ, t.id)
+  t.state, t.agent, t.att, t.queued = QUEUED, '', 0, N(NOW)
+  redis.call('HSET', tkey(t.id), 'state', QUEUED, 'agent', '', 'att', 0, 'level', t.level,
+             'dept', t.dept, 'queued', t.queued, 'updated', N(NOW))
+  history(t.id, H_REQUEUED, 'operator', { r = a[6] })
+  enqueue(t)
+  event(E_REQUEUED, t, { reason = a[6] })
+  event(E_QUEUED, t)
+  return finish('OK', '', { t.state })
 end
 
 ---------------------------------------------------------------------------
@@ -621,6 +675,9 @@ redis.register_function('tier_message', tier_message)
 redis.register_function('tier_rate', tier_rate)
 redis.register_function{ function_name = 'tier_get', callback = tier_get,
                          flags = { 'no-writes' } }
+redis.register_function{ function_name = 'tier_dead_letters', callback = tier_dead_letters,
+                         flags = { 'no-writes' } }
+redis.register_function('tier_requeue', tier_requeue)
 redis.register_function('tier_register', tier_register)
 redis.register_function('tier_heartbeat', tier_heartbeat)
 redis.register_function('tier_agent_state', tier_agent_state)

@@ -1,0 +1,8 @@
+--
+-- stats.lua — service-level measurements, in the same Redis function library
+-- as store.lua (appended to it at build time), so that every KPI is recorded
+-- in the same atomic step as the state change it measures.
+--
+-- It fills in the KPI hooks store.lua calls (KPI.created, KPI.assigned,
+-- KPI.first_response, KPI.response, KPI.escalated, KPI.resolved,
+-- KPI.abandoned, KPI.rated) and registers the reporting functions.
