@@ -723,10 +723,7 @@ static int s_turn(app_t *app)
     int rc;
     while ((rc = tierworker_poll(app->worker, 0, &job)) == TIERWORKER_JOB)
         s_on_job(app, job);
-    if (rc == TIERWORKER_FATAL) {
-        s_say(app, "%s", tierworker_error(app->worker));
-        return -1;
-    }
+    if (rc == TIERWORKER_FATAL) return -1; //  the library logged why
     return s_stop_check(app) ? 1 : 0;
 }
 

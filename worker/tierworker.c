@@ -740,7 +740,8 @@ tierworker_t *tierworker_new(const char *endpoint, const tierworker_config_t *cf
     tierworker_t *self = (tierworker_t *)calloc(1, sizeof(tierworker_t));
     if (!self) return NULL;
     if (s_configure(self, endpoint, cfg) == -1 || s_connect(self) == -1) {
-        fprintf(stderr, "tierworker: %s\n", *self->error ? self->error : "out of memory");
+        fprintf(stderr, "%s: %s\n", cfg->log_prefix ? cfg->log_prefix : "tierworker",
+                *self->error ? self->error : "out of memory");
         tierworker_destroy(&self);
         return NULL;
     }
@@ -796,6 +797,7 @@ int tierworker_poll(tierworker_t *self, int timeout_ms, tierworker_job_t **job_p
             snprintf(self->error, sizeof self->error, "cannot poll the socket: %s",
                      zmq_strerror(errno));
             self->fatal = true;
+            s_log(self, true, "%s", self->error);
         }
     }
     //  A job received in the same call stays in the table; freed on destroy.

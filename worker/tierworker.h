@@ -137,7 +137,8 @@ bool tierworker_registered(tierworker_t *self);
 //  The agent id in use (borrowed).
 const char *tierworker_agent(tierworker_t *self);
 
-//  Why the last TIERWORKER_FATAL happened (borrowed, "" if none).
+//  Why the last TIERWORKER_FATAL happened (borrowed, "" if none). The
+//  library has also logged it to stderr.
 const char *tierworker_error(tierworker_t *self);
 
 //  The job's ticket with its history (borrowed; do not modify or free).
