@@ -9,7 +9,7 @@ def test(tb):
     tb.start_tierd()
     pb = tb.pb()
     real = tb.tierctl("submit", "--subject", "a real one")["id"]
-    for missing in ("999999", str(int(real) + 1), "abc", "-1"):
+    for missing in ("999999", str(int(real) + 1), "abc", "0"):
         for args in (("show", missing), ("cancel", missing), ("rate", missing, "4"),
                      ("reply", missing, "hello?")):
             res = assert_redis_unchanged(tb, f"tierctl {' '.join(args)}",
