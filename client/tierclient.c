@@ -430,6 +430,38 @@ Tier__V1__SnapshotReply *tierclient_snapshot(tierclient_t *self)
     return result;
 }
 
+Tier__V1__DeadLettersReply *tierclient_dead_letters(tierclient_t *self, unsigned limit)
+{
+    Tier__V1__DeadLettersRequest dead = TIER__V1__DEAD_LETTERS_REQUEST__INIT;
+    dead.limit = limit;
+    Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
+    request.body_case = TIER__V1__CLIENT_REQUEST__BODY_DEAD_LETTERS;
+    request.dead_letters = &dead;
+    Tier__V1__ClientReply *reply =
+        s_expect(self, s_call(self, &request, true), TIER__V1__CLIENT_REPLY__BODY_DEAD_LETTERS,
+                 "dead letters");
+    if (!reply) return NULL;
+    Tier__V1__DeadLettersReply *result = reply->dead_letters;
+    reply->dead_letters = NULL;
+    reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
+    tier__v1__client_reply__free_unpacked(reply, NULL);
+    return result;
+}
+
+Tier__V1__Ticket *tierclient_requeue(tierclient_t *self, const char *id, Tier__V1__Level level,
+                                     const char *department, const char *reason)
+{
+    Tier__V1__RequeueRequest requeue = TIER__V1__REQUEUE_REQUEST__INIT;
+    requeue.id = (char *)id;
+    requeue.level = level;
+    requeue.department = (char *)(department ? department : "");
+    requeue.reason = (char *)(reason ? reason : "");
+    Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
+    request.body_case = TIER__V1__CLIENT_REQUEST__BODY_REQUEUE;
+    request.requeue = &requeue;
+    return s_ticket_call(self, &request, true);
+}
+
 uint64_t tierclient_send_submit(tierclient_t *self, const Tier__V1__Ticket *ticket)
 {
     char external_id[2 * EXTERNAL_ID_BYTES + 1] = "";

@@ -70,10 +70,11 @@ const char *tierclient_errname(tierclient_t *self);
 const char *tierclient_errstr(tierclient_t *self);
 
 // Synchronous calls. Each sends one request and waits for its answer.
-// Safe calls (submit, get, cancel, rate, queues, agents, snapshot) resend the
-// same request, with the same request_id, after a timeout, up to retries
-// times; an answer to any of the tries is the answer. tierclient_message is
-// never resent: a customer message sent twice would show twice in history.
+// Safe calls (submit, get, cancel, rate, queues, agents, snapshot, dead
+// letters, requeue) resend the same request, with the same request_id, after
+// a timeout, up to retries times; an answer to any of the tries is the
+// answer. tierclient_message is never resent: a customer message sent twice
+// would show twice in history.
 
 // Submits a new ticket. Reads external_id, channel, customer, subject, body,
 // priority, level, department and tags. If external_id is empty the library
@@ -120,6 +121,22 @@ Tier__V1__AgentsReply *tierclient_agents(tierclient_t *self);
 // Queues with their tickets, agents, and the event seq they include, or NULL.
 // Caller frees with tier__v1__snapshot_reply__free_unpacked (reply, NULL).
 Tier__V1__SnapshotReply *tierclient_snapshot(tierclient_t *self);
+
+// Dead letters: tickets delivered max_attempts times without a result,
+// most recent first, without history (tierclient_get one for it). limit 0
+// means the router's default (100). Returns NULL on error. Caller frees with
+// tier__v1__dead_letters_reply__free_unpacked (reply, NULL).
+Tier__V1__DeadLettersReply *tierclient_dead_letters(tierclient_t *self, unsigned limit);
+
+// Puts a dead letter back in a queue with its attempts reset. level
+// LEVEL_UNSPECIFIED keeps its level and department; department (may be NULL)
+// applies with a level. reason is required (kept in history). Resent after a
+// timeout like cancel: a retry of a requeue that was applied is refused
+// ERROR_INVALID_STATE (it is no longer a dead letter). Returns the ticket
+// after the change, with history, or NULL. Caller frees with
+// tier__v1__ticket__free_unpacked.
+Tier__V1__Ticket *tierclient_requeue(tierclient_t *self, const char *id, Tier__V1__Level level,
+                                     const char *department, const char *reason);
 
 // Pipelined calls. Nothing is resent; match answers on request_id.
 

@@ -683,6 +683,89 @@ static int s_cmd_snapshot(options_t *opts, int argc, char **argv)
 }
 
 // ---------------------------------------------------------------------------
+// dead, requeue
+
+// The dead-letter table, the department column as wide as needed.
+static void s_print_dead(const Tier__V1__DeadLettersReply *reply)
+{
+    if (!reply->n_tickets) {
+        printf("no dead letters\n");
+        return;
+    }
+    int id_width = (int)strlen("ID"), department_width = (int)strlen("DEPARTMENT");
+    for (size_t i = 0; i < reply->n_tickets; i++) {
+        id_width = s_max(id_width, (int)strlen(reply->tickets[i]->id));
+        department_width = s_max(department_width, (int)strlen(reply->tickets[i]->department));
+    }
+    printf("%-*s  LEVEL  %-*s  ATTEMPTS  SUBJECT\n", id_width, "ID", department_width,
+           "DEPARTMENT");
+    for (size_t i = 0; i < reply->n_tickets; i++) {
+        const Tier__V1__Ticket *t = reply->tickets[i];
+        printf("%-*s  %-5s  %-*s  %8u  %s\n", id_width, t->id, s_level(t->level), department_width,
+               *t->department ? t->department : "-", t->attempt, t->subject);
+    }
+}
+
+// {"tickets":[ticket json...]}
+static cJSON *s_dead_json(const Tier__V1__DeadLettersReply *reply)
+{
+    cJSON *json = cJSON_CreateObject();
+    cJSON *tickets = json ? cJSON_AddArrayToObject(json, "tickets") : NULL;
+    for (size_t i = 0; tickets && i < reply->n_tickets; i++)
+        cJSON_AddItemToArray(tickets, tierjson_ticket(reply->tickets[i]));
+    return json;
+}
+
+static int s_cmd_dead(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"limit", required_argument, NULL, 'n'}, COMMON_OPTIONS, END_OPTIONS};
+    long limit = 0; // 0: the router's default
+    int c;
+    while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
+        if (c == 'n' && (limit = s_parse_count(optarg)) < 0)
+            s_usage_error(opts, "--limit \"%s\" is not a positive number", optarg);
+    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
+    if (!client) return opts->exit_code;
+    Tier__V1__DeadLettersReply *reply = tierclient_dead_letters(client, (unsigned)limit);
+    int rc = reply ? EXIT_OK : s_failed(opts, client);
+    if (reply && opts->json)
+        rc = s_print_json(s_dead_json(reply));
+    else if (reply)
+        s_print_dead(reply);
+    if (reply) tier__v1__dead_letters_reply__free_unpacked(reply, NULL);
+    tierclient_destroy(&client);
+    return rc;
+}
+
+static int s_cmd_requeue(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {{"reason", required_argument, NULL, 'r'},
+                                             {"level", required_argument, NULL, 'l'},
+                                             {"department", required_argument, NULL, 'd'},
+                                             COMMON_OPTIONS,
+                                             END_OPTIONS};
+    const char *reason = "", *department = "";
+    int level = 0, c;
+    while ((c = s_next_option(opts, argc, argv, longopts)) != -1) {
+        if (c == 'r') reason = optarg;
+        if (c == 'd') department = optarg;
+        if (c == 'l') s_parse_enum(opts, &tier__v1__level__descriptor, "level", optarg, &level);
+    }
+    if (s_expect_args(opts, argc, argv, 1, 1) == 0 && !*reason)
+        s_usage_error(opts, "%s", "--reason is required (it is kept in the ticket's history)");
+    if (opts->exit_code == EXIT_CONTINUE && *department && !level)
+        s_usage_error(opts, "%s", "--department needs --level (the queue is level/department)");
+    if (opts->exit_code != EXIT_CONTINUE) return opts->exit_code;
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
+    if (!client) return opts->exit_code;
+    Tier__V1__Ticket *ticket =
+        tierclient_requeue(client, argv[optind], (Tier__V1__Level)level, department, reason);
+    return s_finish_ticket(opts, client, ticket, s_print_ok);
+}
+
+// ---------------------------------------------------------------------------
 // watch
 
 static void s_print_event(const Tier__V1__Event *e)
@@ -797,6 +880,10 @@ static const command_t s_commands[] = {
     {"queues", s_cmd_queues, "", "List the queues with their depth and oldest wait"},
     {"agents", s_cmd_agents, "", "List the agents with their load and state"},
     {"snapshot", s_cmd_snapshot, "", "Show every queue's tickets and the agents"},
+    {"dead", s_cmd_dead, "[--limit N]",
+     "List dead letters (tickets delivered too often), most recent first"},
+    {"requeue", s_cmd_requeue, "ID --reason R [--level L] [--department D]",
+     "Put a dead letter back in a queue, its attempts reset"},
     {"watch", s_cmd_watch,
      "[TOPIC]... [--count N]\n"
      "TOPIC is all/ (the default), level/L1/, dept/NAME/, ticket/ID/ or agent/ID/;\n"
