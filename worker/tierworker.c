@@ -51,9 +51,10 @@ typedef enum {
     OUT_RESOLVE,
     OUT_ESCALATE,
     OUT_RELEASE,
+    OUT_DEFER,
 } s_kind_t;
 
-static const char *s_kind_name[] = {"accept", "respond", "resolve", "escalate", "release"};
+static const char *s_kind_name[] = {"accept", "respond", "resolve", "escalate", "release", "defer"};
 
 //  One message of a job waiting for the router's answer
 typedef struct {
@@ -70,7 +71,7 @@ struct _tierworker_job_t {
     uint64_t index;                 //  slot in the job table, low bits of request ids
     Tier__V1__RouterMessage *offer; //  the unpacked Offer; owns the ticket
     Tier__V1__Ticket *ticket;       //  borrowed from offer
-    bool finished;                  //  the caller resolved, escalated or released it
+    bool finished;                  //  the caller called a finishing verb
     bool revoked;                   //  the router took it back: send nothing more
     s_out_t out[OUT_MAX];           //  unanswered messages, oldest first
     size_t n_out;                   //  entries used in out
@@ -80,36 +81,38 @@ struct _tierworker_job_t {
 };
 
 struct _tierworker_t {
-    char *endpoint;                  //  tierd's workers endpoint
-    char *agent_id;                  //  our agent id
-    Tier__V1__Level level;           //  our level
-    char **departments;              //  departments we serve
-    size_t n_departments;            //  entries in departments
-    uint32_t capacity;               //  most tickets held at once
-    bool bot;                        //  automated worker
-    tierworker_revoke_fn *on_revoke; //  caller's revoke callback, may be NULL
-    void *revoke_arg;                //  argument for on_revoke
-    char *log_prefix;                //  start of every log line
-    bool verbose;                    //  log protocol traffic too
-    zsock_t *sock;                   //  DEALER to the router, replaced on reconnect
-    void *handle;                    //  libzmq socket of sock
-    bool registered;                 //  the router acknowledged our Register
-    uint64_t register_rid;           //  request id of the Register in flight
-    int64_t register_retry_ms;       //  resend Register at this time, 0 = not waiting
-    int register_backoff_ms;         //  delay before the next Register retry
-    int64_t last_sent_ms;            //  when we last sent anything
-    int64_t last_heard_ms;           //  when the router last sent anything
-    int heartbeat_ms;                //  interval the router asked for
-    bool draining;                   //  Drain requested: repeat it after re-registering
-    bool fatal;                      //  cannot go on, see error
-    uint64_t seq;                    //  high bits of the next request id
-    tierworker_job_t **jobs;         //  job table, slots reused
-    size_t jobs_size;                //  slots in jobs
-    size_t n_live;                   //  slots in use
-    size_t n_unfinished;             //  live jobs the caller has not finished
-    uint8_t *ctl_buf;                //  packing buffer for control messages
-    size_t ctl_cap;                  //  bytes allocated in ctl_buf
-    char error[ERROR_MAX];           //  why we stopped, "" if we did not
+    char *endpoint;                              //  tierd's workers endpoint
+    char *agent_id;                              //  our agent id
+    Tier__V1__Level level;                       //  our level
+    char **departments;                          //  departments we serve
+    size_t n_departments;                        //  entries in departments
+    uint32_t capacity;                           //  most tickets held at once
+    Tier__V1__ChannelCapacity *channel_capacity; //  per-channel limits, sent in Register
+    size_t n_channel_capacity;                   //  entries in channel_capacity
+    bool bot;                                    //  automated worker
+    tierworker_revoke_fn *on_revoke;             //  caller's revoke callback, may be NULL
+    void *revoke_arg;                            //  argument for on_revoke
+    char *log_prefix;                            //  start of every log line
+    bool verbose;                                //  log protocol traffic too
+    zsock_t *sock;                               //  DEALER to the router, replaced on reconnect
+    void *handle;                                //  libzmq socket of sock
+    bool registered;                             //  the router acknowledged our Register
+    uint64_t register_rid;                       //  request id of the Register in flight
+    int64_t register_retry_ms;                   //  resend Register at this time, 0 = not waiting
+    int register_backoff_ms;                     //  delay before the next Register retry
+    int64_t last_sent_ms;                        //  when we last sent anything
+    int64_t last_heard_ms;                       //  when the router last sent anything
+    int heartbeat_ms;                            //  interval the router asked for
+    bool draining;                               //  Drain requested: repeat it after re-registering
+    bool fatal;                                  //  cannot go on, see error
+    uint64_t seq;                                //  high bits of the next request id
+    tierworker_job_t **jobs;                     //  job table, slots reused
+    size_t jobs_size;                            //  slots in jobs
+    size_t n_live;                               //  slots in use
+    size_t n_unfinished;                         //  live jobs the caller has not finished
+    uint8_t *ctl_buf;                            //  packing buffer for control messages
+    size_t ctl_cap;                              //  bytes allocated in ctl_buf
+    char error[ERROR_MAX];                       //  why we stopped, "" if we did not
 };
 
 static int64_t s_now(void)
@@ -315,6 +318,11 @@ static void s_send_register(tierworker_t *self)
         held_p[n_held] = &held[n_held];
         n_held++;
     }
+    Tier__V1__ChannelCapacity **limits_p = (Tier__V1__ChannelCapacity **)calloc(
+        self->n_channel_capacity + 1, sizeof(Tier__V1__ChannelCapacity *));
+    size_t n_limits = 0;
+    for (size_t i = 0; limits_p && i < self->n_channel_capacity; i++)
+        limits_p[n_limits++] = &self->channel_capacity[i];
     Tier__V1__Register reg = TIER__V1__REGISTER__INIT;
     reg.agent_id = self->agent_id;
     reg.level = self->level;
@@ -324,6 +332,8 @@ static void s_send_register(tierworker_t *self)
     reg.bot = self->bot;
     reg.held = held_p;
     reg.n_held = n_held;
+    reg.channel_capacity = limits_p;
+    reg.n_channel_capacity = n_limits;
     Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_REGISTER;
     msg.register_ = &reg;
@@ -334,6 +344,7 @@ static void s_send_register(tierworker_t *self)
     s_log(self, false, "register sent (%zu held)", n_held);
     free(held);
     free(held_p);
+    free(limits_p);
 }
 
 //  Messages sent on a lost connection may never have arrived: send them
@@ -707,6 +718,21 @@ static char *s_default_agent(Tier__V1__Level level)
     return zsys_sprintf("%s-%s-%d", s_level_name(level), host, (int)getpid());
 }
 
+static int s_configure_channels(tierworker_t *self, const tierworker_config_t *cfg)
+{
+    self->channel_capacity = (Tier__V1__ChannelCapacity *)calloc(cfg->n_channel_capacity + 1,
+                                                                 sizeof(Tier__V1__ChannelCapacity));
+    if (!self->channel_capacity) return -1;
+    for (size_t i = 0; i < cfg->n_channel_capacity; i++) {
+        Tier__V1__ChannelCapacity *limit = &self->channel_capacity[i];
+        tier__v1__channel_capacity__init(limit);
+        limit->channel = cfg->channel_capacity[i].channel;
+        limit->capacity = cfg->channel_capacity[i].capacity;
+    }
+    self->n_channel_capacity = cfg->n_channel_capacity;
+    return 0;
+}
+
 static int s_configure(tierworker_t *self, const char *endpoint, const tierworker_config_t *cfg)
 {
     self->endpoint = strdup(endpoint);
@@ -722,7 +748,9 @@ static int s_configure(tierworker_t *self, const char *endpoint, const tierworke
     self->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
     self->register_backoff_ms = BACKOFF_MIN_MS;
     self->departments = (char **)calloc(cfg->n_departments + 1, sizeof(char *));
-    if (!self->endpoint || !self->agent_id || !self->log_prefix || !self->departments) return -1;
+    if (!self->endpoint || !self->agent_id || !self->log_prefix || !self->departments ||
+        s_configure_channels(self, cfg) == -1)
+        return -1;
     for (size_t i = 0; i < cfg->n_departments; i++) {
         self->departments[i] = strdup(cfg->departments[i] ? cfg->departments[i] : "");
         if (!self->departments[i]) return -1;
@@ -767,6 +795,7 @@ void tierworker_destroy(tierworker_t **self_p)
     for (size_t i = 0; self->departments && i < self->n_departments; i++)
         free(self->departments[i]);
     free(self->departments);
+    free(self->channel_capacity);
     free(self->jobs);
     free(self->ctl_buf);
     free(self->endpoint);
@@ -848,6 +877,12 @@ static int s_queue_result(tierworker_t *self, tierworker_job_t *job, s_kind_t ki
 
 int tierworker_respond(tierworker_t *self, tierworker_job_t *job, const char *text)
 {
+    return tierworker_respond_ex(self, job, text, false);
+}
+
+int tierworker_respond_ex(tierworker_t *self, tierworker_job_t *job, const char *text,
+                          bool awaiting_customer)
+{
     assert(self);
     assert(job);
     if (!job->in_use || job->finished) return -1;
@@ -857,6 +892,7 @@ int tierworker_respond(tierworker_t *self, tierworker_job_t *job, const char *te
     respond.ticket_id = job->ticket->id;
     respond.attempt = job->ticket->attempt;
     respond.text = (char *)(text ? text : "");
+    respond.awaiting_customer = awaiting_customer;
     Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_RESPOND;
     msg.respond = &respond;
@@ -907,6 +943,22 @@ int tierworker_release(tierworker_t *self, tierworker_job_t *job, const char *re
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_RELEASE;
     msg.release = &release;
     return s_queue_result(self, job, OUT_RELEASE, &msg);
+}
+
+int tierworker_defer(tierworker_t *self, tierworker_job_t *job, uint64_t until_ms,
+                     const char *reason)
+{
+    int rc = s_begin_finish(self, job, "defer");
+    if (rc) return rc < 0 ? -1 : 0;
+    Tier__V1__Defer defer = TIER__V1__DEFER__INIT;
+    defer.ticket_id = job->ticket->id;
+    defer.attempt = job->ticket->attempt;
+    defer.until_ms = until_ms;
+    defer.reason = (char *)(reason ? reason : "");
+    Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
+    msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_DEFER;
+    msg.defer = &defer;
+    return s_queue_result(self, job, OUT_DEFER, &msg);
 }
 
 int tierworker_drain(tierworker_t *self)

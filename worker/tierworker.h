@@ -29,7 +29,8 @@
     Ownership: tierworker_new copies everything in the config. Jobs belong
     to the library: a job handed out by tierworker_poll stays valid until
     the caller finishes it with exactly one of tierworker_resolve,
-    tierworker_escalate or tierworker_release; after that call the job and
+    tierworker_escalate, tierworker_release or tierworker_defer; after that
+    call the job and
     its ticket must not be touched again (the library frees them once the
     router has confirmed the result). Strings passed to the verbs are copied
     before they return. Revoked jobs must still be finished by the caller;
@@ -66,17 +67,26 @@ typedef struct _tierworker_job_t tierworker_job_t;
 //  borrowed for the duration of the call.
 typedef void(tierworker_revoke_fn)(tierworker_job_t *job, const char *reason, void *arg);
 
+//  A per-channel limit within the worker's capacity: several chats, but one
+//  call at a time.
 typedef struct {
-    const char *agent_id;            //  unique agent id; NULL = "<level>-<host>-<pid>"
-    Tier__V1__Level level;           //  TIER__V1__LEVEL__LEVEL_L1 .. L3
-    char **departments;              //  departments served besides the general queue
-    size_t n_departments;            //  entries in departments
-    uint32_t capacity;               //  most tickets held at once; 0 is read as 1
-    bool bot;                        //  an automated worker, not a person
-    tierworker_revoke_fn *on_revoke; //  optional, see tierworker_revoke_fn
-    void *revoke_arg;                //  passed to on_revoke
-    const char *log_prefix;          //  prefix of log lines; NULL = "tierworker"
-    bool verbose;                    //  log protocol traffic, not only trouble
+    Tier__V1__Channel channel; //  the channel limited
+    uint32_t capacity;         //  most tickets of this channel held at once
+} tierworker_channel_capacity_t;
+
+typedef struct {
+    const char *agent_id;  //  unique agent id; NULL = "<level>-<host>-<pid>"
+    Tier__V1__Level level; //  TIER__V1__LEVEL__LEVEL_L1 .. L3
+    char **departments;    //  departments served besides the general queue
+    size_t n_departments;  //  entries in departments
+    uint32_t capacity;     //  most tickets held at once; 0 is read as 1
+    const tierworker_channel_capacity_t *channel_capacity; //  optional per-channel limits
+    size_t n_channel_capacity;                             //  entries in channel_capacity
+    bool bot;                                              //  an automated worker, not a person
+    tierworker_revoke_fn *on_revoke;                       //  optional, see tierworker_revoke_fn
+    void *revoke_arg;                                      //  passed to on_revoke
+    const char *log_prefix; //  prefix of log lines; NULL = "tierworker"
+    bool verbose;           //  log protocol traffic, not only trouble
 } tierworker_config_t;
 
 //  Create a worker and connect it to endpoint (tierd's workers endpoint).
@@ -103,9 +113,17 @@ zsock_t *tierworker_sock(tierworker_t *self);
 //  retries even if the socket stays silent (>= 0).
 int tierworker_timeout(tierworker_t *self);
 
-//  Send the first response to the customer. Optional, before the finish.
-//  Returns 0, or -1 if the job is finished already.
+//  Send a response to the customer. Optional, before the finish; the first
+//  one is the ticket's first response. Returns 0, or -1 if the job is
+//  finished already or too many of its messages still wait for the
+//  router's answer (a burst of responses; try again after a poll).
 int tierworker_respond(tierworker_t *self, tierworker_job_t *job, const char *text);
+
+//  tierworker_respond with a flag: awaiting_customer says the response asks
+//  the customer something, so the ticket's SLA clocks pause until the
+//  customer's next message.
+int tierworker_respond_ex(tierworker_t *self, tierworker_job_t *job, const char *text,
+                          bool awaiting_customer);
 
 //  Finish a job: resolve it with a resolution text. Returns 0, or -1 if the
 //  job was finished already (programmer error, logged).
@@ -119,6 +137,14 @@ int tierworker_escalate(tierworker_t *self, tierworker_job_t *job, Tier__V1__Lev
 
 //  Finish a job: give it back to its queue. Returns 0 or -1.
 int tierworker_release(tierworker_t *self, tierworker_job_t *job, const char *reason);
+
+//  Finish a job: keep a promise made to the customer ("call back at
+//  15:00"). The ticket leaves this worker and comes back at until_ms (ms
+//  since the epoch, UTC) to this agent if it is connected then, else to its
+//  level's queue. reason is the promise, kept in history; may be NULL.
+//  Returns 0 or -1 like tierworker_resolve.
+int tierworker_defer(tierworker_t *self, tierworker_job_t *job, uint64_t until_ms,
+                     const char *reason);
 
 //  Tell the router to send no more offers (worker stopping). Repeated
 //  after every re-registration. Returns 0.
