@@ -10,7 +10,7 @@ import harness
 from harness import check, history_of
 
 TICKETS = 300
-SUBMITTERS = 4
+SUBMITTERS = 6
 KILL_AT = (100, 200)          # acknowledged submits before each kill
 DOWN_S = 0.5                  # how long tierd stays dead
 SUBMIT_TIMEOUT_MS = 1000
@@ -28,6 +28,7 @@ printf '%s' '{"action":"resolve","text":"ok"}'
         tb.wait_agent(name)
 
     acked = {}                 # external id -> ticket id
+    dup_acks = []              # acks saying duplicate: an earlier try was stored
     unacked_attempts = []      # external ids whose submit got no answer (retried)
     failures = []
     lock = threading.Lock()
@@ -41,6 +42,8 @@ printf '%s' '{"action":"resolve","text":"ok"}'
                 if r.returncode == 0 and r.json and r.json.get("id"):
                     with lock:
                         acked[ext] = r.json["id"]
+                        if r.json.get("duplicate"):
+                            dup_acks.append(ext)
                     break
                 with lock:
                     unacked_attempts.append(ext)
@@ -57,10 +60,14 @@ printf '%s' '{"action":"resolve","text":"ok"}'
     for th in threads:
         th.start()
     kills = 0
+    open_at_kill = []          # (queued, held by workers) just before each kill
     try:
         for at in KILL_AT:
             harness.wait_until(lambda: len(acked) >= at or not any(t.is_alive() for t in threads),
                                60, f"{at} acknowledged submits", interval=0.005)
+            snap = tb.tierctl("snapshot")
+            open_at_kill.append((sum(len(q["tickets"]) for q in snap["queues"]),
+                                 sum(a["load"] for a in snap["agents"])))
             tierd.kill(signal.SIGKILL, group=False)
             kills += 1
             time.sleep(DOWN_S)
@@ -70,6 +77,8 @@ printf '%s' '{"action":"resolve","text":"ok"}'
             th.join(timeout=90)
     check(not failures, f"submits failed for good: {failures[:3]}")
     check(kills == 2, "tierd was killed twice")
+    check(all(queued + held > 0 for queued, held in open_at_kill),
+          f"tierd was killed with work in progress (queued, held): {open_at_kill}")
     check(len(acked) == TICKETS, f"every external id acknowledged: {len(acked)}")
     check(len(set(acked.values())) == TICKETS, "300 distinct ticket ids")
 
@@ -91,7 +100,16 @@ printf '%s' '{"action":"resolve","text":"ok"}'
         check(len(history_of(t, "resolved")) == 1,
               f"{tid} resolved exactly once: {history_of(t, 'resolved')}")
         check(len(history_of(t, "created")) == 1, f"{tid} created once")
-    print(f"{len(unacked_attempts)} unanswered submits were retried")
+    requeued = attempts = 0
+    for tid in acked.values():
+        t = tb.show(tid)
+        requeued += bool(history_of(t, "requeued"))
+        attempts += t["attempt"] > 1
+    # What the kills hit (varies from run to run; the checks above hold for all).
+    print(f"(queued, held) at the kills: {open_at_kill}; "
+          f"{len(unacked_attempts)} unanswered submits retried, {len(dup_acks)} acks were "
+          f"duplicates of a stored try, {requeued} tickets requeued, "
+          f"{attempts} delivered more than once")
 
 
 harness.main(test)
