@@ -1,13 +1,17 @@
 /*  tier_worker.c — tier-worker: run a shell command for every ticket.
 
     tier-worker --router EP --level L1 [--department D]... [--capacity N]
-                [--agent ID] [--bot] [--grace SECONDS] --exec CMD
+                [--channel-capacity chat=3,phone=1] [--agent ID] [--bot]
+                [--grace SECONDS] --exec CMD
 
     The protocol lives in tierworker.{h,c}; this file only runs handlers.
     Each ticket starts `/bin/sh -c CMD` with the ticket JSON on its stdin
     and TIER_TICKET_ID, TIER_LEVEL, TIER_AGENT, TIER_ATTEMPT in its
     environment. Its stdout is one JSON object saying what to do (resolve,
-    escalate, release, with an optional response first).
+    escalate, release or defer, with an optional response first). The
+    whole object is read and checked before anything is sent, so a handler
+    that makes a mistake releases the ticket without a half-done result.
+    The time forms of defer live in until.{h,c}.
 
     One thread, one poll: the worker socket, a signalfd (SIGCHLD for exits,
     SIGTERM/SIGINT for stopping) and the pipes of every running handler are
@@ -17,6 +21,7 @@
 */
 #include "tierworker.h"
 #include "tierjson.h"
+#include "until.h"
 
 #include <cJSON.h>
 #include <ctype.h>
@@ -33,35 +38,42 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DEFAULT_ROUTER   "tcp://127.0.0.1:5561"
-#define ROUTER_ENV       "TIER_WORKERS"
-#define DEFAULT_CAPACITY 1
-#define CAPACITY_MAX     10000 //  children at once; beyond this a typo is likelier
-#define DEFAULT_GRACE_S  10
-#define CONFIRM_WAIT_MS  3000 //  after the grace period, wait this long for the router
-#define MS_PER_S         1000
-#define OUTPUT_MAX       (1024 * 1024) //  bytes of handler stdout we keep
-#define READ_CHUNK       65536         //  bytes read from a pipe at once
-#define SNIPPET_MAX      80            //  bytes of bad output quoted in a reason
-#define REASON_MAX       256           //  bytes of a release reason we build
-#define EXIT_USAGE       2
-#define STOPPING_REASON  "worker stopping"
-#define SHELL            "/bin/sh"
-#define ITEMS_FIXED      2 //  poll items before the pipes: worker socket, signalfd
-#define OWN_VARS         4 //  environment variables we give each handler
+#define DEFAULT_ROUTER    "tcp://127.0.0.1:5561"
+#define ROUTER_ENV        "TIER_WORKERS"
+#define DEFAULT_CAPACITY  1
+#define CAPACITY_MAX      10000 //  children at once; beyond this a typo is likelier
+#define DEFAULT_GRACE_S   10
+#define CONFIRM_WAIT_MS   3000 //  after the grace period, wait this long for the router
+#define MS_PER_S          1000
+#define OUTPUT_MAX        (1024 * 1024) //  bytes of handler stdout we keep
+#define READ_CHUNK        65536         //  bytes read from a pipe at once
+#define SNIPPET_MAX       80            //  bytes of bad output quoted in a reason
+#define REASON_MAX        256           //  bytes of a release reason we build
+#define EXIT_USAGE        2
+#define STOPPING_REASON   "worker stopping"
+#define RELEASED_REASON   "released by handler" //  a release without a reason
+#define DEFERRED_REASON   "deferred by handler" //  a defer without a reason
+#define EPOCH_MS_MAX      9007199254740992.0    //  2^53: larger JSON numbers are not exact
+#define SECONDS_LOOKALIKE 100000000000ULL       //  ms before 1973: likely seconds
+#define UNTIL_TEXT_MAX    64                    //  bytes of a formatted time
+#define SHELL             "/bin/sh"
+#define ITEMS_FIXED       2 //  poll items before the pipes: worker socket, signalfd
+#define OWN_VARS          4 //  environment variables we give each handler
 
 //  Command-line options
 typedef struct {
-    const char *router;    //  workers endpoint
-    Tier__V1__Level level; //  our level
-    char **departments;    //  --department values, borrowed from argv
-    size_t n_departments;  //  entries in departments
-    uint32_t capacity;     //  most handlers at once
-    const char *agent;     //  agent id, NULL = library default
-    bool bot;              //  automated worker
-    double grace_s;        //  seconds to let handlers finish on stop
-    const char *exec;      //  the handler command
-    bool verbose;          //  log more
+    const char *router;                      //  workers endpoint
+    Tier__V1__Level level;                   //  our level
+    char **departments;                      //  --department values, borrowed from argv
+    size_t n_departments;                    //  entries in departments
+    uint32_t capacity;                       //  most handlers at once
+    tierworker_channel_capacity_t *channels; //  --channel-capacity limits
+    size_t n_channels;                       //  entries in channels
+    const char *agent;                       //  agent id, NULL = library default
+    bool bot;                                //  automated worker
+    double grace_s;                          //  seconds to let handlers finish on stop
+    const char *exec;                        //  the handler command
+    bool verbose;                            //  log more
 } options_t;
 
 //  A running handler
@@ -117,8 +129,8 @@ static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: tier-worker [--router EP] --level L1|L2|L3 [--department D]...\n"
-            "                   [--capacity N] [--agent ID] [--bot] [--grace SECONDS]\n"
-            "                   [--verbose] --exec CMD\n"
+            "                   [--capacity N] [--channel-capacity CHANNEL=N[,...]]\n"
+            "                   [--agent ID] [--bot] [--grace SECONDS] [--verbose] --exec CMD\n"
             "\n"
             "Serve tickets from tierd by running `/bin/sh -c CMD` for each one, with the\n"
             "ticket JSON on stdin and TIER_TICKET_ID, TIER_LEVEL, TIER_AGENT, TIER_ATTEMPT\n"
@@ -127,13 +139,26 @@ static void s_usage(FILE *out)
             "  {\"action\":\"escalate\",\"level\":\"L2\",\"reason\":\"...\",\"notes\":\"...\"}\n"
             "  {\"action\":\"escalate\",\"department\":\"billing\",\"reason\":\"...\"}\n"
             "  {\"action\":\"release\",\"reason\":\"...\"}\n"
-            "and may add \"response\":\"...\" to answer the customer first. A non-zero exit\n"
-            "or other output releases the ticket.\n"
+            "  {\"action\":\"defer\",\"until\":\"15:00\",\"reason\":\"call back at 15:00\"}\n"
+            "Any action may add \"response\":\"...\" to answer the customer first, and\n"
+            "\"awaiting_customer\":true with it when the response asks the customer\n"
+            "something (the SLA clocks then pause until the customer writes again).\n"
+            "defer hands the ticket back until a time promised to the customer; it\n"
+            "returns then to this agent if connected, else to its level's queue.\n"
+            "\"until\" is \"HH:MM\" or \"HH:MM:SS\" (local time, today or tomorrow if\n"
+            "already past), \"+30m\" (from now; units s, m, h, d, e.g. \"+1h30m\"), an ISO\n"
+            "8601 time (\"2026-11-22T15:00:00Z\", \"...+01:00\", no zone = local time) or a\n"
+            "number of ms since the epoch; it must lie in the future. A non-zero exit,\n"
+            "output that is not such an object, or a time that cannot be read releases\n"
+            "the ticket with the reason, and nothing else is sent for it.\n"
             "\n"
             "  --router EP       workers endpoint (default $" ROUTER_ENV " or " DEFAULT_ROUTER ")\n"
             "  --level L         level served: L1, L2 or L3 (required)\n"
             "  --department D    a department served besides the general queue (repeatable)\n"
             "  --capacity N      tickets handled at once (default %d)\n"
+            "  --channel-capacity CHANNEL=N[,...]\n"
+            "                    at most N tickets of CHANNEL at once, within --capacity\n"
+            "                    (e.g. chat=3,phone=1: three chats but one call; repeatable)\n"
             "  --agent ID        agent id (default <level>-<hostname>-<pid>)\n"
             "  --bot             register as an automated worker\n"
             "  --grace SECONDS   on SIGTERM, time left to running handlers (default %d)\n"
@@ -171,6 +196,41 @@ static int s_parse_number(const char *text, double min, double max, double *valu
     return 0;
 }
 
+//  One "chat=3" of --channel-capacity. item is modified.
+static int s_parse_channel(options_t *opt, char *item)
+{
+    char *equals = strchr(item, '=');
+    double number = 0;
+    int channel = 0;
+    if (!equals) return s_usage_error("--channel-capacity \"%s\" is not CHANNEL=N", item);
+    *equals = 0;
+    if (tierjson_enum_value(&tier__v1__channel__descriptor, item, &channel) == -1 || !channel)
+        return s_usage_error("--channel-capacity: \"%s\" is not a channel (chat, email, phone, "
+                             "sms, whatsapp, social, web)",
+                             item);
+    for (size_t i = 0; i < opt->n_channels; i++)
+        if (opt->channels[i].channel == (Tier__V1__Channel)channel)
+            return s_usage_error("--channel-capacity: channel \"%s\" given twice", item);
+    if (s_parse_number(equals + 1, 1, CAPACITY_MAX, &number) || number != (uint32_t)number)
+        return s_usage_error("--channel-capacity: \"%s\" is not a whole number from 1 to 10000",
+                             equals + 1);
+    opt->channels[opt->n_channels].channel = (Tier__V1__Channel)channel;
+    opt->channels[opt->n_channels++].capacity = (uint32_t)number;
+    return 0;
+}
+
+//  "chat=3,phone=1"; repeated options add up.
+static int s_parse_channels(options_t *opt, const char *arg)
+{
+    char *copy = strdup(arg), *save = NULL;
+    if (!copy) return -1;
+    int rc = *arg ? 0 : s_usage_error("--channel-capacity needs CHANNEL=N[,...]%s", "");
+    for (char *item = strtok_r(copy, ",", &save); item && !rc; item = strtok_r(NULL, ",", &save))
+        rc = s_parse_channel(opt, item);
+    free(copy);
+    return rc;
+}
+
 //  Handles one option. Returns 0, 1 for --help, -1 on a usage error.
 static int s_parse_option(options_t *opt, int c, const char *arg)
 {
@@ -190,6 +250,8 @@ static int s_parse_option(options_t *opt, int c, const char *arg)
             return s_usage_error("--capacity \"%s\" is not a whole number from 1 to 10000", arg);
         opt->capacity = (uint32_t)number;
         return 0;
+    case 'C':
+        return s_parse_channels(opt, arg);
     case 'a':
         opt->agent = arg;
         return *arg ? 0 : s_usage_error("--agent needs an id%s", "");
@@ -220,6 +282,7 @@ static int s_parse_args(options_t *opt, int argc, char **argv)
                                              {"level", required_argument, NULL, 'l'},
                                              {"department", required_argument, NULL, 'd'},
                                              {"capacity", required_argument, NULL, 'c'},
+                                             {"channel-capacity", required_argument, NULL, 'C'},
                                              {"agent", required_argument, NULL, 'a'},
                                              {"bot", no_argument, NULL, 'b'},
                                              {"grace", required_argument, NULL, 'g'},
@@ -232,7 +295,10 @@ static int s_parse_args(options_t *opt, int argc, char **argv)
     opt->capacity = DEFAULT_CAPACITY;
     opt->grace_s = DEFAULT_GRACE_S;
     opt->departments = (char **)calloc((size_t)argc + 1, sizeof(char *));
-    if (!opt->departments) return -1;
+    //  A channel may be named once, so there are never more limits than channels.
+    opt->channels = (tierworker_channel_capacity_t *)calloc(tier__v1__channel__descriptor.n_values,
+                                                            sizeof(tierworker_channel_capacity_t));
+    if (!opt->departments || !opt->channels) return -1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
@@ -428,6 +494,25 @@ static void s_on_job(app_t *app, tierworker_job_t *job)
 //  ---------------------------------------------------------------------
 //  Handlers: finish
 
+//  What a handler decided, read from its JSON. Strings are borrowed from
+//  the parsed output and live as long as it does.
+typedef struct {
+    const char *action;     //  "resolve", "escalate", "release" or "defer"
+    const char *response;   //  answer to the customer first, NULL = none
+    bool awaiting_customer; //  the response asks the customer something
+    const char *text;       //  resolve: the resolution
+    const char *level;      //  escalate: "L2", "" = not given
+    int to_level;           //  escalate: level as a Tier__V1__Level value
+    const char *department; //  escalate: "" = not given
+    const char *reason;     //  escalate, release, defer
+    const char *notes;      //  escalate: for the next agent
+    uint64_t until_ms;      //  defer: when the ticket comes back, ms since the epoch
+} decision_t;
+
+//  Each reader below returns 0, or -1 with why set: the caller then
+//  releases the ticket with why and sends nothing else for it.
+#define S_REFUSE(why, ...) (snprintf(why, REASON_MAX, __VA_ARGS__), -1)
+
 //  Reads a string member. Returns 0 (absent: *value = fallback), or -1 if
 //  the member is there but not a string.
 static int s_member(cJSON *root, const char *key, const char *fallback, const char **value)
@@ -440,51 +525,118 @@ static int s_member(cJSON *root, const char *key, const char *fallback, const ch
     return 0;
 }
 
-static int s_escalate(app_t *app, tierworker_job_t *job, cJSON *root, char *why)
+//  Reads a true/false member (absent: false). Returns 0, or -1 if it is
+//  something else.
+static int s_flag(cJSON *root, const char *key, bool *value)
 {
-    const char *level = "", *department = "", *reason = "", *notes = "";
-    int to_level = 0;
-    if (s_member(root, "level", "", &level) || s_member(root, "department", "", &department) ||
-        s_member(root, "reason", "", &reason) || s_member(root, "notes", "", &notes))
-        return snprintf(why, REASON_MAX, "handler output: escalate fields must be strings"), -1;
-    if (tierjson_enum_value(&tier__v1__level__descriptor, level, &to_level) == -1)
-        return snprintf(why, REASON_MAX, "handler output: unknown level \"%s\"", level), -1;
-    if (!*reason) return snprintf(why, REASON_MAX, "handler output: escalate needs a reason"), -1;
-    const char *id = tierworker_job_id(job);
-    if (*level && *department)
-        s_say(app, "%s escalated to %s/%s", id, level, department);
-    else if (*level || *department)
-        s_say(app, "%s escalated to %s", id, *level ? level : department);
-    else
-        s_say(app, "%s escalated to the next level", id);
-    tierworker_escalate(app->worker, job, (Tier__V1__Level)to_level, department, reason, notes);
+    cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+    *value = cJSON_IsTrue(item);
+    return !item || cJSON_IsNull(item) || cJSON_IsBool(item) ? 0 : -1;
+}
+
+static int s_read_escalate(cJSON *root, decision_t *d, char *why)
+{
+    if (s_member(root, "level", "", &d->level) ||
+        s_member(root, "department", "", &d->department) ||
+        s_member(root, "reason", "", &d->reason) || s_member(root, "notes", "", &d->notes))
+        return S_REFUSE(why, "handler output: escalate fields must be strings");
+    if (tierjson_enum_value(&tier__v1__level__descriptor, d->level, &d->to_level) == -1)
+        return S_REFUSE(why, "handler output: unknown level \"%s\"", d->level);
+    if (!*d->reason) return S_REFUSE(why, "handler output: escalate needs a reason");
     return 0;
 }
 
-//  Acts on the handler's JSON. Returns 0, or -1 with why set; the caller
-//  then releases the ticket with why.
-static int s_act(app_t *app, tierworker_job_t *job, cJSON *root, char *why)
+//  "until" as ms since the epoch: a JSON number, or one of the text forms
+//  of until.h. It must lie in the future.
+static int s_read_until(cJSON *root, decision_t *d, char *why)
 {
-    const char *action = NULL, *response = NULL, *text = NULL;
-    if (s_member(root, "action", NULL, &action) || !action)
-        return snprintf(why, REASON_MAX, "handler output has no \"action\""), -1;
-    if (s_member(root, "response", NULL, &response))
-        return snprintf(why, REASON_MAX, "handler output: \"response\" must be a string"), -1;
-    if (strcmp(action, "resolve") && strcmp(action, "escalate") && strcmp(action, "release"))
-        return snprintf(why, REASON_MAX, "handler output: unknown action \"%s\"", action), -1;
-    if (response) tierworker_respond(app->worker, job, response);
-    if (streq(action, "escalate")) return s_escalate(app, job, root, why);
-    if (streq(action, "release")) {
-        if (s_member(root, "reason", "released by handler", &text))
-            return snprintf(why, REASON_MAX, "handler output: \"reason\" must be a string"), -1;
-        s_release(app, job, *text ? text : "released by handler");
+    cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "until");
+    uint64_t now_ms = (uint64_t)zclock_time();
+    if (!item || cJSON_IsNull(item)) return S_REFUSE(why, "handler output: defer needs \"until\"");
+    if (cJSON_IsNumber(item)) {
+        double ms = item->valuedouble;
+        if (ms < 1 || ms > EPOCH_MS_MAX || ms != (double)(uint64_t)ms)
+            return S_REFUSE(why, "handler output: \"until\" %g is not a time in ms since the epoch",
+                            ms);
+        d->until_ms = (uint64_t)ms;
+    } else if (!cJSON_IsString(item) || until_parse(item->valuestring, now_ms, &d->until_ms))
+        return S_REFUSE(why,
+                        "handler output: \"until\" must be \"HH:MM\", \"+30m\", an ISO 8601 "
+                        "time or ms since the epoch, not %s",
+                        cJSON_IsString(item) ? item->valuestring : "that");
+    if (d->until_ms <= now_ms)
+        return S_REFUSE(why, "handler output: \"until\" is in the past%s",
+                        d->until_ms < SECONDS_LOOKALIKE ? " (seconds instead of ms?)" : "");
+    return 0;
+}
+
+static int s_read_defer(cJSON *root, decision_t *d, char *why)
+{
+    if (s_member(root, "reason", "", &d->reason))
+        return S_REFUSE(why, "handler output: \"reason\" must be a string");
+    if (!*d->reason) d->reason = DEFERRED_REASON;
+    return s_read_until(root, d, why);
+}
+
+//  The members every action may carry, then the action's own.
+static int s_read_decision(cJSON *root, decision_t *d, char *why)
+{
+    if (s_member(root, "action", NULL, &d->action) || !d->action)
+        return S_REFUSE(why, "handler output has no \"action\"");
+    if (s_member(root, "response", NULL, &d->response))
+        return S_REFUSE(why, "handler output: \"response\" must be a string");
+    if (s_flag(root, "awaiting_customer", &d->awaiting_customer))
+        return S_REFUSE(why, "handler output: \"awaiting_customer\" must be true or false");
+    if (d->awaiting_customer && !d->response)
+        return S_REFUSE(why, "handler output: \"awaiting_customer\" needs a \"response\"");
+    if (streq(d->action, "escalate")) return s_read_escalate(root, d, why);
+    if (streq(d->action, "defer")) return s_read_defer(root, d, why);
+    if (streq(d->action, "release")) {
+        if (s_member(root, "reason", "", &d->reason))
+            return S_REFUSE(why, "handler output: \"reason\" must be a string");
+        if (!*d->reason) d->reason = RELEASED_REASON;
         return 0;
     }
-    if (s_member(root, "text", "", &text))
-        return snprintf(why, REASON_MAX, "handler output: \"text\" must be a string"), -1;
-    s_say(app, "%s resolved", tierworker_job_id(job));
-    tierworker_resolve(app->worker, job, text);
-    return 0;
+    if (streq(d->action, "resolve")) {
+        if (s_member(root, "text", "", &d->text))
+            return S_REFUSE(why, "handler output: \"text\" must be a string");
+        return 0;
+    }
+    return S_REFUSE(why, "handler output: unknown action \"%s\"", d->action);
+}
+
+static void s_escalate(app_t *app, tierworker_job_t *job, decision_t *d)
+{
+    const char *id = tierworker_job_id(job);
+    if (*d->level && *d->department)
+        s_say(app, "%s escalated to %s/%s", id, d->level, d->department);
+    else if (*d->level || *d->department)
+        s_say(app, "%s escalated to %s", id, *d->level ? d->level : d->department);
+    else
+        s_say(app, "%s escalated to the next level", id);
+    tierworker_escalate(app->worker, job, (Tier__V1__Level)d->to_level, d->department, d->reason,
+                        d->notes);
+}
+
+//  Carries out a decision that was read whole: nothing reaches the router
+//  unless all of it made sense.
+static void s_act(app_t *app, tierworker_job_t *job, decision_t *d)
+{
+    const char *id = tierworker_job_id(job);
+    if (d->response) tierworker_respond_ex(app->worker, job, d->response, d->awaiting_customer);
+    if (streq(d->action, "escalate"))
+        s_escalate(app, job, d);
+    else if (streq(d->action, "release"))
+        s_release(app, job, d->reason);
+    else if (streq(d->action, "defer")) {
+        char until[UNTIL_TEXT_MAX];
+        s_say(app, "%s deferred until %s: %s", id, until_format(d->until_ms, until, sizeof until),
+              d->reason);
+        tierworker_defer(app->worker, job, d->until_ms, d->reason);
+    } else {
+        s_say(app, "%s resolved", id);
+        tierworker_resolve(app->worker, job, d->text);
+    }
 }
 
 static void s_quote_output(child_t *child, const char *what, char *why)
@@ -519,8 +671,10 @@ static void s_decide(app_t *app, child_t *child)
             s_quote_output(child, "handler output is not JSON", why);
         else if (!cJSON_IsObject(root))
             s_quote_output(child, "handler output is not a JSON object", why);
-        else
-            s_act(app, job, root, why);
+        else {
+            decision_t decision = {0};
+            if (s_read_decision(root, &decision, why) == 0) s_act(app, job, &decision);
+        }
         cJSON_Delete(root);
     }
     if (*why) s_release(app, job, why);
@@ -762,6 +916,8 @@ static int s_setup(app_t *app, options_t *opt)
                                .departments = opt->departments,
                                .n_departments = opt->n_departments,
                                .capacity = opt->capacity,
+                               .channel_capacity = opt->channels,
+                               .n_channel_capacity = opt->n_channels,
                                .bot = opt->bot,
                                .on_revoke = s_on_revoke,
                                .revoke_arg = app,
@@ -788,6 +944,7 @@ int main(int argc, char **argv)
     if (rc) {
         if (rc > 0) s_usage(stdout);
         free(opt.departments);
+        free(opt.channels);
         return rc > 0 ? EXIT_SUCCESS : EXIT_USAGE;
     }
     app_t app = {0};
@@ -800,5 +957,6 @@ int main(int argc, char **argv)
         rc = -1;
     s_teardown(&app);
     free(opt.departments);
+    free(opt.channels);
     return rc < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
