@@ -20,6 +20,7 @@ router/tierd, worker/tier-worker, client/tierctl.
 """
 
 import atexit
+import ctypes
 import json
 import os
 import shlex
@@ -38,6 +39,8 @@ SOURCE_DIR = os.environ.get(
 STARTUP_TIMEOUT_S = 10       # a daemon that is not up after this is broken
 TIERCTL_TIMEOUT_MS = 3000    # tierctl --timeout for ordinary requests
 POLL_INTERVAL_S = 0.05       # wait_until's polling period
+TEST_TIMEOUT_S = 55          # a test fails (with logs) before ctest's TIMEOUT kills it
+PR_SET_PDEATHSIG = 1         # prctl option: signal the child when its parent dies
 
 _handed_out_ports = set()
 
@@ -98,6 +101,19 @@ def binary(name):
 # ---------------------------------------------------------------------------
 # Processes
 
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def _die_with_parent():
+    """preexec_fn: SIGKILL this child if the test process dies without
+    cleaning up (ctest kills a test that overruns its TIMEOUT with SIGKILL)."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
 class Daemon:
     """One child process in its own process group, output to a log file."""
 
@@ -117,7 +133,8 @@ class Daemon:
             env = dict(os.environ, **(self.env or {}))
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         preexec_fn=_die_with_parent)
 
     @property
     def pid(self):
@@ -555,11 +572,17 @@ class Testbed:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def main(test, name=None):
+def main(test, name=None, timeout_s=TEST_TIMEOUT_S):
     """Run test(tb) with a fresh Testbed; exit 0 on success, 1 on failure
-    (after printing the traceback and every daemon's log)."""
+    (after printing the traceback and every daemon's log). A test still
+    running after timeout_s fails the same way."""
     name = name or os.path.splitext(os.path.basename(sys.argv[0]))[0]
     tb = Testbed(name)
+
+    def on_alarm(_signum, _frame):
+        raise TestFailure(f"{name} did not finish within {timeout_s}s")
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(timeout_s)
 
     def on_signal(signum, _frame):
         # ctest's TIMEOUT sends SIGTERM: still clean up and show the logs
@@ -573,7 +596,9 @@ def main(test, name=None):
     started = time.monotonic()
     try:
         test(tb)
+        signal.alarm(0)
     except BaseException:  # noqa: BLE001 - any failure: logs, then exit 1
+        signal.alarm(0)
         traceback.print_exc()
         tb.dump_logs()
         tb.close()

@@ -112,4 +112,4 @@ printf '%s' '{"action":"resolve","text":"ok"}'
           f"{attempts} delivered more than once")
 
 
-harness.main(test)
+harness.main(test, timeout_s=115)

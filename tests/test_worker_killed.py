@@ -14,7 +14,7 @@ def test(tb):
     tb.start_tierd()
     started = tb.path("started")
     stuck = tb.handler("stuck", f"""cat >/dev/null; touch {started}
-sleep 60
+sleep 30
 printf '%s' '{{"action":"resolve","text":"from the dead"}}'
 """)
     fast = tb.handler("fast", """cat >/dev/null

@@ -1,0 +1,293 @@
+#!/usr/bin/python3
+"""fault.py — tierd's fault suite: every acknowledged ticket reaches exactly
+one terminal state and is never resolved twice, whatever crashes.
+
+    fault.py [--smoke] [--count N] [--rate R] [--out DIR] [--keep-logs] [CASE...]
+
+Each case runs against real processes (redis-server, tierd, tier-worker)
+under a load of FAULT_N tickets (default 10000; --smoke: 1000), injects its
+fault while the load is running, waits until every queue is empty, then
+audits every acknowledged ticket (audit.py) and prints one line:
+
+    case=router_sigkill acked=10000 resolved=9800 lost=0 duplicated=0 ...
+
+Cases (default: all, in this order):
+  router_sigkill  tierd SIGKILLed five times during the load and restarted
+  worker_sigkill  random busy workers SIGKILLed mid-ticket and restarted
+  worker_sigstop  workers SIGSTOPped past their lease, then continued; their
+                  late results must be refused
+  redis_restart   Redis (AOF on, appendfsync $FAULT_APPENDFSYNC, default
+                  everysec) killed and restarted three times
+  netem           delay, loss and a cut between workers and tierd (network
+                  namespace + veth + tc netem); needs root and sch_netem
+  link_cut        the same link cut twice and rate-shaped (tbf) instead of
+                  netem, for kernels without sch_netem; needs root
+
+Exit status: 0 every case that ran passed; 1 a case failed; 77 every case
+asked for was skipped (ctest SKIP_RETURN_CODE). A skipped case prints
+`case=NAME skipped: WHY` and never counts as passed.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bench as benchmod  # noqa: E402
+from bench import Bench, LEASE_S  # noqa: E402
+import harness  # noqa: E402
+import netns  # noqa: E402
+
+EXIT_SKIPPED = 77
+DEFAULT_COUNT = 10000
+SMOKE_COUNT = 1000
+DEFAULT_RATE = 250           # tickets submitted per second
+STOP_S = 3 * LEASE_S         # SIGSTOP length: well past liveness and the lease
+LATE_CAPACITY = 4            # tickets the late worker holds when stopped
+
+
+class Skipped(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Cases: each gets a Bench with the fleet up and returns nothing; the bench
+# audits afterwards. Faults are spread over the load by acknowledged count.
+
+def case_router_sigkill(b):
+    b.start_load()
+    kills = 0
+    for fraction in (0.12, 0.27, 0.42, 0.57, 0.72):
+        b.wait_acked(fraction)
+        b.tierd.kill(signal.SIGKILL, group=False)
+        kills += 1
+        time.sleep(b.random.uniform(0.1, 1.0))
+        b.tierd.restart()
+    b.notes["tierd_kills"] = kills
+    harness.check(kills == 5, "tierd was killed five times")
+
+
+def case_worker_sigkill(b):
+    b.start_load()
+    kills, same_id, new_id = 0, 0, 0
+    interval = max(0.3, b.count / b.rate / 14)
+    while b.load_running() or kills < 10:
+        time.sleep(interval)
+        agent = b.busy_worker()
+        level = agent.split("-")[0]
+        held = b.agents().get(agent)
+        b.kill_worker(agent)
+        kills += 1
+        if kills % 2:
+            b.workers[agent].start()          # systemd-style restart, same agent id
+            same_id += 1
+        else:
+            b.retired.add(agent)              # gone for good: its lease must expire
+            b.start_worker(f"{agent}r{kills}", level)
+            new_id += 1
+        b.notes.setdefault("killed_holding", 0)
+        b.notes["killed_holding"] += held.load if held else 0
+    b.notes.update(worker_kills=kills, restarted_same_id=same_id, replaced_new_id=new_id)
+
+
+def _stale_lines(log):
+    return sum(1 for line in log.splitlines()
+               if "stale" in line or "router forgot us" in line)
+
+
+def case_worker_sigstop(b):
+    pb_dir = os.path.join(b.tb.dir, "pb")
+    late = harness.Daemon(b.tb, "late-worker",
+                          ["/usr/bin/python3", os.path.join(HERE, "late_worker.py"), pb_dir,
+                           b.tierd.workers, "late-1", str(LATE_CAPACITY)])
+    b.tb.daemons.append(late)
+    b.start_load()
+    harness.wait_until(lambda: "holding" in late.log(), 60, "the late worker to hold tickets")
+    late.send_signal(signal.SIGSTOP)
+    time.sleep(STOP_S)
+    late.send_signal(signal.SIGCONT)
+    stops = 1
+    stopped = []
+    for fraction in (0.3, 0.55, 0.8):
+        b.wait_acked(fraction)
+        agent = b.busy_worker("L1")
+        stopped.append(agent)
+        b.workers[agent].send_signal(signal.SIGSTOP)
+        time.sleep(STOP_S)
+        b.workers[agent].send_signal(signal.SIGCONT)
+        stops += 1
+    late.wait(60)
+    tally = [line for line in late.log().splitlines() if line.startswith("late-worker:")]
+    harness.check(tally, f"the late worker printed its tally: {late.log()[-2000:]}")
+    fields = dict(kv.split("=") for kv in tally[-1].split()[1:])
+    b.late_worker_ok = (fields["applied"] == "0" and fields["other"] == "0"
+                        and fields["stale_results"] == fields["held"])
+    refused_by_worker_log = sum(_stale_lines(b.workers[a].log()) for a in set(stopped))
+    b.notes.update(stops=stops, late_held=fields["held"],
+                   late_not_registered=fields["not_registered"],
+                   late_stale_on_register=fields["stale_on_register"],
+                   late_stale_results=fields["stale_results"], late_applied=fields["applied"],
+                   stopped_worker_stale_lines=refused_by_worker_log)
+    harness.check(b.late_worker_ok, f"late results all refused: {tally[-1]}")
+
+
+def case_redis_restart(b):
+    fsync = os.environ.get("FAULT_APPENDFSYNC", "everysec")
+
+    def configure():
+        b.redis.cmd("CONFIG", "SET", "appendfsync", fsync)
+
+    configure()
+    b.start_load()
+    restarts = 0
+    for fraction, sig in ((0.2, signal.SIGKILL), (0.45, signal.SIGTERM), (0.7, signal.SIGKILL)):
+        b.wait_acked(fraction)
+        b.redis.kill(sig, group=False)
+        time.sleep(b.random.uniform(0.5, 2.0))
+        b.redis.start()
+        harness.wait_until(lambda: b.redis.cmd("PING") == "PONG", 30, "redis PING")
+        configure()
+        restarts += 1
+    b.notes.update(redis_restarts=restarts, appendfsync=b.redis.cmd("CONFIG", "GET",
+                                                                    "appendfsync")[1])
+
+
+def _impair(b, phases):
+    """Run (at_fraction, action, hold_s) phases against the link while the
+    load runs; hold_s > 0 restores the link afterwards."""
+    for fraction, action, hold_s, restore in phases:
+        b.wait_acked(fraction)
+        action()
+        if hold_s:
+            time.sleep(hold_s)
+            restore()
+
+
+def case_netem(b):
+    link = b.link
+    b.start_load()
+    mild = ("netem", "delay", "30ms", "10ms", "loss", "2%")
+    bad = ("netem", "delay", "100ms", "50ms", "loss", "10%")
+    cut = ("netem", "loss", "100%")
+    _impair(b, [
+        (0.1, lambda: link.shape(*mild), 0, None),
+        (0.35, lambda: link.shape(*cut), STOP_S, lambda: link.shape(*mild)),
+        (0.6, lambda: link.shape(*bad), 0, None),
+        (0.8, link.clear, 0, None),
+    ])
+    b.notes.update(impairments="delay30ms+loss2%,cut,delay100ms+loss10%")
+
+
+def case_link_cut(b):
+    link = b.link
+    b.start_load()
+    shaped = ("tbf", "rate", "2mbit", "burst", "16kb", "latency", "20ms")
+    _impair(b, [
+        (0.1, lambda: link.shape(*shaped), 0, None),
+        (0.3, lambda: link.link(False), STOP_S, lambda: link.link(True)),
+        (0.6, lambda: link.link(False), LEASE_S / 2, lambda: link.link(True)),
+        (0.8, link.clear, 0, None),
+    ])
+    b.notes.update(impairments="tbf2mbit,cut,short-cut")
+
+
+CASES = {
+    "router_sigkill": (case_router_sigkill, {}),
+    "worker_sigkill": (case_worker_sigkill, {}),
+    "worker_sigstop": (case_worker_sigstop, {"verbose_workers": True}),
+    "redis_restart": (case_redis_restart, {"aof": True}),
+    "netem": (case_netem, {"link": "netem"}),
+    "link_cut": (case_link_cut, {"link": "cut"}),
+}
+
+
+# ---------------------------------------------------------------------------
+
+def run_case(name, args):
+    fn, opts = CASES[name]
+    link = None
+    if opts.get("link"):
+        link = netns.Link(opts["link"][:3])
+        try:
+            link.setup()
+            if opts["link"] == "netem":
+                link.require_netem()
+        except netns.Unavailable as why:
+            link.teardown()
+            print(f"case={name} skipped: {why}", flush=True)
+            return "skipped"
+    b = None
+    try:
+        b = Bench(name, args.count, args.rate, aof=opts.get("aof", False), link=link,
+                  verbose_workers=opts.get("verbose_workers", False))
+        b.start_fleet()
+        error = None
+        try:
+            fn(b)
+        except Exception:  # noqa: BLE001 - still audit what happened
+            error = traceback.format_exc()
+        if link:
+            link.clear()
+            link.link(True)
+        passed, line, verdict, problems, tickets = b.finish()
+        if error:
+            problems.append(f"the case itself failed:\n{error}")
+            passed = False
+        print(line, flush=True)
+        path = b.save(args.out, line, verdict, problems, tickets,
+                      args.keep_logs or not passed)
+        if not passed:
+            print(f"case={name} FAILED: {'; '.join(p.splitlines()[0] for p in problems)}"
+                  f" (details: {path})", flush=True)
+            for p in problems:
+                sys.stderr.write(p + "\n")
+        return "passed" if passed else "failed"
+    except Exception:  # noqa: BLE001 - a broken bench is a failed case
+        traceback.print_exc()
+        print(f"case={name} FAILED: the bench broke (traceback above)", flush=True)
+        if b is not None:
+            b.tb.dump_logs()
+        return "failed"
+    finally:
+        if b is not None:
+            b.close()
+        if link:
+            link.teardown()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", nargs="*", metavar="CASE", help=", ".join(CASES))
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"{SMOKE_COUNT} tickets per case (CI)")
+    parser.add_argument("--count", type=int, default=None,
+                        help=f"tickets per case (default $FAULT_N or {DEFAULT_COUNT})")
+    parser.add_argument("--rate", type=float,
+                        default=float(os.environ.get("FAULT_RATE", DEFAULT_RATE)),
+                        help="submits per second (default $FAULT_RATE or %(default)s)")
+    parser.add_argument("--out", default=os.environ.get("FAULT_OUT", "/tmp/tier-fault"),
+                        help="where findings and logs go (default %(default)s)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep logs of passed cases too")
+    args = parser.parse_args()
+    if args.count is None:
+        args.count = SMOKE_COUNT if args.smoke else int(os.environ.get("FAULT_N", DEFAULT_COUNT))
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]} (cases: {', '.join(CASES)})")
+    os.makedirs(args.out, exist_ok=True)
+    results = {name: run_case(name, args) for name in (args.cases or list(CASES))}
+    ran = [r for r in results.values() if r != "skipped"]
+    print("summary: " + " ".join(f"{n}={r}" for n, r in results.items()), flush=True)
+    if not ran:
+        return EXIT_SKIPPED
+    return 0 if all(r == "passed" for r in ran) else 1
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    sys.exit(main())
