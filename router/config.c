@@ -9,7 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { KIND_STR, KIND_INT, KIND_DEPTS, KIND_LOGLEVEL } kind_t;
+typedef enum {
+    KIND_STR,      //  char *, not empty
+    KIND_PATH,     //  char *, may be empty
+    KIND_INT,      //  int within min..max
+    KIND_DURATION, //  int64_t ms, "250ms" / "5m" / "none"
+    KIND_STRATEGY, //  strategy_t
+    KIND_DEPTS,    //  departments list
+    KIND_LOGLEVEL  //  syslog priority
+} kind_t;
 
 typedef struct {
     const char *section;  //  INI section
@@ -45,13 +53,25 @@ static const setting_t s_settings[] = {
     INT("workers", "max_attempts", max_attempts, 1, 1000, "5"),
     INT("workers", "max_offer_misses", max_offer_misses, 0, 1000, "3"),
     {"log", "level", KIND_LOGLEVEL, offsetof(config_t, log_level), 0, 0, "info"},
+    {"router", "rules", KIND_PATH, offsetof(config_t, rules_path), 0, 0, ""},
+    {"workers", "strategy_L1", KIND_STRATEGY, offsetof(config_t, strategy[1]), 0, 0,
+     "longest_idle"},
+    {"workers", "strategy_L2", KIND_STRATEGY, offsetof(config_t, strategy[2]), 0, 0,
+     "longest_idle"},
+    {"workers", "strategy_L3", KIND_STRATEGY, offsetof(config_t, strategy[3]), 0, 0,
+     "longest_idle"},
+    {"workers", "followup_L1", KIND_DURATION, offsetof(config_t, followup_ms[1]), 0, 0, "none"},
+    {"workers", "followup_L2", KIND_DURATION, offsetof(config_t, followup_ms[2]), 0, 0, "none"},
+    {"workers", "followup_L3", KIND_DURATION, offsetof(config_t, followup_ms[3]), 0, 0, "none"},
+    {"workers", "promise_grace", KIND_DURATION, offsetof(config_t, promise_grace_ms), 0, 0, "5m"},
 };
 #define SETTINGS (sizeof(s_settings) / sizeof(s_settings[0]))
 
 static size_t s_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b), row[64];
-    if (lb >= 64) return SIZE_MAX;
+    if (lb >= 64)
+        return SIZE_MAX;
     for (size_t j = 0; j <= lb; j++)
         row[j] = j;
     for (size_t i = 1; i <= la; i++) {
@@ -80,7 +100,8 @@ static int s_set_departments(config_t *self, const char *value, char *err, size_
             free(copy);
             return -1;
         }
-        if (config_department(self, tok) >= 0) continue;
+        if (config_department(self, tok) >= 0)
+            continue;
         self->departments[self->department_count++] = strdup(tok);
     }
     free(copy);
@@ -90,17 +111,18 @@ static int s_set_departments(config_t *self, const char *value, char *err, size_
 static int s_apply(config_t *self, const setting_t *s, const char *value, char *err,
                    size_t err_size)
 {
-    char *field = (char *)self + s->offset;
+    char *field = (char *) self + s->offset;
     if (s->kind == KIND_STR) {
         if (!*value) {
             snprintf(err, err_size, "%s must not be empty", s->key);
             return -1;
         }
-        free(*(char **)field);
-        *(char **)field = strdup(value);
+        free(*(char **) field);
+        *(char **) field = strdup(value);
         return 0;
     }
-    if (s->kind == KIND_DEPTS) return s_set_departments(self, value, err, err_size);
+    if (s->kind == KIND_DEPTS)
+        return s_set_departments(self, value, err, err_size);
     if (s->kind == KIND_LOGLEVEL) {
         int level = log_level_parse(value);
         if (level < 0) {
@@ -110,7 +132,7 @@ static int s_apply(config_t *self, const setting_t *s, const char *value, char *
                      value);
             return -1;
         }
-        *(int *)field = level;
+        *(int *) field = level;
         return 0;
     }
     char *end = NULL;
@@ -120,13 +142,15 @@ static int s_apply(config_t *self, const setting_t *s, const char *value, char *
                  s->min, s->max);
         return -1;
     }
-    *(int *)field = (int)number;
+    *(int *) field = (int) number;
     return 0;
 }
 
 int config_set(config_t *self, const char *section, const char *key, const char *value, char *err,
                size_t err_size)
 {
+    if (strncmp(section, "sla", 3) == 0 && (section[3] == 0 || section[3] == ' '))
+        return sla_set(self->sla, section, key, value, err, err_size);
     const setting_t *closest = NULL;
     size_t closest_distance = SIZE_MAX;
     for (size_t i = 0; i < SETTINGS; i++) {
@@ -150,20 +174,23 @@ int config_set(config_t *self, const char *section, const char *key, const char 
 config_t *config_new(void)
 {
     config_t *self = calloc(1, sizeof(config_t));
+    self->sla = sla_new();
     char err[256];
     for (size_t i = 0; i < SETTINGS; i++) {
         int rc = s_apply(self, &s_settings[i], s_settings[i].fallback, err, sizeof(err));
-        (void)rc; //  defaults are valid by construction
+        (void) rc; //  defaults are valid by construction
     }
     return self;
 }
 
 void config_destroy(config_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     config_t *self = *self_p;
     for (size_t i = 0; i < SETTINGS; i++)
-        if (s_settings[i].kind == KIND_STR) free(*(char **)((char *)self + s_settings[i].offset));
+        if (s_settings[i].kind == KIND_STR)
+            free(*(char **) ((char *) self + s_settings[i].offset));
     for (int i = 0; i < self->department_count; i++)
         free(self->departments[i]);
     free(self);
@@ -183,7 +210,8 @@ static char *s_read_line(char *buffer, int size, void *arg)
 {
     load_t *load = arg;
     char *line = fgets(buffer, size, load->file);
-    if (line) load->line++;
+    if (line)
+        load->line++;
     return line;
 }
 
@@ -218,7 +246,8 @@ int config_load(config_t *self, const char *path)
 int config_department(const config_t *self, const char *name)
 {
     for (int i = 0; i < self->department_count; i++)
-        if (strcmp(self->departments[i], name) == 0) return i;
+        if (strcmp(self->departments[i], name) == 0)
+            return i;
     return -1;
 }
 
@@ -229,15 +258,15 @@ void config_print(const config_t *self)
         const setting_t *s = &s_settings[i];
         if (strcmp(section, s->section) != 0)
             printf("%s[%s]\n", i ? "\n" : "", section = s->section);
-        const char *field = (const char *)self + s->offset;
+        const char *field = (const char *) self + s->offset;
         if (s->kind == KIND_STR)
-            printf("%s = %s\n", s->key, *(char *const *)field);
+            printf("%s = %s\n", s->key, *(char *const *) field);
         else if (s->kind == KIND_INT)
-            printf("%s = %d\n", s->key, *(const int *)field);
+            printf("%s = %d\n", s->key, *(const int *) field);
         else if (s->kind == KIND_LOGLEVEL) {
             static const char *names[] = {"",        "",       "",     "error",
                                           "warning", "notice", "info", "debug"};
-            printf("%s = %s\n", s->key, names[*(const int *)field]);
+            printf("%s = %s\n", s->key, names[*(const int *) field]);
         } else {
             printf("%s = ", s->key);
             for (int d = 0; d < self->department_count; d++)

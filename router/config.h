@@ -7,10 +7,15 @@
 #ifndef TIER_CONFIG_H
 #define TIER_CONFIG_H
 
+#include "sla.h"
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define CONFIG_DEPARTMENTS_MAX 64
+#define CONFIG_LEVELS          3
+
+typedef enum { STRATEGY_LONGEST_IDLE = 0, STRATEGY_LEAST_LOADED = 1 } strategy_t;
 
 typedef struct {
     char *clients;                             //  [router] clients: ROUTER endpoint for integrators

@@ -43,16 +43,19 @@ struct _dispatch_t {
 
 static int s_queue_slot(dispatch_t *self, int level, const char *department)
 {
-    if (level < 1 || level > LEVELS) return -1;
+    if (level < 1 || level > LEVELS)
+        return -1;
     int dept = *department ? config_department(self->config, department) : -1;
-    if (*department && dept < 0) return -1;
+    if (*department && dept < 0)
+        return -1;
     return (level - 1) * (self->config->department_count + 1) + dept + 1;
 }
 
 static void s_worker_destroy(void **item)
 {
     worker_t *worker = *item;
-    if (!worker) return;
+    if (!worker)
+        return;
     for (size_t i = 0; i < worker->queue_count; i++)
         free(worker->queues[i]);
     free(worker->queues);
@@ -86,7 +89,8 @@ dispatch_t *dispatch_new(const config_t *config)
 
 void dispatch_destroy(dispatch_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     dispatch_t *self = *self_p;
     zhashx_destroy(&self->by_identity);
     zhashx_destroy(&self->by_agent);
@@ -128,7 +132,8 @@ worker_t *dispatch_register(dispatch_t *self, const worker_spec_t *spec, int64_t
     worker->queue_count = 1;
     for (size_t i = 0; i < spec->department_count; i++) {
         int slot = s_queue_slot(self, spec->level, spec->departments[i]);
-        if (slot < 0) continue; //  validated by the caller; never trust twice
+        if (slot < 0)
+            continue; //  validated by the caller; never trust twice
         worker->queue_index[worker->queue_count] = slot;
         worker->queues[worker->queue_count++] = strdup(self->queue_names[slot]);
     }
@@ -139,7 +144,8 @@ worker_t *dispatch_register(dispatch_t *self, const worker_spec_t *spec, int64_t
     worker->last_seen_ms = worker->renewed_ms = worker->idle_since_ms = now_ms;
     //  A worker replacing a connection that is still open takes its identity.
     worker_t *same_identity = zhashx_lookup(self->by_identity, worker->key);
-    if (same_identity) dispatch_remove(self, same_identity->agent);
+    if (same_identity)
+        dispatch_remove(self, same_identity->agent);
     zhashx_insert(self->by_agent, worker->agent, worker);
     zhashx_insert(self->by_identity, worker->key, worker);
     self->dirty = true;
@@ -149,7 +155,8 @@ worker_t *dispatch_register(dispatch_t *self, const worker_spec_t *spec, int64_t
 void dispatch_remove(dispatch_t *self, const char *agent)
 {
     worker_t *worker = zhashx_lookup(self->by_agent, agent);
-    if (!worker) return;
+    if (!worker)
+        return;
     zhashx_delete(self->by_identity, worker->key);
     zhashx_delete(self->by_agent, agent);
 }
@@ -195,9 +202,11 @@ void worker_set_state(dispatch_t *self, worker_t *worker, Tier__V1__AgentState s
 void dispatch_set_depth(dispatch_t *self, int level, const char *department, uint32_t depth)
 {
     int slot = s_queue_slot(self, level, department);
-    if (slot < 0) return;
+    if (slot < 0)
+        return;
     self->depth[slot] = depth;
-    if (depth) self->dirty = true;
+    if (depth)
+        self->dirty = true;
 }
 
 static bool s_releases_agent(Tier__V1__EventKind kind)
@@ -215,13 +224,16 @@ void dispatch_on_event(dispatch_t *self, const Tier__V1__Event *event)
         dispatch_set_depth(self, event->level, event->department, event->depth);
         return;
     }
-    if (!*event->agent) return;
+    if (!*event->agent)
+        return;
     worker_t *worker = zhashx_lookup(self->by_agent, event->agent);
-    if (!worker) return;
+    if (!worker)
+        return;
     if (event->kind == TIER__V1__EVENT_KIND__EVENT_OFFERED)
         worker->held++;
     else if (s_releases_agent(event->kind) && worker->held > 0) {
-        if (worker->held-- == worker->capacity) worker->idle_since_ms = (int64_t)event->at_ms;
+        if (worker->held-- == worker->capacity)
+            worker->idle_since_ms = (int64_t) event->at_ms;
         self->dirty = true;
     }
 }
@@ -229,15 +241,30 @@ void dispatch_on_event(dispatch_t *self, const Tier__V1__Event *event)
 static uint32_t s_free(const worker_t *worker)
 {
     uint32_t busy = worker->held + worker->reserved;
-    if (worker->state != TIER__V1__AGENT_STATE__AGENT_READY || busy >= worker->capacity) return 0;
+    if (worker->state != TIER__V1__AGENT_STATE__AGENT_READY || busy >= worker->capacity)
+        return 0;
     return worker->capacity - busy;
 }
 
-static int s_longest_idle_first(const void *a, const void *b)
+//  Candidates in the order they get work: by level, then by the level's
+//  strategy (longest idle, or least loaded), then by agent id for ties.
+static const config_t *s_order_config; //  qsort has no context argument
+
+static int s_candidate_order(const void *a, const void *b)
 {
-    const worker_t *x = *(worker_t *const *)a, *y = *(worker_t *const *)b;
-    if (x->idle_since_ms != y->idle_since_ms) return x->idle_since_ms < y->idle_since_ms ? -1 : 1;
-    return strcmp(x->agent, y->agent); //  deterministic on ties
+    const worker_t *x = *(worker_t *const *) a, *y = *(worker_t *const *) b;
+    if (x->level != y->level)
+        return x->level < y->level ? -1 : 1;
+    if (s_order_config->strategy[x->level] == STRATEGY_LEAST_LOADED) {
+        //  load as a share of capacity, compared without division
+        uint64_t lx = (uint64_t) (x->held + x->reserved) * y->capacity;
+        uint64_t ly = (uint64_t) (y->held + y->reserved) * x->capacity;
+        if (lx != ly)
+            return lx < ly ? -1 : 1;
+    }
+    if (x->idle_since_ms != y->idle_since_ms)
+        return x->idle_since_ms < y->idle_since_ms ? -1 : 1;
+    return strcmp(x->agent, y->agent);
 }
 
 //  Take one ticket from the first of the worker's queues that has any left.
@@ -257,15 +284,18 @@ static size_t s_candidates(dispatch_t *self)
     self->candidates = realloc(self->candidates, (workers + 1) * sizeof(worker_t *));
     self->planned = realloc(self->planned, (workers + 1) * sizeof(uint32_t));
     for (worker_t *w = zhashx_first(self->by_agent); w; w = zhashx_next(self->by_agent))
-        if (s_free(w) > 0) self->candidates[count++] = w;
-    qsort(self->candidates, count, sizeof(worker_t *), s_longest_idle_first);
+        if (s_free(w) > 0)
+            self->candidates[count++] = w;
+    s_order_config = self->config;
+    qsort(self->candidates, count, sizeof(worker_t *), s_candidate_order);
     memset(self->planned, 0, count * sizeof(uint32_t));
     return count;
 }
 
 void dispatch_plan(dispatch_t *self, dispatch_assign_fn *assign, void *arg)
 {
-    if (!self->dirty) return;
+    if (!self->dirty)
+        return;
     self->dirty = false;
     memcpy(self->remaining, self->depth, self->queue_count * sizeof(uint32_t));
     size_t count = s_candidates(self);
@@ -283,7 +313,8 @@ void dispatch_plan(dispatch_t *self, dispatch_assign_fn *assign, void *arg)
         }
     }
     for (size_t i = 0; i < count; i++) {
-        if (!self->planned[i]) continue;
+        if (!self->planned[i])
+            continue;
         worker_t *w = self->candidates[i];
         w->reserved += self->planned[i];
         assign(arg, w, self->planned[i], w->queues, w->queue_count);
@@ -293,7 +324,8 @@ void dispatch_plan(dispatch_t *self, dispatch_assign_fn *assign, void *arg)
 void dispatch_assigned(dispatch_t *self, const char *agent, uint32_t asked)
 {
     worker_t *worker = zhashx_lookup(self->by_agent, agent);
-    if (!worker) return;
+    if (!worker)
+        return;
     //  Fewer may have come than asked: the queue events of the same reply
     //  then brought the true depths, and set dirty if anything is left.
     worker->reserved = worker->reserved > asked ? worker->reserved - asked : 0;
@@ -308,7 +340,8 @@ char *const *dispatch_queue_names(dispatch_t *self, size_t *count_p)
 worker_t *dispatch_next_silent(dispatch_t *self, int64_t now_ms, int64_t silence_ms)
 {
     for (worker_t *w = zhashx_first(self->by_agent); w; w = zhashx_next(self->by_agent))
-        if (now_ms - w->last_seen_ms > silence_ms) return w;
+        if (now_ms - w->last_seen_ms > silence_ms)
+            return w;
     return NULL;
 }
 

@@ -35,7 +35,8 @@ events_t *events_new(const char *endpoint)
 
 void events_destroy(events_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     zsock_destroy(&(*self_p)->pub);
     free(*self_p);
     *self_p = NULL;
@@ -49,30 +50,30 @@ const char *events_level_name(int level)
 
 static char *s_str(const redisReply *array, size_t field)
 {
-    return (char *)store_str(store_elem(array, field));
+    return (char *) store_str(store_elem(array, field));
 }
 
 void events_decode(const redisReply *array, uint64_t seq, int64_t now_ms, Tier__V1__Event *event)
 {
     tier__v1__event__init(event);
     event->seq = seq;
-    event->at_ms = (uint64_t)now_ms;
-    event->kind = (Tier__V1__EventKind)store_u64(store_elem(array, STORE_EV_KIND));
+    event->at_ms = (uint64_t) now_ms;
+    event->kind = (Tier__V1__EventKind) store_u64(store_elem(array, STORE_EV_KIND));
     event->ticket_id = s_str(array, STORE_EV_TICKET);
-    event->level = (Tier__V1__Level)store_u64(store_elem(array, STORE_EV_LEVEL));
+    event->level = (Tier__V1__Level) store_u64(store_elem(array, STORE_EV_LEVEL));
     event->department = s_str(array, STORE_EV_DEPT);
     event->agent = s_str(array, STORE_EV_AGENT);
-    event->from_level = (Tier__V1__Level)store_u64(store_elem(array, STORE_EV_FROM_LEVEL));
+    event->from_level = (Tier__V1__Level) store_u64(store_elem(array, STORE_EV_FROM_LEVEL));
     event->from_department = s_str(array, STORE_EV_FROM_DEPT);
     event->reason = s_str(array, STORE_EV_REASON);
-    event->depth = (uint32_t)store_u64(store_elem(array, STORE_EV_DEPTH));
+    event->depth = (uint32_t) store_u64(store_elem(array, STORE_EV_DEPTH));
     event->oldest_ms = store_u64(store_elem(array, STORE_EV_OLDEST));
-    event->state = (Tier__V1__TicketState)store_u64(store_elem(array, STORE_EV_STATE));
-    event->attempt = (uint32_t)store_u64(store_elem(array, STORE_EV_ATTEMPT));
-    event->channel = (Tier__V1__Channel)store_u64(store_elem(array, STORE_EV_CHANNEL));
-    event->priority = (Tier__V1__Priority)store_u64(store_elem(array, STORE_EV_PRIORITY));
-    event->csat = (uint32_t)store_u64(store_elem(array, STORE_EV_CSAT));
-    event->agent_state = (Tier__V1__AgentState)store_u64(store_elem(array, STORE_EV_AGENT_STATE));
+    event->state = (Tier__V1__TicketState) store_u64(store_elem(array, STORE_EV_STATE));
+    event->attempt = (uint32_t) store_u64(store_elem(array, STORE_EV_ATTEMPT));
+    event->channel = (Tier__V1__Channel) store_u64(store_elem(array, STORE_EV_CHANNEL));
+    event->priority = (Tier__V1__Priority) store_u64(store_elem(array, STORE_EV_PRIORITY));
+    event->csat = (uint32_t) store_u64(store_elem(array, STORE_EV_CSAT));
+    event->agent_state = (Tier__V1__AgentState) store_u64(store_elem(array, STORE_EV_AGENT_STATE));
 }
 
 static void s_send(events_t *self, const char *topic, size_t size)
@@ -87,7 +88,7 @@ void events_publish(events_t *self, const Tier__V1__Event *event)
     size_t size = tier__v1__event__get_packed_size(event);
     if (size > sizeof(self->buffer)) {
         log_warning("event %llu of %zu bytes is too large to publish",
-                    (unsigned long long)event->seq, size);
+                    (unsigned long long) event->seq, size);
         return;
     }
     tier__v1__event__pack(event, self->buffer);

@@ -21,15 +21,19 @@ void log_set_level(int priority)
 int log_level_parse(const char *name)
 {
     for (int i = LOG_ERR; i <= LOG_DEBUG; i++)
-        if (strcmp(name, s_names[i]) == 0) return i;
-    if (strcmp(name, "warn") == 0) return LOG_WARNING;
+        if (strcmp(name, s_names[i]) == 0)
+            return i;
+    if (strcmp(name, "warn") == 0)
+        return LOG_WARNING;
     return -1;
 }
 
 void log_print(int priority, const char *format, ...)
 {
-    if (priority > s_level) return;
-    if (s_journal < 0) s_journal = getenv("JOURNAL_STREAM") != NULL;
+    if (priority > s_level)
+        return;
+    if (s_journal < 0)
+        s_journal = getenv("JOURNAL_STREAM") != NULL;
     char line[2048];
     va_list args;
     va_start(args, format);

@@ -52,10 +52,12 @@ static int s_apply_flags(config_t *config, int argc, char **argv)
     int opt, index;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", options, &index)) != -1) {
-        if (opt == '?') return -1;
+        if (opt == '?')
+            return -1;
         const char *name = options[index].name;
         for (size_t i = 0; i < sizeof(s_flag_keys) / sizeof(s_flag_keys[0]); i++) {
-            if (strcmp(name, s_flag_keys[i].flag) != 0) continue;
+            if (strcmp(name, s_flag_keys[i].flag) != 0)
+                continue;
             char err[256];
             if (config_set(config, s_flag_keys[i].section, s_flag_keys[i].key, optarg, err,
                            sizeof(err))) {
@@ -83,7 +85,8 @@ static int s_first_pass(int argc, char **argv, const char **config_path, int *ch
             printf("tierd %s\n", TIERD_VERSION);
             return 1;
         }
-        if (strcmp(argv[i], "--check") == 0) *check = 1;
+        if (strcmp(argv[i], "--check") == 0)
+            *check = 1;
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             *config_path = argv[i + 1];
         else if (strncmp(argv[i], "--config=", 9) == 0)
@@ -97,10 +100,12 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     int check = 0;
     int first = s_first_pass(argc, argv, &config_path, &check);
-    if (first) return 0;
+    if (first)
+        return 0;
     config_t *config = config_new();
     if ((config_path && config_load(config, config_path)) || s_apply_flags(config, argc, argv)) {
-        if (!check) s_usage(stderr);
+        if (!check)
+            s_usage(stderr);
         config_destroy(&config);
         return 2;
     }

@@ -10,8 +10,8 @@
 #define NOTIFY(text) sd_notify(0, text)
 #define NOTIFYF(...) sd_notifyf(0, __VA_ARGS__)
 #else
-#define NOTIFY(text) ((void)0)
-#define NOTIFYF(...) ((void)0)
+#define NOTIFY(text) ((void) 0)
+#define NOTIFYF(...) ((void) 0)
 #endif
 
 void notify_ready(void)
@@ -32,7 +32,7 @@ void notify_stopping(void)
 void notify_status(const char *status)
 {
     NOTIFYF("STATUS=%s", status);
-    (void)status;
+    (void) status;
 }
 
 void notify_watchdog(void)
@@ -40,11 +40,13 @@ void notify_watchdog(void)
 #ifdef HAVE_SYSTEMD
     static uint64_t interval_us = 0, last_us = 0;
     static int enabled = -1;
-    if (enabled < 0) enabled = sd_watchdog_enabled(0, &interval_us) > 0;
-    if (!enabled) return;
+    if (enabled < 0)
+        enabled = sd_watchdog_enabled(0, &interval_us) > 0;
+    if (!enabled)
+        return;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    uint64_t now_us = (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
     if (now_us - last_us >= interval_us / 2) {
         last_us = now_us;
         NOTIFY("WATCHDOG=1");

@@ -8,6 +8,8 @@
 #include "events.h"
 #include "log.h"
 #include "notify.h"
+#include "rules.h"
+#include "sla.h"
 #include "store.h"
 #include "ticket.h"
 
@@ -48,18 +50,21 @@ typedef enum {
     OP_DEPTHS,
     OP_DEAD_LETTERS,
     OP_REQUEUE,
+    OP_RULES_TEST,
+    OP_FOLLOWUP,
 } op_t;
 
 typedef struct {
-    server_t *server;    //  back pointer
-    op_t op;             //  what the call was for
-    zmsg_t *envelope;    //  routing frames to answer on (owned), or NULL
-    uint64_t request_id; //  to echo
-    bool with_history;   //  get: include history
-    char *agent;         //  worker calls: its agent id (owned)
-    uint32_t asked;      //  assign: tickets asked for
-    worker_spec_t spec;  //  register: what to add on success
-    char **departments;  //  register: owned copies for spec
+    server_t *server;         //  back pointer
+    op_t op;                  //  what the call was for
+    zmsg_t *envelope;         //  routing frames to answer on (owned), or NULL
+    uint64_t request_id;      //  to echo
+    bool with_history;        //  get: include history
+    char *agent;              //  worker calls: its agent id (owned)
+    uint32_t asked;           //  assign: tickets asked for
+    worker_spec_t spec;       //  register: what to add on success
+    char **departments;       //  register: owned copies for spec
+    Tier__V1__Ticket *ticket; //  rules test: the ticket tested (owned)
 } call_t;
 
 struct _server_t {
@@ -69,6 +74,7 @@ struct _server_t {
     events_t *events;     //  PUB
     store_t *store;       //  Redis
     dispatch_t *dispatch; //  workers and plan
+    rules_t *rules;       //  intake rules (never NULL)
     int64_t now_ms;       //  clock of the current turn
     int64_t next_cron_ms, next_depths_ms, next_status_ms;
     uint64_t received;                                              //  messages read
@@ -91,7 +97,7 @@ static int64_t s_clock_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 //  ---------------------------------------------------------------------------
@@ -170,7 +176,8 @@ static const char *s_hint(int code)
 
 static void s_count_reject(server_t *self, int code, const char *who, const char *reason)
 {
-    if (code > 0 && code <= TIER__V1__ERROR_CODE__ERROR_BAD_REQUEST) self->rejected[code]++;
+    if (code > 0 && code <= TIER__V1__ERROR_CODE__ERROR_BAD_REQUEST)
+        self->rejected[code]++;
     int64_t second = self->now_ms / 1000;
     if (second != self->reject_log_second) {
         self->reject_log_second = second;
@@ -186,9 +193,9 @@ static void s_client_error(server_t *self, zmsg_t *envelope, uint64_t request_id
     if (code != TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE)
         s_count_reject(self, code, "client request", reason);
     Tier__V1__Error error = TIER__V1__ERROR__INIT;
-    error.code = (Tier__V1__ErrorCode)code;
-    error.reason = (char *)reason;
-    error.hint = (char *)s_hint(code);
+    error.code = (Tier__V1__ErrorCode) code;
+    error.reason = (char *) reason;
+    error.hint = (char *) s_hint(code);
     Tier__V1__ClientReply reply = TIER__V1__CLIENT_REPLY__INIT;
     reply.request_id = request_id;
     reply.error = &error;
@@ -202,9 +209,9 @@ static void s_worker_error(server_t *self, zmsg_t *envelope, uint64_t request_id
         code != TIER__V1__ERROR_CODE__ERROR_STALE)
         s_count_reject(self, code, "worker message", reason);
     Tier__V1__Error error = TIER__V1__ERROR__INIT;
-    error.code = (Tier__V1__ErrorCode)code;
-    error.reason = (char *)reason;
-    error.hint = (char *)s_hint(code);
+    error.code = (Tier__V1__ErrorCode) code;
+    error.reason = (char *) reason;
+    error.hint = (char *) s_hint(code);
     Tier__V1__RouterMessage message = TIER__V1__ROUTER_MESSAGE__INIT;
     message.request_id = request_id;
     message.error = &error;
@@ -235,6 +242,8 @@ static void s_call_destroy(call_t **call_p)
         free(call->departments[i]);
     free(call->departments);
     zframe_destroy(&call->spec.identity);
+    if (call->ticket)
+        tier__v1__ticket__free_unpacked(call->ticket, NULL);
     free(call);
     *call_p = NULL;
 }
@@ -300,40 +309,129 @@ static int s_validate_ticket(server_t *self, const Tier__V1__Ticket *t, char *re
     return s_validate_placement(t->level, t->department, self->config, reason, size);
 }
 
-static void s_submit(server_t *self, zmsg_t *envelope, uint64_t request_id,
-                     const Tier__V1__SubmitRequest *submit)
+//  The SLA arguments of tier_submit: due times and targets of the policy.
+static void s_sla_args(server_t *self, const Tier__V1__Ticket *t, const rules_outcome_t *out)
 {
-    char reason[256];
-    const Tier__V1__Ticket *t = submit->ticket;
-    int code = s_validate_ticket(self, t, reason, sizeof(reason));
-    if (code) {
-        s_client_error(self, envelope, request_id, code, reason);
-        return;
+    const sla_t *sla = self->config->sla;
+    const sla_targets_t *targets = sla_targets(sla, out->sla_policy, out->priority);
+    store_arg_u64(self->store, (uint64_t) sla_due(sla, self->now_ms, targets->first_response_ms));
+    store_arg_u64(self->store, (uint64_t) sla_due(sla, self->now_ms, targets->resolution_ms));
+    for (int level = 1; level <= SLA_LEVELS; level++)
+        store_arg_u64(self->store, (uint64_t) targets->wait_ms[level]);
+    store_arg_u64(self->store, (uint64_t) sla_warn_percent(sla));
+    store_arg_u64(self->store, targets->action);
+    int64_t vip = t->customer && t->customer->vip ? sla_vip_boost_ms(sla) : 0;
+    store_arg_u64(self->store, (uint64_t) (vip + sla_priority_boost_ms(sla, out->priority)));
+    char boosts[128];
+    snprintf(boosts, sizeof(boosts), "%lld,%lld,%lld,%lld",
+             (long long) sla_priority_boost_ms(sla, 1), (long long) sla_priority_boost_ms(sla, 2),
+             (long long) sla_priority_boost_ms(sla, 3), (long long) sla_priority_boost_ms(sla, 4));
+    store_arg_str(self->store, boosts);
+}
+
+//  Rules on customer history travel with the intake, to be checked in Redis.
+static void s_history_rule_args(server_t *self, const rules_outcome_t *out, bool actions)
+{
+    store_arg_u64(self->store, out->history_count);
+    for (size_t i = 0; i < out->history_count; i++) {
+        const rule_history_t *rule = out->history[i];
+        store_arg_str(self->store, rule->name);
+        store_arg_u64(self->store, (uint64_t) rule->contacts);
+        store_arg_u64(self->store, (uint64_t) rule->window_ms);
+        store_arg_u64(self->store, rule->escalated_before);
+        if (actions) {
+            store_arg_u64(self->store, (uint64_t) rule->level);
+            store_arg_str(self->store, rule->department ? rule->department : "");
+        }
     }
+}
+
+//  Queue a validated ticket: rules decide where, the policy sets the clocks.
+//  `clear_timer` names a timer to drop with the intake (follow-ups), or "".
+static void s_intake(server_t *self, const Tier__V1__Ticket *t, const char *clear_timer,
+                     call_t *call)
+{
+    rules_outcome_t out;
+    rules_apply(self->rules, t, &out);
+    Tier__V1__Ticket stored = *t;
+    stored.n_tags = out.tag_count;
+    stored.tags = (char **) out.tags;
     uint8_t *content = NULL;
     size_t content_size = 0;
-    if (ticket_pack_content(t, &content, &content_size)) {
-        s_client_error(self, envelope, request_id, TIER__V1__ERROR_CODE__ERROR_INTERNAL,
-                       "out of memory");
+    if (ticket_pack_content(&stored, &content, &content_size)) {
+        s_on_result(call, &(store_result_t){.code = TIER__V1__ERROR_CODE__ERROR_INTERNAL,
+                                            .reason = "out of memory"});
         return;
     }
     char *created = ticket_history_entry(self->now_ms, TIER__V1__HISTORY_KIND__HISTORY_CREATED,
                                          "customer", t->subject, NULL, false);
     store_call_begin(self->store, "tier_submit", self->now_ms);
     store_arg_str(self->store, t->external_id);
-    store_arg_u64(self->store, t->level ? t->level : TIER__V1__LEVEL__LEVEL_L1);
-    store_arg_str(self->store, t->department);
-    store_arg_u64(self->store, t->priority ? t->priority : TIER__V1__PRIORITY__PRIORITY_NORMAL);
+    store_arg_u64(self->store, (uint64_t) out.level);
+    store_arg_str(self->store, out.department);
+    store_arg_u64(self->store, (uint64_t) out.priority);
     store_arg_u64(self->store, t->channel);
     store_arg_u64(self->store, t->customer && t->customer->vip);
     store_arg_str(self->store, t->customer ? t->customer->id : "");
     store_arg_str(self->store, t->subject);
     store_arg_bin(self->store, content, content_size);
+    s_sla_args(self, t, &out);
+    store_arg_str(self->store, clear_timer);
     store_arg_u64(self->store, 1);
     store_arg_str(self->store, created);
-    s_call_end(self, s_call_new(self, OP_SUBMIT, envelope, request_id));
+    store_arg_u64(self->store, out.hit_count);
+    for (size_t i = 0; i < out.hit_count; i++) {
+        store_arg_str(self->store, out.hits[i].rule);
+        store_arg_str(self->store, out.hits[i].action);
+    }
+    s_history_rule_args(self, &out, true);
+    s_call_end(self, call);
     free(created);
     free(content);
+}
+
+static void s_submit(server_t *self, zmsg_t *envelope, uint64_t request_id,
+                     const Tier__V1__SubmitRequest *submit)
+{
+    char reason[256];
+    int code = s_validate_ticket(self, submit->ticket, reason, sizeof(reason));
+    if (code) {
+        s_client_error(self, envelope, request_id, code, reason);
+        return;
+    }
+    s_intake(self, submit->ticket, "", s_call_new(self, OP_SUBMIT, envelope, request_id));
+}
+
+//  A copy of a ticket that the call owns (the request is freed before the
+//  reply comes).
+static Tier__V1__Ticket *s_ticket_copy(const Tier__V1__Ticket *t)
+{
+    size_t size = tier__v1__ticket__get_packed_size(t);
+    uint8_t *bytes = malloc(size + 1);
+    tier__v1__ticket__pack(t, bytes);
+    Tier__V1__Ticket *copy = tier__v1__ticket__unpack(NULL, size, bytes);
+    free(bytes);
+    return copy;
+}
+
+//  tierctl rules test: the content rules here, the history rules in Redis.
+static void s_rules_test(server_t *self, zmsg_t *envelope, uint64_t request_id,
+                         const Tier__V1__RulesTestRequest *req)
+{
+    char reason[256];
+    int code = s_validate_ticket(self, req->ticket, reason, sizeof(reason));
+    if (code) {
+        s_client_error(self, envelope, request_id, code, reason);
+        return;
+    }
+    call_t *call = s_call_new(self, OP_RULES_TEST, envelope, request_id);
+    call->ticket = s_ticket_copy(req->ticket);
+    rules_outcome_t out;
+    rules_apply(self->rules, call->ticket, &out);
+    store_call_begin(self->store, "tier_rules_history", self->now_ms);
+    store_arg_str(self->store, call->ticket->customer ? call->ticket->customer->id : "");
+    s_history_rule_args(self, &out, false);
+    s_call_end(self, call);
 }
 
 //  A call about one ticket: fn(id, extra...). `extra` ends with NULL.
@@ -442,6 +540,9 @@ static void s_client_request(server_t *self, zmsg_t *envelope, Tier__V1__ClientR
     case TIER__V1__CLIENT_REQUEST__BODY_REQUEUE:
         s_requeue(self, envelope, id, req->requeue);
         break;
+    case TIER__V1__CLIENT_REQUEST__BODY_RULES_TEST:
+        s_rules_test(self, envelope, id, req->rules_test);
+        break;
     default:
         s_client_error(self, envelope, id, TIER__V1__ERROR_CODE__ERROR_BAD_MESSAGE,
                        "request has no body this router knows");
@@ -453,7 +554,7 @@ static void s_client_request(server_t *self, zmsg_t *envelope, Tier__V1__ClientR
 
 static uint32_t s_lease_ms(const server_t *self)
 {
-    return (uint32_t)(LEASE_HEARTBEATS * self->config->liveness * self->config->heartbeat_ms);
+    return (uint32_t) (LEASE_HEARTBEATS * self->config->liveness * self->config->heartbeat_ms);
 }
 
 static int s_validate_register(server_t *self, const Tier__V1__Register *reg, char *reason,
@@ -500,7 +601,7 @@ static void s_register(server_t *self, zmsg_t *envelope, zframe_t *identity, uin
     call->spec = (worker_spec_t){.agent = call->agent,
                                  .identity = zframe_dup(identity),
                                  .level = reg->level,
-                                 .departments = (const char **)call->departments,
+                                 .departments = (const char **) call->departments,
                                  .department_count = reg->n_departments,
                                  .capacity = reg->capacity,
                                  .bot = reg->bot};
@@ -549,7 +650,8 @@ static int s_validate_escalate(server_t *self, const Tier__V1__Escalate *esc, ch
 
 static bool s_ticket_named(server_t *self, zmsg_t *envelope, uint64_t rid, const char *id)
 {
-    if (id && *id) return true;
+    if (id && *id)
+        return true;
     s_worker_error(self, envelope, rid, TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD,
                    "ticket_id is empty");
     return false;
@@ -562,21 +664,27 @@ static void s_result(server_t *self, zmsg_t *envelope, const char *agent,
     char reason[256];
     switch (msg->body_case) {
     case TIER__V1__WORKER_MESSAGE__BODY_ACCEPT:
-        if (!s_ticket_named(self, envelope, rid, msg->accept->ticket_id)) return;
+        if (!s_ticket_named(self, envelope, rid, msg->accept->ticket_id))
+            return;
         s_result_begin(self, "tier_accept", agent, msg->accept->ticket_id, msg->accept->attempt,
                        rid);
         break;
     case TIER__V1__WORKER_MESSAGE__BODY_RESPOND:
-        if (!s_ticket_named(self, envelope, rid, msg->respond->ticket_id)) return;
+        if (!s_ticket_named(self, envelope, rid, msg->respond->ticket_id))
+            return;
         s_result_begin(self, "tier_respond", agent, msg->respond->ticket_id, msg->respond->attempt,
                        rid);
         store_arg_str(self->store, msg->respond->text);
+        store_arg_u64(self->store, msg->respond->awaiting_customer);
         break;
     case TIER__V1__WORKER_MESSAGE__BODY_RESOLVE:
-        if (!s_ticket_named(self, envelope, rid, msg->resolve->ticket_id)) return;
+        if (!s_ticket_named(self, envelope, rid, msg->resolve->ticket_id))
+            return;
         s_result_begin(self, "tier_resolve", agent, msg->resolve->ticket_id, msg->resolve->attempt,
                        rid);
         store_arg_str(self->store, msg->resolve->text);
+        for (int level = 1; level <= CONFIG_LEVELS; level++)
+            store_arg_u64(self->store, (uint64_t) self->config->followup_ms[level]);
         break;
     case TIER__V1__WORKER_MESSAGE__BODY_ESCALATE: {
         const Tier__V1__Escalate *esc = msg->escalate;
@@ -585,7 +693,8 @@ static void s_result(server_t *self, zmsg_t *envelope, const char *agent,
             s_worker_error(self, envelope, rid, code, reason);
             return;
         }
-        if (!s_ticket_named(self, envelope, rid, esc->ticket_id)) return;
+        if (!s_ticket_named(self, envelope, rid, esc->ticket_id))
+            return;
         s_result_begin(self, "tier_escalate", agent, esc->ticket_id, esc->attempt, rid);
         store_arg_u64(self->store, esc->to_level);
         store_arg_str(self->store, esc->to_department);
@@ -593,8 +702,21 @@ static void s_result(server_t *self, zmsg_t *envelope, const char *agent,
         store_arg_str(self->store, esc->notes);
         break;
     }
+    case TIER__V1__WORKER_MESSAGE__BODY_DEFER:
+        if (!s_ticket_named(self, envelope, rid, msg->defer->ticket_id))
+            return;
+        if (!*msg->defer->reason || msg->defer->until_ms == 0) {
+            s_worker_error(self, envelope, rid, TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD,
+                           "a deferral needs until_ms and a reason (the promise)");
+            return;
+        }
+        s_result_begin(self, "tier_defer", agent, msg->defer->ticket_id, msg->defer->attempt, rid);
+        store_arg_u64(self->store, msg->defer->until_ms);
+        store_arg_str(self->store, msg->defer->reason);
+        break;
     case TIER__V1__WORKER_MESSAGE__BODY_RELEASE:
-        if (!s_ticket_named(self, envelope, rid, msg->release->ticket_id)) return;
+        if (!s_ticket_named(self, envelope, rid, msg->release->ticket_id))
+            return;
         s_result_begin(self, "tier_release", agent, msg->release->ticket_id, msg->release->attempt,
                        rid);
         store_arg_str(self->store,
@@ -681,10 +803,83 @@ static void s_on_dead_letters(server_t *self, call_t *call, const store_result_t
     free(tickets);
 }
 
+//  Add the history rules Redis says fire to a rules outcome, as hits.
+static size_t s_history_hits(rules_outcome_t *out, const redisReply *fired, Tier__V1__RuleHit *hits,
+                             char (*actions)[RULE_ACTION_MAX], size_t max)
+{
+    size_t count = 0;
+    for (size_t i = 0; fired && i < fired->elements && count < max; i++)
+        for (size_t r = 0; r < out->history_count; r++) {
+            const rule_history_t *rule = out->history[r];
+            if (strcmp(rule->name, store_str(fired->element[i])) != 0)
+                continue;
+            if (rule->level > out->level)
+                out->level = rule->level;
+            if (rule->department && !*out->department)
+                out->department = rule->department;
+            snprintf(actions[count], RULE_ACTION_MAX, "%s%s%s%s", rule->level ? "level " : "",
+                     rules_level_name(rule->level),
+                     !rule->department ? ""
+                     : rule->level     ? ", department "
+                                       : "department ",
+                     rule->department ? rule->department : "");
+            tier__v1__rule_hit__init(&hits[count]);
+            hits[count].rule = (char *) rule->name;
+            hits[count].action = actions[count];
+            count++;
+            break;
+        }
+    return count;
+}
+
+static void s_on_rules_test(server_t *self, call_t *call, const store_result_t *result)
+{
+    rules_outcome_t out;
+    rules_apply(self->rules, call->ticket, &out);
+    Tier__V1__RuleHit hits[2 * RULES_HITS_MAX], *hit_ptrs[2 * RULES_HITS_MAX];
+    char actions[RULES_HITS_MAX][RULE_ACTION_MAX];
+    size_t count = out.hit_count;
+    for (size_t i = 0; i < out.hit_count; i++) {
+        tier__v1__rule_hit__init(&hits[i]);
+        hits[i].rule = (char *) out.hits[i].rule;
+        hits[i].action = out.hits[i].action;
+    }
+    count += s_history_hits(&out, result->payload, hits + count, actions, RULES_HITS_MAX);
+    for (size_t i = 0; i < count; i++)
+        hit_ptrs[i] = &hits[i];
+    Tier__V1__Ticket *t = call->ticket;
+    size_t own_tags = t->n_tags;
+    char **own = t->tags;
+    char *own_department = t->department;
+    t->level = (Tier__V1__Level) out.level;
+    t->department = (char *) out.department;
+    t->priority = (Tier__V1__Priority) out.priority;
+    t->n_tags = out.tag_count;
+    t->tags = (char **) out.tags;
+    const sla_targets_t *targets = sla_targets(self->config->sla, out.sla_policy, out.priority);
+    Tier__V1__RulesTestReply test = TIER__V1__RULES_TEST_REPLY__INIT;
+    test.n_hits = count;
+    test.hits = hit_ptrs;
+    test.ticket = t;
+    test.sla_policy = (char *) out.sla_policy;
+    test.first_response_due_ms = (uint64_t) targets->first_response_ms;
+    test.resolution_due_ms = (uint64_t) targets->resolution_ms;
+    Tier__V1__ClientReply reply = TIER__V1__CLIENT_REPLY__INIT;
+    reply.request_id = call->request_id;
+    reply.body_case = TIER__V1__CLIENT_REPLY__BODY_RULES_TEST;
+    reply.rules_test = &test;
+    s_client_reply(self, call->envelope, &reply);
+    //  Give the ticket back its own tags so that freeing it frees only those;
+    //  the department may point into the rules: give it back its own too.
+    t->n_tags = own_tags;
+    t->tags = own;
+    t->department = own_department;
+}
+
 static void s_on_submit(server_t *self, call_t *call, const store_result_t *result)
 {
     Tier__V1__SubmitReply submitted = TIER__V1__SUBMIT_REPLY__INIT;
-    submitted.id = (char *)store_str(store_elem(result->payload, 0));
+    submitted.id = (char *) store_str(store_elem(result->payload, 0));
     submitted.duplicate = store_u64(store_elem(result->payload, 1)) != 0;
     Tier__V1__ClientReply reply = TIER__V1__CLIENT_REPLY__INIT;
     reply.request_id = call->request_id;
@@ -697,11 +892,12 @@ static void s_revoke(server_t *self, const char *agent, const char *ticket_id, u
                      const char *reason)
 {
     worker_t *worker = dispatch_by_agent(self->dispatch, agent);
-    if (!worker) return;
+    if (!worker)
+        return;
     Tier__V1__Revoke revoke = TIER__V1__REVOKE__INIT;
-    revoke.ticket_id = (char *)ticket_id;
+    revoke.ticket_id = (char *) ticket_id;
     revoke.attempt = attempt;
-    revoke.reason = (char *)reason;
+    revoke.reason = (char *) reason;
     Tier__V1__RouterMessage message = TIER__V1__ROUTER_MESSAGE__INIT;
     message.body_case = TIER__V1__ROUTER_MESSAGE__BODY_REVOKE;
     message.revoke = &revoke;
@@ -729,12 +925,12 @@ static void s_on_queues(server_t *self, call_t *call, const store_result_t *resu
         const redisReply *q = result->payload->element[i];
         const char *name = store_str(store_elem(q, 0));
         tier__v1__queue_info__init(&infos[i]);
-        infos[i].level = (Tier__V1__Level)(name[0] - '0');
-        infos[i].department = (char *)(strchr(name, ':') ? strchr(name, ':') + 1 : "");
-        infos[i].depth = (uint32_t)store_u64(store_elem(q, 1));
+        infos[i].level = (Tier__V1__Level) (name[0] - '0');
+        infos[i].department = (char *) (strchr(name, ':') ? strchr(name, ':') + 1 : "");
+        infos[i].depth = (uint32_t) store_u64(store_elem(q, 1));
         infos[i].oldest_ms = store_u64(store_elem(q, 2));
-        if (infos[i].oldest_ms && (int64_t)infos[i].oldest_ms < self->now_ms)
-            infos[i].oldest_wait_ms = (uint64_t)self->now_ms - infos[i].oldest_ms;
+        if (infos[i].oldest_ms && (int64_t) infos[i].oldest_ms < self->now_ms)
+            infos[i].oldest_wait_ms = (uint64_t) self->now_ms - infos[i].oldest_ms;
         ptrs[i] = &infos[i];
         if (call->op == OP_DEPTHS)
             dispatch_set_depth(self->dispatch, infos[i].level, infos[i].department, infos[i].depth);
@@ -765,7 +961,8 @@ typedef struct {
 static const char *s_hash_field(const redisReply *hash, const char *name)
 {
     for (size_t i = 0; i + 1 < (hash ? hash->elements : 0); i += 2)
-        if (strcmp(store_str(hash->element[i]), name) == 0) return store_str(hash->element[i + 1]);
+        if (strcmp(store_str(hash->element[i]), name) == 0)
+            return store_str(hash->element[i + 1]);
     return "";
 }
 
@@ -773,17 +970,17 @@ static void s_agent_info(Tier__V1__AgentInfo *info, const redisReply *entry, cha
 {
     const redisReply *hash = store_elem(entry, 1), *held = store_elem(entry, 2);
     tier__v1__agent_info__init(info);
-    info->id = (char *)store_str(store_elem(entry, 0));
-    info->level = (Tier__V1__Level)atoi(s_hash_field(hash, "level"));
-    info->capacity = (uint32_t)atoi(s_hash_field(hash, "cap"));
+    info->id = (char *) store_str(store_elem(entry, 0));
+    info->level = (Tier__V1__Level) atoi(s_hash_field(hash, "level"));
+    info->capacity = (uint32_t) atoi(s_hash_field(hash, "cap"));
     info->bot = atoi(s_hash_field(hash, "bot")) != 0;
-    info->state = (Tier__V1__AgentState)atoi(s_hash_field(hash, "state"));
+    info->state = (Tier__V1__AgentState) atoi(s_hash_field(hash, "state"));
     info->last_seen_ms = strtoull(s_hash_field(hash, "seen"), NULL, 10);
-    info->load = held ? (uint32_t)held->elements : 0;
+    info->load = held ? (uint32_t) held->elements : 0;
     info->n_tickets = info->load;
     info->tickets = calloc(info->load + 1, sizeof(char *));
     for (size_t i = 0; i < info->load; i++)
-        info->tickets[i] = (char *)store_str(held->element[i]);
+        info->tickets[i] = (char *) store_str(held->element[i]);
     //  "billing,sales" -> two strings; the copy lives in *buffer.
     *buffer = strdup(s_hash_field(hash, "depts"));
     info->departments = calloc(CONFIG_DEPARTMENTS_MAX + 1, sizeof(char *));
@@ -837,23 +1034,24 @@ static void s_queue_contents(Tier__V1__QueueContents *queue, const redisReply *e
     const char *name = store_str(store_elem(entry, 0));
     const redisReply *tickets = store_elem(entry, 1);
     tier__v1__queue_contents__init(queue);
-    queue->level = (Tier__V1__Level)(name[0] - '0');
-    queue->department = (char *)(strchr(name, ':') ? strchr(name, ':') + 1 : "");
+    queue->level = (Tier__V1__Level) (name[0] - '0');
+    queue->department = (char *) (strchr(name, ':') ? strchr(name, ':') + 1 : "");
     size_t count = tickets ? tickets->elements : 0;
     Tier__V1__QueuedTicket *items = calloc(count + 1, sizeof(Tier__V1__QueuedTicket));
     queue->tickets = calloc(count + 1, sizeof(Tier__V1__QueuedTicket *));
     for (size_t i = 0; i < count; i++) {
         const redisReply *fields = store_elem(tickets->element[i], 1);
         tier__v1__queued_ticket__init(&items[i]);
-        items[i].id = (char *)store_str(store_elem(tickets->element[i], 0));
-        items[i].priority = (Tier__V1__Priority)store_u64(store_elem(fields, 0));
-        items[i].channel = (Tier__V1__Channel)store_u64(store_elem(fields, 1));
+        items[i].id = (char *) store_str(store_elem(tickets->element[i], 0));
+        items[i].priority = (Tier__V1__Priority) store_u64(store_elem(fields, 0));
+        items[i].channel = (Tier__V1__Channel) store_u64(store_elem(fields, 1));
         items[i].queued_ms = store_u64(store_elem(fields, 2));
-        items[i].subject = (char *)store_str(store_elem(fields, 3));
+        items[i].subject = (char *) store_str(store_elem(fields, 3));
         queue->tickets[i] = &items[i];
     }
     queue->n_tickets = count;
-    if (!count) free(items); //  otherwise freed through tickets[0]
+    if (!count)
+        free(items); //  otherwise freed through tickets[0]
 }
 
 static void s_on_snapshot(server_t *self, call_t *call, const store_result_t *result)
@@ -881,7 +1079,8 @@ static void s_on_snapshot(server_t *self, call_t *call, const store_result_t *re
     s_client_reply(self, call->envelope, &reply);
     s_agents_view_fini(&agents);
     for (size_t i = 0; i < count; i++) {
-        if (contents[i].n_tickets) free(contents[i].tickets[0]); //  the items array
+        if (contents[i].n_tickets)
+            free(contents[i].tickets[0]); //  the items array
         free(contents[i].tickets);
     }
     free(contents);
@@ -892,20 +1091,20 @@ static void s_on_register(server_t *self, call_t *call, const store_result_t *re
 {
     const redisReply *kept = store_elem(result->payload, 0);
     const redisReply *stale = store_elem(result->payload, 1);
-    call->spec.held = kept ? (uint32_t)kept->elements / 2 : 0;
+    call->spec.held = kept ? (uint32_t) kept->elements / 2 : 0;
     dispatch_register(self->dispatch, &call->spec, self->now_ms);
     size_t stale_count = stale ? stale->elements / 2 : 0;
     Tier__V1__Held *held = calloc(stale_count + 1, sizeof(Tier__V1__Held));
     Tier__V1__Held **ptrs = calloc(stale_count + 1, sizeof(Tier__V1__Held *));
     for (size_t i = 0; i < stale_count; i++) {
         tier__v1__held__init(&held[i]);
-        held[i].ticket_id = (char *)store_str(stale->element[2 * i]);
-        held[i].attempt = (uint32_t)store_u64(stale->element[2 * i + 1]);
+        held[i].ticket_id = (char *) store_str(stale->element[2 * i]);
+        held[i].attempt = (uint32_t) store_u64(stale->element[2 * i + 1]);
         ptrs[i] = &held[i];
     }
     Tier__V1__Registered registered = TIER__V1__REGISTERED__INIT;
-    registered.heartbeat_ms = (uint32_t)self->config->heartbeat_ms;
-    registered.offer_timeout_ms = (uint32_t)self->config->offer_timeout_ms;
+    registered.heartbeat_ms = (uint32_t) self->config->heartbeat_ms;
+    registered.offer_timeout_ms = (uint32_t) self->config->offer_timeout_ms;
     registered.n_stale = stale_count;
     registered.stale = ptrs;
     Tier__V1__RouterMessage message = TIER__V1__ROUTER_MESSAGE__INIT;
@@ -922,7 +1121,7 @@ static void s_on_register(server_t *self, call_t *call, const store_result_t *re
 static void s_on_done(server_t *self, call_t *call, const store_result_t *result)
 {
     Tier__V1__Done done = TIER__V1__DONE__INIT;
-    done.state = (Tier__V1__TicketState)store_u64(store_elem(result->payload, 0));
+    done.state = (Tier__V1__TicketState) store_u64(store_elem(result->payload, 0));
     Tier__V1__RouterMessage message = TIER__V1__ROUTER_MESSAGE__INIT;
     message.request_id = call->request_id;
     message.body_case = TIER__V1__ROUTER_MESSAGE__BODY_DONE;
@@ -930,30 +1129,67 @@ static void s_on_done(server_t *self, call_t *call, const store_result_t *result
     s_worker_send(self, call->envelope, &message);
 }
 
+//  Send one offer (a ticket record from store.lua) to a worker.
+static void s_send_offer(server_t *self, worker_t *worker, const redisReply *record)
+{
+    ticket_view_t view;
+    if (ticket_view_init(&view, record, true)) {
+        log_error("a ticket record for %s is malformed; the offer will time out and the "
+                  "ticket go to another agent",
+                  worker_agent(worker));
+        return;
+    }
+    Tier__V1__Offer offer = TIER__V1__OFFER__INIT;
+    offer.ticket = &view.ticket;
+    offer.deadline_ms = (uint64_t) (self->now_ms + self->config->offer_timeout_ms);
+    Tier__V1__RouterMessage message = TIER__V1__ROUTER_MESSAGE__INIT;
+    message.body_case = TIER__V1__ROUTER_MESSAGE__BODY_OFFER;
+    message.offer = &offer;
+    zmsg_t *envelope = s_envelope_of(worker_identity(worker));
+    s_worker_send(self, envelope, &message);
+    zmsg_destroy(&envelope);
+    ticket_view_fini(&view);
+}
+
 //  Offer what tier_assign handed to the worker, with the whole history.
 static void s_on_assign(server_t *self, call_t *call, const store_result_t *result)
 {
     worker_t *worker = dispatch_by_agent(self->dispatch, call->agent);
     size_t count = result->payload ? result->payload->elements : 0;
-    for (size_t i = 0; worker && i < count; i++) {
-        ticket_view_t view;
-        if (ticket_view_init(&view, result->payload->element[i], true)) {
-            log_error("ticket record %zu for %s is malformed; it will time out and be "
-                      "offered again",
-                      i, call->agent);
-            continue;
-        }
-        Tier__V1__Offer offer = TIER__V1__OFFER__INIT;
-        offer.ticket = &view.ticket;
-        offer.deadline_ms = (uint64_t)(self->now_ms + self->config->offer_timeout_ms);
-        Tier__V1__RouterMessage message = TIER__V1__ROUTER_MESSAGE__INIT;
-        message.body_case = TIER__V1__ROUTER_MESSAGE__BODY_OFFER;
-        message.offer = &offer;
-        zmsg_t *envelope = s_envelope_of(worker_identity(worker));
-        s_worker_send(self, envelope, &message);
-        zmsg_destroy(&envelope);
-        ticket_view_fini(&view);
-    }
+    for (size_t i = 0; worker && i < count; i++)
+        s_send_offer(self, worker, result->payload->element[i]);
+}
+
+//  Resolved tickets whose level asks for a follow-up: a new ticket, so that
+//  somebody checks the customer is satisfied. Idempotent on its external id.
+static void s_followup(server_t *self, const redisReply *record)
+{
+    ticket_view_t view;
+    if (ticket_view_init(&view, record, false))
+        return;
+    const Tier__V1__Ticket *done = &view.ticket;
+    char external[128], subject[512], body[256], timer[64];
+    snprintf(external, sizeof(external), "followup:%s", done->id);
+    snprintf(subject, sizeof(subject), "Follow-up: %s", done->subject);
+    snprintf(body, sizeof(body),
+             "Check that the customer is satisfied with the resolution "
+             "of ticket %s.",
+             done->id);
+    snprintf(timer, sizeof(timer), "u:%s", done->id);
+    char *tags[] = {"follow-up"};
+    Tier__V1__Ticket t = TIER__V1__TICKET__INIT;
+    t.external_id = external;
+    t.channel = done->channel;
+    t.customer = done->customer;
+    t.subject = subject;
+    t.body = body;
+    t.n_tags = 1;
+    t.tags = tags;
+    t.level = done->level;
+    t.department = done->department;
+    t.priority = done->priority;
+    s_intake(self, &t, timer, s_call_new(self, OP_FOLLOWUP, NULL, 0));
+    ticket_view_fini(&view);
 }
 
 static void s_on_timers(server_t *self, const store_result_t *result)
@@ -963,7 +1199,7 @@ static void s_on_timers(server_t *self, const store_result_t *result)
     const redisReply *away = store_elem(result->payload, 2);
     for (size_t i = 0; revokes && i + 2 < revokes->elements; i += 3)
         s_revoke(self, store_str(revokes->element[i]), store_str(revokes->element[i + 1]),
-                 (uint32_t)store_u64(revokes->element[i + 2]), "offer timed out");
+                 (uint32_t) store_u64(revokes->element[i + 2]), "offer timed out");
     for (size_t i = 0; lost && i < lost->elements; i++) {
         log_warning("agent %s: lease expired in Redis; its tickets went back to their queues",
                     store_str(lost->element[i]));
@@ -973,17 +1209,27 @@ static void s_on_timers(server_t *self, const store_result_t *result)
         worker_t *worker = dispatch_by_agent(self->dispatch, store_str(away->element[i]));
         log_warning("agent %s: set away after %d offers in a row timed out",
                     store_str(away->element[i]), self->config->max_offer_misses);
-        if (worker) worker_set_state(self->dispatch, worker, TIER__V1__AGENT_STATE__AGENT_AWAY);
+        if (worker)
+            worker_set_state(self->dispatch, worker, TIER__V1__AGENT_STATE__AGENT_AWAY);
     }
+    const redisReply *offers = store_elem(result->payload, 3);
+    for (size_t i = 0; offers && i + 1 < offers->elements; i += 2) {
+        worker_t *worker = dispatch_by_agent(self->dispatch, store_str(offers->element[i]));
+        if (worker) //  if it left meanwhile, the offer times out and is requeued
+            s_send_offer(self, worker, offers->element[i + 1]);
+    }
+    const redisReply *followups = store_elem(result->payload, 4);
+    for (size_t i = 0; followups && i < followups->elements; i++)
+        s_followup(self, followups->element[i]);
 }
 
 static void s_on_failure(server_t *self, call_t *call, const store_result_t *result)
 {
-    if (call->envelope &&
-        (call->op <= OP_SNAPSHOT || call->op == OP_DEAD_LETTERS || call->op == OP_REQUEUE))
-        s_client_error(self, call->envelope, call->request_id, result->code, result->reason);
-    else if (call->envelope)
+    bool from_worker = call->op == OP_REGISTER || call->op == OP_RESULT || call->op == OP_DRAIN;
+    if (call->envelope && from_worker)
         s_worker_error(self, call->envelope, call->request_id, result->code, result->reason);
+    else if (call->envelope)
+        s_client_error(self, call->envelope, call->request_id, result->code, result->reason);
     else if (result->code != TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE)
         log_error("internal call %d failed: %s", call->op, result->reason);
 }
@@ -1000,7 +1246,7 @@ static void s_on_success(server_t *self, call_t *call, const store_result_t *res
     case OP_CANCEL: {
         const char *agent = store_str(store_elem(result->payload, 0));
         if (*agent)
-            s_revoke(self, agent, call->agent, (uint32_t)store_u64(store_elem(result->payload, 1)),
+            s_revoke(self, agent, call->agent, (uint32_t) store_u64(store_elem(result->payload, 1)),
                      "cancelled by the customer");
         s_read_back(self, call);
         break;
@@ -1012,6 +1258,12 @@ static void s_on_success(server_t *self, call_t *call, const store_result_t *res
         break;
     case OP_DEAD_LETTERS:
         s_on_dead_letters(self, call, result);
+        break;
+    case OP_RULES_TEST:
+        s_on_rules_test(self, call, result);
+        break;
+    case OP_FOLLOWUP:
+        log_info("follow-up ticket %s created", store_str(store_elem(result->payload, 0)));
         break;
     case OP_QUEUES:
     case OP_DEPTHS:
@@ -1051,7 +1303,8 @@ static void s_on_result(void *arg, const store_result_t *result)
         s_on_success(self, call, result);
     } else
         s_on_failure(self, call, result);
-    if (call->op == OP_ASSIGN) dispatch_assigned(self->dispatch, call->agent, call->asked);
+    if (call->op == OP_ASSIGN)
+        dispatch_assigned(self->dispatch, call->agent, call->asked);
     s_call_destroy(&call);
 }
 
@@ -1065,8 +1318,8 @@ static void s_assign(void *arg, worker_t *worker, uint32_t count, char *const *q
     store_call_begin(self->store, "tier_assign", self->now_ms);
     store_arg_str(self->store, worker_agent(worker));
     store_arg_u64(self->store, count);
-    store_arg_u64(self->store, (uint64_t)self->config->offer_timeout_ms);
-    store_arg_u64(self->store, (uint64_t)self->config->max_attempts);
+    store_arg_u64(self->store, (uint64_t) self->config->offer_timeout_ms);
+    store_arg_u64(self->store, (uint64_t) self->config->max_attempts);
     store_arg_u64(self->store, queue_count);
     for (size_t i = 0; i < queue_count; i++)
         store_arg_str(self->store, queues[i]);
@@ -1083,9 +1336,10 @@ static void s_on_client_msg(server_t *self, zmsg_t *msg)
 {
     //  A ROUTER always prepends the identity: fewer than two frames cannot be.
     zframe_t *body = zmsg_size(msg) >= 2 ? zmsg_last(msg) : NULL;
-    if (!body) return;
+    if (!body)
+        return;
     zmsg_remove(msg, body); //  msg is now the envelope
-    if ((int)zframe_size(body) > self->config->max_message_bytes) {
+    if ((int) zframe_size(body) > self->config->max_message_bytes) {
         char reason[128];
         snprintf(reason, sizeof(reason), "request of %zu bytes exceeds the limit of %d",
                  zframe_size(body), self->config->max_message_bytes);
@@ -1110,10 +1364,11 @@ static void s_on_client_msg(server_t *self, zmsg_t *msg)
 static void s_on_worker_msg(server_t *self, zmsg_t *msg)
 {
     zframe_t *body = zmsg_size(msg) >= 2 ? zmsg_last(msg) : NULL;
-    if (!body) return;
+    if (!body)
+        return;
     zmsg_remove(msg, body);
     zframe_t *identity = zmsg_first(msg);
-    if ((int)zframe_size(body) > self->config->max_message_bytes) {
+    if ((int) zframe_size(body) > self->config->max_message_bytes) {
         char reason[128];
         snprintf(reason, sizeof(reason), "message of %zu bytes exceeds the limit of %d",
                  zframe_size(body), self->config->max_message_bytes);
@@ -1139,7 +1394,8 @@ static void s_drain(server_t *self, zsock_t *sock, void (*handle)(server_t *, zm
 {
     for (int i = 0; i < BATCH_MAX && (zsock_events(sock) & ZMQ_POLLIN); i++) {
         zmsg_t *msg = zmsg_recv(sock);
-        if (!msg) break;
+        if (!msg)
+            break;
         self->received++;
         handle(self, msg);
         zmsg_destroy(&msg);
@@ -1157,11 +1413,11 @@ static void s_call_simple(server_t *self, op_t op)
 //  A worker silent for `liveness` heartbeats is gone: its tickets go back.
 static void s_check_liveness(server_t *self)
 {
-    int64_t silence = (int64_t)self->config->liveness * self->config->heartbeat_ms;
+    int64_t silence = (int64_t) self->config->liveness * self->config->heartbeat_ms;
     worker_t *worker;
     while ((worker = dispatch_next_silent(self->dispatch, self->now_ms, silence))) {
         log_warning("agent %s: silent for %lld ms; taking its tickets back", worker_agent(worker),
-                    (long long)silence);
+                    (long long) silence);
         store_call_begin(self->store, "tier_agent_lost", self->now_ms);
         store_arg_str(self->store, worker_agent(worker));
         store_arg_str(self->store, "agent stopped heartbeating");
@@ -1181,7 +1437,8 @@ static void s_renew_presence(server_t *self)
         for (size_t i = 0; i < count; i++)
             store_arg_str(self->store, agents[i]);
         s_call_simple(self, OP_HEARTBEAT);
-        if (count < RENEWALS_PER_CALL) break;
+        if (count < RENEWALS_PER_CALL)
+            break;
     }
 }
 
@@ -1190,8 +1447,8 @@ static void s_status(server_t *self)
     char status[256];
     if (store_up(self->store))
         snprintf(status, sizeof(status), "%zu workers, %llu messages, %llu events",
-                 dispatch_workers(self->dispatch), (unsigned long long)self->received,
-                 (unsigned long long)events_published(self->events));
+                 dispatch_workers(self->dispatch), (unsigned long long) self->received,
+                 (unsigned long long) events_published(self->events));
     else
         snprintf(status, sizeof(status), "redis unavailable (%s); refusing new work",
                  store_error(self->store));
@@ -1208,7 +1465,9 @@ static void s_cron(server_t *self)
         s_renew_presence(self);
         store_call_begin(self->store, "tier_timers", self->now_ms);
         store_arg_u64(self->store, TIMERS_PER_CRON);
-        store_arg_u64(self->store, (uint64_t)self->config->max_offer_misses);
+        store_arg_u64(self->store, (uint64_t) self->config->max_offer_misses);
+        store_arg_u64(self->store, (uint64_t) self->config->offer_timeout_ms);
+        store_arg_u64(self->store, (uint64_t) self->config->promise_grace_ms);
         s_call_simple(self, OP_TIMERS);
         if (self->now_ms >= self->next_depths_ms) {
             s_queue_names_call(self, OP_DEPTHS, NULL, 0, "tier_queues");
@@ -1235,16 +1494,39 @@ static void s_turn(server_t *self, int timeout_ms)
     self->now_ms = s_clock_ms();
     s_drain(self, self->clients, s_on_client_msg);
     s_drain(self, self->workers, s_on_worker_msg);
-    if (self->now_ms >= self->next_cron_ms) s_cron(self);
-    if (store_up(self->store)) dispatch_plan(self->dispatch, s_assign, self);
+    if (self->now_ms >= self->next_cron_ms)
+        s_cron(self);
+    if (store_up(self->store))
+        dispatch_plan(self->dispatch, s_assign, self);
     store_flush(self->store);
 }
 
-static void s_reload_config(server_t *self)
+//  Load the rules file named in the config; an empty name means no rules.
+static rules_t *s_load_rules(server_t *self)
+{
+    if (!*self->config->rules_path)
+        return rules_empty();
+    char err[512];
+    rules_t *rules =
+        rules_load(self->config->rules_path, self->config, self->config->sla, err, sizeof(err));
+    if (!rules)
+        log_error("rules: %s", err);
+    return rules;
+}
+
+//  SIGHUP: re-read the rules file. A bad file is refused with file:line and
+//  the old rules stay; tickets in flight are not touched either way.
+static void s_reload(server_t *self)
 {
     notify_reloading();
-    log_notice("SIGHUP: reloading is limited to the log level for now; endpoints, Redis "
-               "and departments need a restart");
+    rules_t *rules = s_load_rules(self);
+    if (rules) {
+        rules_destroy(&self->rules);
+        self->rules = rules;
+        log_notice("SIGHUP: %zu rules loaded from %s", rules_count(rules),
+                   *self->config->rules_path ? self->config->rules_path : "(none)");
+    } else
+        log_error("SIGHUP: kept the %zu rules in force", rules_count(self->rules));
     notify_ready();
 }
 
@@ -1264,11 +1546,11 @@ int server_run(server_t *self)
     while (!s_stop) {
         if (s_reload) {
             s_reload = 0;
-            s_reload_config(self);
+            s_reload(self);
         }
         int64_t wait = self->next_cron_ms - s_clock_ms();
         //  More work already waiting (callbacks queued calls): don't sleep.
-        s_turn(self, store_pending(self->store) ? 0 : (int)(wait > 0 ? wait : 0));
+        s_turn(self, store_pending(self->store) ? 0 : (int) (wait > 0 ? wait : 0));
     }
     notify_stopping();
     log_notice("stopping: every acknowledged ticket is in Redis; workers keep their "
@@ -1303,13 +1585,18 @@ server_t *server_new(config_t *config)
         return NULL;
     }
     self->dispatch = dispatch_new(config);
+    self->rules = s_load_rules(self);
+    if (!self->rules)
+        server_destroy(&self);
     return self;
 }
 
 void server_destroy(server_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     server_t *self = *self_p;
+    rules_destroy(&self->rules);
     dispatch_destroy(&self->dispatch);
     store_destroy(&self->store);
     events_destroy(&self->events);

@@ -48,7 +48,8 @@ struct _store_t {
 
 static void *s_grow(void *ptr, size_t *size, size_t need, size_t elem)
 {
-    if (need <= *size) return ptr;
+    if (need <= *size)
+        return ptr;
     size_t size_new = *size ? *size : 16;
     while (size_new < need)
         size_new *= 2;
@@ -65,14 +66,17 @@ static int s_parse_url(store_t *self, const char *url)
 {
     char host[256] = "127.0.0.1";
     int port = 6379, db = 0;
-    if (strncmp(url, "redis://", 8) != 0) return -1;
+    if (strncmp(url, "redis://", 8) != 0)
+        return -1;
     const char *rest = url + 8;
     const char *at = strchr(rest, '@'); //  credentials are not supported
-    if (at) return -1;
+    if (at)
+        return -1;
     if (sscanf(rest, "%255[^:/]:%d/%d", host, &port, &db) < 1 &&
         sscanf(rest, "%255[^:/]", host) != 1)
         return -1;
-    if (port <= 0 || port > 65535 || db < 0) return -1;
+    if (port <= 0 || port > 65535 || db < 0)
+        return -1;
     self->host = strdup(host);
     self->port = port;
     self->db = db;
@@ -82,7 +86,8 @@ static int s_parse_url(store_t *self, const char *url)
 store_t *store_new(const store_config_t *config)
 {
     store_t *self = calloc(1, sizeof(store_t));
-    if (!self) return NULL;
+    if (!self)
+        return NULL;
     if (s_parse_url(self, config->url)) {
         log_error("redis url \"%s\" is not redis://HOST[:PORT][/DB]", config->url);
         free(self);
@@ -98,9 +103,11 @@ store_t *store_new(const store_config_t *config)
 
 void store_destroy(store_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     store_t *self = *self_p;
-    if (self->redis) redisFree(self->redis);
+    if (self->redis)
+        redisFree(self->redis);
     free(self->host);
     free(self->prefix);
     free(self->bytes);
@@ -155,7 +162,8 @@ static int s_connect(store_t *self)
     if (!self->redis || self->redis->err) {
         snprintf(self->error, sizeof(self->error), "cannot connect to %s:%d: %s", self->host,
                  self->port, self->redis ? self->redis->errstr : "out of memory");
-        if (self->redis) redisFree(self->redis);
+        if (self->redis)
+            redisFree(self->redis);
         self->redis = NULL;
         return -1;
     }
@@ -165,22 +173,27 @@ static int s_connect(store_t *self)
         snprintf(db, sizeof(db), "%d", self->db);
         const char *argv[] = {"SELECT", db};
         size_t lens[] = {6, strlen(db)};
-        if (s_command(self, "SELECT", 2, argv, lens)) goto failed;
+        if (s_command(self, "SELECT", 2, argv, lens))
+            goto failed;
     }
     const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", store_lua_source};
     size_t lens[] = {8, 4, 7, store_lua_size};
-    if (s_command(self, "FUNCTION LOAD", 4, argv, lens)) goto failed;
+    if (s_command(self, "FUNCTION LOAD", 4, argv, lens))
+        goto failed;
     return 0;
 failed:
-    if (self->redis) redisFree(self->redis);
+    if (self->redis)
+        redisFree(self->redis);
     self->redis = NULL;
     return -1;
 }
 
 int store_reconnect(store_t *self, int64_t now_ms)
 {
-    if (self->redis) return 0;
-    if (now_ms < self->next_try_ms) return -1;
+    if (self->redis)
+        return 0;
+    if (now_ms < self->next_try_ms)
+        return -1;
     if (s_connect(self) == 0) {
         log_notice("redis %s:%d connected, functions loaded", self->host, self->port);
         self->backoff_ms = BACKOFF_MIN_MS;
@@ -207,7 +220,8 @@ const char *store_error(store_t *self)
 //  The three argument arrays share one capacity, args_size.
 static void s_reserve_args(store_t *self, size_t need)
 {
-    if (need <= self->args_size) return;
+    if (need <= self->args_size)
+        return;
     size_t size = self->args_size;
     self->arg_off = s_grow(self->arg_off, &size, need, sizeof(size_t));
     size = self->args_size;
@@ -221,7 +235,8 @@ void store_arg_bin(store_t *self, const void *data, size_t size)
 {
     self->bytes = s_grow(self->bytes, &self->bytes_size, self->bytes_used + size + 1, 1);
     s_reserve_args(self, self->args + 1);
-    if (size) memcpy(self->bytes + self->bytes_used, data, size);
+    if (size)
+        memcpy(self->bytes + self->bytes_used, data, size);
     self->arg_off[self->args] = self->bytes_used;
     self->arg_len[self->args] = size;
     self->bytes_used += size;
@@ -236,8 +251,8 @@ void store_arg_str(store_t *self, const char *s)
 void store_arg_u64(store_t *self, uint64_t value)
 {
     char text[24];
-    int len = snprintf(text, sizeof(text), "%llu", (unsigned long long)value);
-    store_arg_bin(self, text, (size_t)len);
+    int len = snprintf(text, sizeof(text), "%llu", (unsigned long long) value);
+    store_arg_bin(self, text, (size_t) len);
 }
 
 void store_call_begin(store_t *self, const char *fn, int64_t now_ms)
@@ -248,13 +263,14 @@ void store_call_begin(store_t *self, const char *fn, int64_t now_ms)
     store_arg_str(self, fn);
     store_arg_str(self, "0");
     store_arg_str(self, self->prefix);
-    store_arg_u64(self, (uint64_t)now_ms);
+    store_arg_u64(self, (uint64_t) now_ms);
 }
 
 static void s_complete(pending_t *call, int code, const char *reason)
 {
     store_result_t result = {.code = code, .reason = reason};
-    if (call->done) call->done(call->arg, &result);
+    if (call->done)
+        call->done(call->arg, &result);
 }
 
 void store_call_end(store_t *self, store_done_fn *done, void *arg)
@@ -266,7 +282,7 @@ void store_call_end(store_t *self, store_done_fn *done, void *arg)
     }
     for (size_t i = 0; i < self->args; i++)
         self->argv[i] = self->bytes + self->arg_off[i];
-    if (redisAppendCommandArgv(self->redis, (int)self->args, self->argv, self->arg_len) !=
+    if (redisAppendCommandArgv(self->redis, (int) self->args, self->argv, self->arg_len) !=
         REDIS_OK) {
         s_complete(&call, TIER__V1__ERROR_CODE__ERROR_INTERNAL, "cannot format redis command");
         return;
@@ -310,7 +326,8 @@ static void s_deliver(pending_t *call, redisReply *reply)
         .events = reply->element[3],
         .payload = reply->element[4],
     };
-    if (call->done) call->done(call->arg, &result);
+    if (call->done)
+        call->done(call->arg, &result);
 }
 
 int store_flush(store_t *self)
@@ -344,20 +361,25 @@ int store_flush(store_t *self)
 
 const char *store_str(const redisReply *r)
 {
-    if (r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)) return r->str;
+    if (r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
+        return r->str;
     return "";
 }
 
 uint64_t store_u64(const redisReply *r)
 {
-    if (!r) return 0;
-    if (r->type == REDIS_REPLY_INTEGER) return r->integer > 0 ? (uint64_t)r->integer : 0;
-    if (r->type == REDIS_REPLY_STRING) return strtoull(r->str, NULL, 10);
+    if (!r)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer > 0 ? (uint64_t) r->integer : 0;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoull(r->str, NULL, 10);
     return 0;
 }
 
 redisReply *store_elem(const redisReply *r, size_t i)
 {
-    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements) return NULL;
+    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+        return NULL;
     return r->element[i];
 }

@@ -30,20 +30,28 @@ local TOUCHED -- queues whose depth changed in this call: key -> {level, dept}
 local QUEUED, OFFERED, ASSIGNED, RESOLVED, ABANDONED, DEFERRED, DEAD = 1, 2, 3, 4, 5, 6, 7
 local H_CREATED, H_CUSTOMER_MESSAGE, H_AGENT_RESPONSE, H_NOTE = 1, 2, 3, 4
 local H_OFFERED, H_ASSIGNED, H_ESCALATED, H_RELEASED, H_REQUEUED = 5, 6, 7, 8, 9
-local H_RESOLVED, H_ABANDONED, H_RATED, H_DEAD_LETTERED = 10, 11, 12, 15
+local H_RESOLVED, H_ABANDONED, H_RATED, H_RULE, H_DEFERRED, H_DEAD_LETTERED = 10, 11, 12, 13, 14, 15
+local H_SLA = 16
 local E_CREATED, E_QUEUED, E_OFFERED, E_ASSIGNED, E_RESPONDED = 1, 2, 3, 4, 5
 local E_ESCALATED, E_RESOLVED, E_ABANDONED, E_RELEASED, E_REQUEUED = 6, 7, 8, 9, 10
 local E_AGENT, E_QUEUE, E_MESSAGE, E_RATED, E_DEAD = 11, 12, 13, 14, 15
+local E_SLA_WARNING, E_SLA_BREACH, E_DEFERRED, E_PROMISE_DUE, E_RULE = 16, 17, 18, 19, 20
+local SLA_NOTIFY, SLA_ESCALATE, SLA_RAISE_PRIORITY = 0, 1, 2
 local A_READY, A_AWAY, A_DRAINING, A_GONE = 1, 2, 3, 4
 local ESC_HIERARCHICAL, ESC_FUNCTIONAL = 1, 2
 local LEVEL_MAX = 3
 local PRIORITY_MAX = 4
-local ORDER_PRIORITY_STEP = 4398046511104 -- 2^42 ms (~139 years): priority
-                                         -- dominates any creation time
 
 -- The ticket fields most transitions need (the hash also holds pb, subj, ...)
+-- SLA fields (set at intake from the policy): fdue/rdue first-response and
+-- resolution due times, w1..w3 longest waits per level (durations), warn
+-- (percent), act (action on breach), boost (ms earlier in the order), pbt
+-- (boost per priority, "b1,b2,b3,b4"), paused (when the clock stopped, 0 if
+-- running), sf/sr/sw (stage of each clock: 0 running, 1 warned, 2 breached).
 local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
-               'created', 'queued', 'frt', 'lastreq' }
+               'created', 'queued', 'frt', 'lastreq', 'cust', 'fdue', 'rdue',
+               'w1', 'w2', 'w3', 'warn', 'act', 'boost', 'pbt', 'paused',
+               'sf', 'sr', 'sw', 'promised', 'vip' }
 
 local function N(x) return string.format('%.0f', x) end
 
@@ -101,22 +109,74 @@ local function history(id, kind, actor, fields)
   redis.call('RPUSH', hkey(id), cjson.encode(e))
 end
 
--- The one place that orders a queue: higher priority first, then the
--- customer's total wait (creation time), so a ticket requeued or escalated
--- keeps its place ahead of newer ones.
+local function num(x) return tonumber(x) or 0 end
+
+---------------------------------------------------------------------------
+-- SLA clocks. Each ticket has at most three timers in TIMERS:
+-- "s:ID:f" first response, "s:ID:r" resolution, "s:ID:w" wait in the current
+-- queue. A timer fires first at the warning share of its target, then at the
+-- target; the stage on the ticket (sf/sr/sw) makes each fire exactly once.
+
+-- start and due time of a clock, or nil when it is not running.
+local function clock(t, kind)
+  if kind == 'f' then
+    if t.frt ~= '0' and t.frt ~= '' then return nil end
+    if num(t.fdue) > 0 then return num(t.created), num(t.fdue) end
+  elseif kind == 'r' then
+    if num(t.paused) > 0 then return nil end
+    if num(t.rdue) > 0 then return num(t.created), num(t.rdue) end
+  else
+    if t.state ~= QUEUED then return nil end
+    local wait = num(t['w' .. t.level])
+    if wait > 0 then return num(t.queued), num(t.queued) + wait end
+  end
+  return nil
+end
+
+local function sla_schedule(t, kind)
+  local member = 's:' .. t.id .. ':' .. kind
+  local start, due = clock(t, kind)
+  local stage = num(t['s' .. kind])
+  if not start or stage >= 2 then
+    redis.call('ZREM', TIMERS, member)
+    return
+  end
+  local at = due
+  if stage == 0 then at = start + math.floor((due - start) * num(t.warn) / 100) end
+  redis.call('ZADD', TIMERS, N(at), member)
+end
+
+local function sla_clear(t)
+  redis.call('ZREM', TIMERS, 's:' .. t.id .. ':f', 's:' .. t.id .. ':r', 's:' .. t.id .. ':w')
+end
+
+-- The one place that orders a queue: the earliest of the ticket's SLA
+-- deadlines (first response, resolution, longest wait at this level) comes
+-- first, less its boost (VIP, priority); real-time channels, having shorter
+-- targets, therefore go before e-mail. Without targets: creation time.
 local function order(t)
-  return N((PRIORITY_MAX - t.prio) * ORDER_PRIORITY_STEP + tonumber(t.created))
+  local d
+  for _, kind in ipairs({ 'f', 'r', 'w' }) do
+    local _, due = clock(t, kind)
+    if due and (not d or due < d) then d = due end
+  end
+  return N((d or num(t.created)) - num(t.boost))
 end
 
 local function enqueue(t)
+  t.state = QUEUED
+  t.sw = '0'
+  redis.call('HSET', tkey(t.id), 'sw', 0)
   redis.call('ZADD', qkey(t.level, t.dept), order(t), t.id)
   redis.call('ZADD', qtkey(t.level, t.dept), t.queued, t.id)
   TOUCHED[t.level .. ':' .. t.dept] = { t.level, t.dept }
+  sla_schedule(t, 'w')
 end
 
 local function dequeue(t)
   redis.call('ZREM', qkey(t.level, t.dept), t.id)
   redis.call('ZREM', qtkey(t.level, t.dept), t.id)
+  redis.call('ZREM', TIMERS, 's:' .. t.id .. ':w')
   TOUCHED[t.level .. ':' .. t.dept] = { t.level, t.dept }
 end
 
@@ -179,31 +239,107 @@ end
 ---------------------------------------------------------------------------
 -- Intake
 
--- args: prefix now ext level dept prio chan vip cust subject pb nhist hist...
+-- Customer history, for rules: contact times and whether any ticket of the
+-- customer was escalated.
+local HISTORY_KEEP_MS = 90 * 86400000
+
+local function customer_contact(cust, id)
+  if cust == '' then return end
+  local key = P .. 'cc:' .. cust
+  redis.call('ZADD', key, N(NOW), id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', N(NOW - HISTORY_KEEP_MS))
+  redis.call('PEXPIRE', key, N(HISTORY_KEEP_MS))
+end
+
+-- A rule on customer history; fires => its level/department apply.
+local function history_rule_fires(cust, contacts, window, escalated)
+  if cust == '' then return false end
+  if contacts > 0 and
+     redis.call('ZCOUNT', P .. 'cc:' .. cust, N(NOW - window), '+inf') < contacts - 1 then
+    return false
+  end
+  if escalated and redis.call('EXISTS', P .. 'ce:' .. cust) == 0 then return false end
+  return true
+end
+
+local function rule_decision(t, name, action)
+  history(t.id, H_RULE, name, { x = action, au = true })
+  event(E_RULE, t, { reason = name .. ': ' .. action })
+end
+
+-- args: prefix now ext level dept prio chan vip cust subject pb
+--       fdue rdue w1 w2 w3 warn act boost pbt clear_timer
+--       nhist hist... nhits (rule action)... nrules (name contacts window
+--       escalated level dept)...
+-- Content rules were applied by the router (their decisions come as hits);
+-- rules on customer history are checked here, atomically with the intake.
 local function tier_submit(_, a)
   begin(a)
   local ext = a[3]
+  if a[21] ~= '' then redis.call('ZREM', TIMERS, a[21]) end
   if ext ~= '' then
     local existing = redis.call('GET', P .. 'x:' .. ext)
     if existing then return finish('OK', '', { existing, 1 }) end
   end
   local id = tostring(redis.call('INCR', P .. 'nextid'))
   local t = { id = id, level = tonumber(a[4]), dept = a[5], prio = tonumber(a[6]),
-              chan = tonumber(a[7]), created = N(NOW), queued = N(NOW),
-              state = QUEUED, agent = '', att = 0 }
-  redis.call('HSET', tkey(id), 'ext', ext, 'level', a[4], 'dept', a[5], 'prio', a[6],
+              chan = tonumber(a[7]), vip = a[8], cust = a[9], created = N(NOW),
+              queued = N(NOW), state = QUEUED, agent = '', att = 0, frt = '0',
+              fdue = a[12], rdue = a[13], w1 = a[14], w2 = a[15], w3 = a[16],
+              warn = a[17], act = a[18], boost = a[19], pbt = a[20], paused = '0',
+              sf = '0', sr = '0', sw = '0' }
+  local i = 22
+  local nhist = tonumber(a[i]); i = i + 1
+  local hist = { unpack(a, i, i + nhist - 1) }; i = i + nhist
+  local nhits = tonumber(a[i]); i = i + 1
+  local hits = {}
+  for _ = 1, nhits do hits[#hits + 1] = { a[i], a[i + 1] }; i = i + 2 end
+  local nrules = tonumber(a[i]); i = i + 1
+  for _ = 1, nrules do
+    local name, contacts, window, escalated, level, dept =
+      a[i], tonumber(a[i + 1]), tonumber(a[i + 2]), a[i + 3] == '1', tonumber(a[i + 4]), a[i + 5]
+    i = i + 6
+    if history_rule_fires(t.cust, contacts, window, escalated) then
+      if level > t.level then t.level = level end
+      if dept ~= '' and t.dept == '' then t.dept = dept end
+      local what = {}
+      if level > 0 then what[#what + 1] = 'level L' .. level end
+      if dept ~= '' then what[#what + 1] = 'department ' .. dept end
+      hits[#hits + 1] = { name, table.concat(what, ', ') }
+    end
+  end
+  redis.call('HSET', tkey(id), 'ext', ext, 'level', t.level, 'dept', t.dept, 'prio', a[6],
              'chan', a[7], 'vip', a[8], 'cust', a[9], 'subj', a[10], 'pb', a[11],
              'state', QUEUED, 'agent', '', 'att', 0, 'created', t.created,
              'updated', t.created, 'queued', t.queued, 'frt', 0, 'resolved', 0,
-             'csat', 0, 'resp', 0, 'esc', 0, 'lastreq', '')
-  local nhist = tonumber(a[12])
-  if nhist > 0 then redis.call('RPUSH', hkey(id), unpack(a, 13, 12 + nhist)) end
+             'csat', 0, 'resp', 0, 'esc', 0, 'lastreq', '', 'fdue', t.fdue, 'rdue', t.rdue,
+             'w1', t.w1, 'w2', t.w2, 'w3', t.w3, 'warn', t.warn, 'act', t.act,
+             'boost', t.boost, 'pbt', t.pbt, 'paused', 0, 'sf', 0, 'sr', 0, 'sw', 0)
+  if nhist > 0 then redis.call('RPUSH', hkey(id), unpack(hist)) end
   if ext ~= '' then redis.call('SET', P .. 'x:' .. ext, id) end
-  enqueue(t)
   event(E_CREATED, t)
+  for _, hit in ipairs(hits) do rule_decision(t, hit[1], hit[2]) end
+  customer_contact(t.cust, id)
+  enqueue(t)
+  sla_schedule(t, 'f')
+  sla_schedule(t, 'r')
   event(E_QUEUED, t)
   kpi('created', t)
   return finish('OK', '', { id, 0 })
+end
+
+-- Which rules on customer history would fire (tierctl rules test).
+-- args: prefix now cust nrules (name contacts window escalated)...
+local function tier_rules_history(_, a)
+  begin(a)
+  local fired, i = {}, 5
+  for _ = 1, tonumber(a[4]) do
+    if history_rule_fires(a[3], tonumber(a[i + 1]), tonumber(a[i + 2]), a[i + 3] == '1') then
+      fired[#fired + 1] = a[i]
+    end
+    i = i + 4
+  end
+  return finish('OK', '', fired)
 end
 
 ---------------------------------------------------------------------------
@@ -223,6 +359,7 @@ end
 
 local function dead_letter(t, reason)
   dequeue(t)
+  sla_clear(t)
   t.state = DEAD
   redis.call('HSET', tkey(t.id), 'state', DEAD, 'agent', '', 'updated', N(NOW))
   redis.call('ZADD', DEADQ, N(NOW), t.id)
@@ -313,7 +450,8 @@ local function tier_accept(_, a)
   return finish('OK', '', { t.state })
 end
 
--- extra args: text
+-- extra args: text awaiting_customer. A question to the customer stops the
+-- resolution clock until the customer's next message (tier_message).
 local function tier_respond(_, a)
   local t, err, why = result_begin(a)
   if err == 'DUP' then return finish('OK', '', { t.state }) end
@@ -322,7 +460,12 @@ local function tier_respond(_, a)
   accept_offer(t)
   if t.frt == '0' then
     redis.call('HSET', tkey(t.id), 'frt', N(NOW))
+    redis.call('ZREM', TIMERS, 's:' .. t.id .. ':f')
     kpi('first_response', t)
+  end
+  if a[8] == '1' and num(t.paused) == 0 then
+    redis.call('HSET', tkey(t.id), 'paused', N(NOW))
+    redis.call('ZREM', TIMERS, 's:' .. t.id .. ':r')
   end
   redis.call('HINCRBY', tkey(t.id), 'resp', 1)
   kpi('response', t)
@@ -337,7 +480,8 @@ local function unhold(t)
   redis.call('SREM', wkey(t.agent), t.id)
 end
 
--- extra args: text
+-- extra args: text followup_L1 followup_L2 followup_L3 (ms; 0: none; else a
+-- follow-up task is created that long after the resolution, tier_timers "u:")
 local function tier_resolve(_, a)
   local t, err, why = result_begin(a)
   if err == 'DUP' then return finish('OK', '', { t.state }) end
@@ -345,6 +489,9 @@ local function tier_resolve(_, a)
   applying(t)
   accept_offer(t)
   unhold(t)
+  sla_clear(t)
+  local followup = num(a[7 + t.level])
+  if followup > 0 then redis.call('ZADD', TIMERS, N(NOW + followup), 'u:' .. t.id) end
   t.state = RESOLVED
   redis.call('HSET', tkey(t.id), 'state', RESOLVED, 'resolved', N(NOW))
   history(t.id, H_RESOLVED, t.agent, { x = a[7] })
@@ -353,42 +500,74 @@ local function tier_resolve(_, a)
   return finish('OK', '', { t.state })
 end
 
--- extra args: to_level to_dept reason notes
--- to_level 0 and no department: the next level.
-local function tier_escalate(_, a)
-  local t, err, why = result_begin(a)
-  if err == 'DUP' then return finish('OK', '', { t.state, t.level, t.dept }) end
-  if not t then return fail(err, why) end
-  local to_level, to_dept, reason, notes = tonumber(a[7]), a[8], a[9], a[10]
+-- Where an escalation goes: to_level 0 and no department = the next level.
+-- Returns level, department, kind; or nil, code, reason.
+local function escalation_target(t, to_level, to_dept)
   if to_level == 0 then
     to_level = t.level
     if to_dept == '' then to_level = t.level + 1 end
   end
   if to_level > LEVEL_MAX then
-    return fail('UNKNOWN_LEVEL', 'ticket ' .. t.id .. ' is at L' .. t.level ..
-                ' and there is no level above it')
+    return nil, 'UNKNOWN_LEVEL', 'ticket ' .. t.id .. ' is at L' .. t.level ..
+           ' and there is no level above it'
   end
   if to_level == t.level and to_dept == t.dept then
-    return fail('BAD_REQUEST', 'ticket ' .. t.id .. ' is already at L' .. t.level ..
-                (t.dept ~= '' and (' ' .. t.dept) or ''))
+    return nil, 'BAD_REQUEST', 'ticket ' .. t.id .. ' is already at L' .. t.level ..
+           (t.dept ~= '' and (' ' .. t.dept) or '')
   end
-  local kind = (to_level ~= t.level) and ESC_HIERARCHICAL or ESC_FUNCTIONAL
-  applying(t)
-  unhold(t)
+  return to_level, to_dept, (to_level ~= t.level) and ESC_HIERARCHICAL or ESC_FUNCTIONAL
+end
+
+-- Move a ticket to another queue, by an agent or automatically (actor is
+-- then the rule or "sla"). The caller has taken it out of its old place.
+local function escalate(t, to_level, to_dept, kind, actor, reason, notes, automatic)
   local from_level, from_dept, agent = t.level, t.dept, t.agent
-  t.level, t.dept, t.state, t.agent, t.queued = to_level, to_dept, QUEUED, '', N(NOW)
+  t.level, t.dept, t.agent, t.queued = to_level, to_dept, '', N(NOW)
   redis.call('HSET', tkey(t.id), 'state', QUEUED, 'agent', '', 'level', to_level,
-             'dept', to_dept, 'queued', t.queued)
+             'dept', to_dept, 'queued', t.queued, 'updated', N(NOW))
   redis.call('HINCRBY', tkey(t.id), 'esc', 1)
-  history(t.id, H_ESCALATED, agent, { r = reason, fl = from_level, tl = to_level,
-          fd = from_dept, td = to_dept, e = kind })
-  if notes ~= '' then history(t.id, H_NOTE, agent, { x = notes }) end
+  if t.cust ~= '' then redis.call('SET', P .. 'ce:' .. t.cust, 1, 'PX', N(HISTORY_KEEP_MS)) end
+  history(t.id, H_ESCALATED, actor, { r = reason, fl = from_level, tl = to_level,
+          fd = from_dept, td = to_dept, e = kind, au = automatic or nil })
+  if notes ~= '' then history(t.id, H_NOTE, actor, { x = notes }) end
   enqueue(t)
   event(E_ESCALATED, t, { agent = agent, from_level = from_level, from_dept = from_dept,
         reason = reason })
   kpi('escalated', t, from_level, from_dept, agent, kind)
   event(E_QUEUED, t)
+end
+
+-- extra args: to_level to_dept reason notes
+local function tier_escalate(_, a)
+  local t, err, why = result_begin(a)
+  if err == 'DUP' then return finish('OK', '', { t.state, t.level, t.dept }) end
+  if not t then return fail(err, why) end
+  local level, dept, kind = escalation_target(t, tonumber(a[7]), a[8])
+  if not level then return fail(dept, kind) end
+  applying(t)
+  unhold(t)
+  escalate(t, level, dept, kind, t.agent, a[9], a[10], false)
   return finish('OK', '', { t.state, t.level, t.dept })
+end
+
+-- extra args: until_ms reason. Keep a promise: the ticket leaves the agent
+-- and comes back at until_ms (tier_timers "d:").
+local function tier_defer(_, a)
+  local t, err, why = result_begin(a)
+  if err == 'DUP' then return finish('OK', '', { t.state }) end
+  if not t then return fail(err, why) end
+  applying(t)
+  accept_offer(t)
+  unhold(t)
+  local agent = t.agent
+  t.state = DEFERRED
+  redis.call('HSET', tkey(t.id), 'state', DEFERRED, 'agent', '', 'promised', agent,
+             'promise', a[7])
+  redis.call('ZADD', TIMERS, a[7], 'd:' .. t.id)
+  history(t.id, H_DEFERRED, agent, { x = a[7], r = a[8] })
+  event(E_DEFERRED, t, { agent = agent, reason = a[8] })
+  kpi('deferred', t)
+  return finish('OK', '', { t.state })
 end
 
 -- extra args: reason
@@ -421,6 +600,8 @@ local function tier_cancel(_, a)
   local agent, att = t.agent, t.att
   if t.state == QUEUED then dequeue(t) end
   if agent ~= '' then unhold(t) end
+  sla_clear(t)
+  redis.call('ZREM', TIMERS, 'd:' .. t.id, 'p:' .. t.id)
   t.state = ABANDONED
   redis.call('HSET', tkey(t.id), 'state', ABANDONED, 'agent', '', 'resolved', N(NOW),
              'updated', N(NOW))
@@ -436,6 +617,14 @@ local function tier_message(_, a)
   local t, err, why = open_ticket(a[3])
   if not t then return fail(err, why) end
   redis.call('HSET', tkey(t.id), 'updated', N(NOW))
+  if num(t.paused) > 0 then
+    -- The customer answered: the resolution clock runs again, its due time
+    -- moved by the time spent waiting on the customer.
+    if num(t.rdue) > 0 then t.rdue = N(num(t.rdue) + NOW - num(t.paused)) end
+    t.paused = '0'
+    redis.call('HSET', tkey(t.id), 'paused', 0, 'rdue', t.rdue)
+    sla_schedule(t, 'r')
+  end
   history(t.id, H_CUSTOMER_MESSAGE, 'customer', { x = a[4] })
   event(E_MESSAGE, t)
   return finish('OK', '', {})
@@ -581,15 +770,133 @@ local function tier_agent_lost(_, a)
 end
 
 ---------------------------------------------------------------------------
--- Timers: offer deadlines ("o:id:attempt") and agent leases ("a:agent").
--- Only due members are read, so idle tickets cost nothing.
--- args: prefix now limit max_misses
--- Payload: { revokes (agent id attempt)..., lost agents..., away agents... }
+-- Timers. TIMERS holds one member per pending deadline, scored by due time:
+--   "o:ID:ATT"  offer not accepted in time        "a:AGENT"  agent lease
+--   "s:ID:K"    SLA clock K (f, r, w)              "d:ID"     promise due
+--   "p:ID"      promise check (was it kept?)       "u:ID"     follow-up due
+-- Only due members are read, so idle tickets cost nothing, and each member
+-- is removed as it is handled, in the same transaction: a timer fires once,
+-- whatever happens to the router.
+
+local SLA_NAMES = { f = 'first response', r = 'resolution', w = 'wait at this level' }
+
+local function priority_boost(t, prio)
+  local i = 0
+  for b in string.gmatch(t.pbt or '', '[^,]+') do
+    i = i + 1
+    if i == prio then return num(b) end
+  end
+  return 0
+end
+
+-- On a breach while the ticket still waits in a queue: the policy's action.
+local function sla_act(t, reason)
+  local action = num(t.act)
+  if t.state ~= QUEUED or action == SLA_NOTIFY then return end
+  if action == SLA_ESCALATE and t.level < LEVEL_MAX then
+    dequeue(t)
+    escalate(t, t.level + 1, '', ESC_HIERARCHICAL, 'sla', reason, '', true)
+  elseif t.prio < PRIORITY_MAX then
+    local old = t.prio
+    t.prio = t.prio + 1
+    t.boost = N(num(t.boost) - priority_boost(t, old) + priority_boost(t, t.prio))
+    redis.call('HSET', tkey(t.id), 'prio', t.prio, 'boost', t.boost)
+    redis.call('ZADD', qkey(t.level, t.dept), order(t), t.id)
+    history(t.id, H_SLA, 'sla', { x = 'priority raised to ' .. t.prio, r = reason, au = true })
+  end
+end
+
+local function sla_fire(id, kind)
+  local t = core(id)
+  if not t or t.state == RESOLVED or t.state == ABANDONED or t.state == DEAD then return end
+  local start, due = clock(t, kind)
+  if not start then return end
+  local field = 's' .. kind
+  local stage = num(t[field])
+  if stage == 0 then
+    stage = 1
+    t[field] = '1'
+    redis.call('HSET', tkey(id), field, 1)
+    local reason = SLA_NAMES[kind] .. ' target ' .. t.warn .. '% used'
+    history(id, H_SLA, 'sla', { x = 'warning', r = reason, au = true })
+    event(E_SLA_WARNING, t, { reason = reason })
+    kpi('sla_warning', t, kind)
+  end
+  if stage == 1 and NOW >= due then
+    t[field] = '2'
+    redis.call('HSET', tkey(id), field, 2)
+    local reason = SLA_NAMES[kind] .. ' target missed'
+    history(id, H_SLA, 'sla', { x = 'breach', r = reason, au = true })
+    event(E_SLA_BREACH, t, { reason = reason })
+    kpi('sla_breach', t, kind)
+    sla_act(t, reason)
+  end
+  sla_schedule(t, kind)
+end
+
+local function agent_available(agent)
+  local h = redis.call('HMGET', akey(agent), 'state', 'cap')
+  return tonumber(h[1]) == A_READY and redis.call('SCARD', wkey(agent)) < num(h[2])
+end
+
+-- The promised time came: back to the same agent if it can take it now,
+-- else to the front of its level's queue. Returns {agent, record} or nil.
+local function promise_due(id, offer_ms, grace_ms)
+  local t = core(id)
+  if not t or t.state ~= DEFERRED then return nil end
+  local agent = t.promised
+  redis.call('ZADD', TIMERS, N(NOW + grace_ms), 'p:' .. id)
+  event(E_PROMISE_DUE, t, { agent = agent })
+  if agent ~= '' and agent_available(agent) then
+    t.att = t.att + 1
+    offer(t, agent, offer_ms)
+    return { agent, ticket_record(id) }
+  end
+  t.queued = N(NOW)
+  redis.call('HSET', tkey(id), 'state', QUEUED, 'queued', t.queued, 'updated', N(NOW))
+  history(id, H_REQUEUED, 'router', { r = 'promise due; ' .. (agent ~= '' and agent or
+          'the agent') .. ' is not available' })
+  enqueue(t)
+  redis.call('ZADD', qkey(t.level, t.dept), 0, id) -- a promise due now goes first
+  event(E_QUEUED, t)
+  return nil
+end
+
+-- A promise is kept if an agent took the ticket within the grace period.
+local function promise_check(id)
+  local t = core(id)
+  if not t or (t.state ~= QUEUED and t.state ~= OFFERED and t.state ~= DEFERRED) then return end
+  history(id, H_SLA, 'sla', { x = 'breach', r = 'promise missed', au = true })
+  event(E_SLA_BREACH, t, { reason = 'promise missed' })
+  kpi('promise_missed', t)
+end
+
+local function offer_expired(rest, revokes, away, max_misses)
+  local id, att = rest:match('^(.*):(%d+)$')
+  local t = id and core(id)
+  if not (t and t.state == OFFERED and t.att == tonumber(att)) then return end
+  local agent = t.agent
+  requeue(t, H_REQUEUED, E_REQUEUED, 'router', 'offer to ' .. agent .. ' timed out')
+  revokes[#revokes + 1] = agent; revokes[#revokes + 1] = id; revokes[#revokes + 1] = att
+  local misses = redis.call('HINCRBY', akey(agent), 'misses', 1)
+  if max_misses > 0 and misses >= max_misses then
+    redis.call('HSET', akey(agent), 'state', A_AWAY)
+    event(E_AGENT, nil, { agent = agent, agent_state = A_AWAY,
+          reason = misses .. ' offers in a row timed out' })
+    away[#away + 1] = agent
+  end
+end
+
+-- args: prefix now limit max_misses offer_ms grace_ms
+-- Payload: { revokes (agent id attempt)..., lost agents, away agents,
+--            offers (agent record)..., follow-ups (records) }
+local FOLLOWUP_RETRY_MS = 60000
+
 local function tier_timers(_, a)
   begin(a)
   local due = redis.call('ZRANGEBYSCORE', TIMERS, '-inf', a[2], 'LIMIT', 0, tonumber(a[3]))
-  local revokes, lost, away = {}, {}, {}
-  local max_misses = tonumber(a[4])
+  local revokes, lost, away, offers, followups = {}, {}, {}, {}, {}
+  local max_misses, offer_ms, grace_ms = tonumber(a[4]), tonumber(a[5]), tonumber(a[6])
   for _, m in ipairs(due) do
     redis.call('ZREM', TIMERS, m)
     local kind, rest = m:sub(1, 1), m:sub(3)
@@ -597,24 +904,25 @@ local function tier_timers(_, a)
       agent_gone(rest, 'agent lease expired')
       lost[#lost + 1] = rest
     elseif kind == 'o' then
-      local id, att = rest:match('^(.*):(%d+)$')
-      local t = id and core(id)
-      if t and t.state == OFFERED and t.att == tonumber(att) then
-        local agent = t.agent
-        requeue(t, H_REQUEUED, E_REQUEUED, 'router', 'offer to ' .. agent .. ' timed out')
-        revokes[#revokes + 1] = agent; revokes[#revokes + 1] = id
-        revokes[#revokes + 1] = att
-        local misses = redis.call('HINCRBY', akey(agent), 'misses', 1)
-        if misses >= max_misses and max_misses > 0 then
-          redis.call('HSET', akey(agent), 'state', A_AWAY)
-          event(E_AGENT, nil, { agent = agent, agent_state = A_AWAY,
-                reason = misses .. ' offers in a row timed out' })
-          away[#away + 1] = agent
-        end
+      offer_expired(rest, revokes, away, max_misses)
+    elseif kind == 's' then
+      local id, clock_kind = rest:match('^(.*):(%a)$')
+      if id then sla_fire(id, clock_kind) end
+    elseif kind == 'd' then
+      local o = promise_due(rest, offer_ms, grace_ms)
+      if o then offers[#offers + 1] = o[1]; offers[#offers + 1] = o[2] end
+    elseif kind == 'p' then
+      promise_check(rest)
+    elseif kind == 'u' then
+      -- The router submits the follow-up (idempotently) and clears this
+      -- timer then; until it does, it comes round again.
+      if redis.call('EXISTS', tkey(rest)) == 1 then
+        redis.call('ZADD', TIMERS, N(NOW + FOLLOWUP_RETRY_MS), m)
+        followups[#followups + 1] = ticket_record(rest)
       end
     end
   end
-  return finish('OK', '', { revokes, lost, away })
+  return finish('OK', '', { revokes, lost, away, offers, followups })
 end
 
 ---------------------------------------------------------------------------
@@ -670,6 +978,9 @@ redis.register_function('tier_respond', tier_respond)
 redis.register_function('tier_resolve', tier_resolve)
 redis.register_function('tier_escalate', tier_escalate)
 redis.register_function('tier_release', tier_release)
+redis.register_function('tier_defer', tier_defer)
+redis.register_function{ function_name = 'tier_rules_history', callback = tier_rules_history,
+                         flags = { 'no-writes' } }
 redis.register_function('tier_cancel', tier_cancel)
 redis.register_function('tier_message', tier_message)
 redis.register_function('tier_rate', tier_rate)

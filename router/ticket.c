@@ -12,14 +12,16 @@
 static const char *s_field(const redisReply *hash, const char *name)
 {
     for (size_t i = 0; i + 1 < (hash ? hash->elements : 0); i += 2)
-        if (strcmp(store_str(hash->element[i]), name) == 0) return store_str(hash->element[i + 1]);
+        if (strcmp(store_str(hash->element[i]), name) == 0)
+            return store_str(hash->element[i + 1]);
     return "";
 }
 
 static const redisReply *s_field_reply(const redisReply *hash, const char *name)
 {
     for (size_t i = 0; i + 1 < (hash ? hash->elements : 0); i += 2)
-        if (strcmp(store_str(hash->element[i]), name) == 0) return hash->element[i + 1];
+        if (strcmp(store_str(hash->element[i]), name) == 0)
+            return hash->element[i + 1];
     return NULL;
 }
 
@@ -31,14 +33,16 @@ static uint64_t s_u64(const redisReply *hash, const char *name)
 static char *s_json_str(const cJSON *entry, const char *key)
 {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(entry, key);
-    return cJSON_IsString(item) ? item->valuestring : (char *)"";
+    return cJSON_IsString(item) ? item->valuestring : (char *) "";
 }
 
 static uint64_t s_json_u64(const cJSON *entry, const char *key)
 {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(entry, key);
-    if (cJSON_IsNumber(item)) return item->valuedouble > 0 ? (uint64_t)item->valuedouble : 0;
-    if (cJSON_IsString(item)) return strtoull(item->valuestring, NULL, 10);
+    if (cJSON_IsNumber(item))
+        return item->valuedouble > 0 ? (uint64_t) item->valuedouble : 0;
+    if (cJSON_IsString(item))
+        return strtoull(item->valuestring, NULL, 10);
     return 0;
 }
 
@@ -46,15 +50,15 @@ static void s_history_entry(Tier__V1__HistoryEntry *out, const cJSON *entry)
 {
     tier__v1__history_entry__init(out);
     out->at_ms = s_json_u64(entry, "t");
-    out->kind = (Tier__V1__HistoryKind)s_json_u64(entry, "k");
+    out->kind = (Tier__V1__HistoryKind) s_json_u64(entry, "k");
     out->actor = s_json_str(entry, "a");
     out->text = s_json_str(entry, "x");
     out->reason = s_json_str(entry, "r");
-    out->from_level = (Tier__V1__Level)s_json_u64(entry, "fl");
-    out->to_level = (Tier__V1__Level)s_json_u64(entry, "tl");
+    out->from_level = (Tier__V1__Level) s_json_u64(entry, "fl");
+    out->to_level = (Tier__V1__Level) s_json_u64(entry, "tl");
     out->from_department = s_json_str(entry, "fd");
     out->to_department = s_json_str(entry, "td");
-    out->escalation = (Tier__V1__EscalationKind)s_json_u64(entry, "e");
+    out->escalation = (Tier__V1__EscalationKind) s_json_u64(entry, "e");
     out->automatic = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "au"));
 }
 
@@ -87,10 +91,12 @@ int ticket_view_init(ticket_view_t *view, const redisReply *record, bool with_hi
     tier__v1__ticket__init(t);
     const redisReply *hash = store_elem(record, 1);
     const redisReply *pb = s_field_reply(hash, "pb");
-    if (!hash || !pb || pb->type != REDIS_REPLY_STRING) return -1;
-    view->content = tier__v1__ticket__unpack(NULL, pb->len, (const uint8_t *)pb->str);
-    if (!view->content) return -1;
-    t->id = (char *)store_str(store_elem(record, 0));
+    if (!hash || !pb || pb->type != REDIS_REPLY_STRING)
+        return -1;
+    view->content = tier__v1__ticket__unpack(NULL, pb->len, (const uint8_t *) pb->str);
+    if (!view->content)
+        return -1;
+    t->id = (char *) store_str(store_elem(record, 0));
     t->external_id = view->content->external_id;
     t->channel = view->content->channel;
     t->customer = view->content->customer;
@@ -98,19 +104,20 @@ int ticket_view_init(ticket_view_t *view, const redisReply *record, bool with_hi
     t->body = view->content->body;
     t->n_tags = view->content->n_tags;
     t->tags = view->content->tags;
-    t->priority = (Tier__V1__Priority)s_u64(hash, "prio");
-    t->level = (Tier__V1__Level)s_u64(hash, "level");
-    t->department = (char *)s_field(hash, "dept");
-    t->state = (Tier__V1__TicketState)s_u64(hash, "state");
-    t->agent = (char *)s_field(hash, "agent");
-    t->attempt = (uint32_t)s_u64(hash, "att");
+    t->priority = (Tier__V1__Priority) s_u64(hash, "prio");
+    t->level = (Tier__V1__Level) s_u64(hash, "level");
+    t->department = (char *) s_field(hash, "dept");
+    t->state = (Tier__V1__TicketState) s_u64(hash, "state");
+    t->agent = (char *) s_field(hash, "agent");
+    t->attempt = (uint32_t) s_u64(hash, "att");
     t->created_ms = s_u64(hash, "created");
     t->updated_ms = s_u64(hash, "updated");
     t->queued_ms = s_u64(hash, "queued");
     t->first_response_ms = s_u64(hash, "frt");
     t->resolved_ms = s_u64(hash, "resolved");
-    t->csat = (uint32_t)s_u64(hash, "csat");
-    if (with_history) s_history(view, store_elem(record, 2));
+    t->csat = (uint32_t) s_u64(hash, "csat");
+    if (with_history)
+        s_history(view, store_elem(record, 2));
     return 0;
 }
 
@@ -121,7 +128,8 @@ void ticket_view_fini(ticket_view_t *view)
     free(view->json);
     free(view->entries);
     free(view->entry_ptrs);
-    if (view->content) tier__v1__ticket__free_unpacked(view->content, NULL);
+    if (view->content)
+        tier__v1__ticket__free_unpacked(view->content, NULL);
     memset(view, 0, sizeof(*view));
 }
 
@@ -137,7 +145,8 @@ int ticket_pack_content(const Tier__V1__Ticket *submitted, uint8_t **data_p, siz
     content.tags = submitted->tags;
     *size_p = tier__v1__ticket__get_packed_size(&content);
     *data_p = malloc(*size_p + 1);
-    if (!*data_p) return -1;
+    if (!*data_p)
+        return -1;
     tier__v1__ticket__pack(&content, *data_p);
     return 0;
 }
@@ -147,13 +156,16 @@ char *ticket_history_entry(int64_t at_ms, int kind, const char *actor, const cha
 {
     cJSON *entry = cJSON_CreateObject();
     char at[24];
-    snprintf(at, sizeof(at), "%lld", (long long)at_ms);
+    snprintf(at, sizeof(at), "%lld", (long long) at_ms);
     cJSON_AddStringToObject(entry, "t", at);
     cJSON_AddNumberToObject(entry, "k", kind);
     cJSON_AddStringToObject(entry, "a", actor ? actor : "");
-    if (text && *text) cJSON_AddStringToObject(entry, "x", text);
-    if (reason && *reason) cJSON_AddStringToObject(entry, "r", reason);
-    if (automatic) cJSON_AddTrueToObject(entry, "au");
+    if (text && *text)
+        cJSON_AddStringToObject(entry, "x", text);
+    if (reason && *reason)
+        cJSON_AddStringToObject(entry, "r", reason);
+    if (automatic)
+        cJSON_AddTrueToObject(entry, "au");
     char *json = cJSON_PrintUnformatted(entry);
     cJSON_Delete(entry);
     return json;
