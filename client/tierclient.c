@@ -462,6 +462,26 @@ Tier__V1__Ticket *tierclient_requeue(tierclient_t *self, const char *id, Tier__V
     return s_ticket_call(self, &request, true);
 }
 
+Tier__V1__RulesTestReply *tierclient_rules_test(tierclient_t *self, const Tier__V1__Ticket *ticket)
+{
+    Tier__V1__Ticket copy;
+    s_submit_ticket(ticket, "", &copy);
+    Tier__V1__RulesTestRequest test = TIER__V1__RULES_TEST_REQUEST__INIT;
+    test.ticket = &copy;
+    Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
+    request.body_case = TIER__V1__CLIENT_REQUEST__BODY_RULES_TEST;
+    request.rules_test = &test;
+    Tier__V1__ClientReply *reply =
+        s_expect(self, s_call(self, &request, true), TIER__V1__CLIENT_REPLY__BODY_RULES_TEST,
+                 "a rules test");
+    if (!reply) return NULL;
+    Tier__V1__RulesTestReply *result = reply->rules_test;
+    reply->rules_test = NULL;
+    reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
+    tier__v1__client_reply__free_unpacked(reply, NULL);
+    return result;
+}
+
 uint64_t tierclient_send_submit(tierclient_t *self, const Tier__V1__Ticket *ticket)
 {
     char external_id[2 * EXTERNAL_ID_BYTES + 1] = "";

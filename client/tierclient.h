@@ -71,7 +71,7 @@ const char *tierclient_errstr(tierclient_t *self);
 
 // Synchronous calls. Each sends one request and waits for its answer.
 // Safe calls (submit, get, cancel, rate, queues, agents, snapshot, dead
-// letters, requeue) resend the same request, with the same request_id, after
+// letters, requeue, rules test) resend the same request, with the same request_id, after
 // a timeout, up to retries times; an answer to any of the tries is the
 // answer. tierclient_message is never resent: a customer message sent twice
 // would show twice in history.
@@ -137,6 +137,14 @@ Tier__V1__DeadLettersReply *tierclient_dead_letters(tierclient_t *self, unsigned
 // tier__v1__ticket__free_unpacked.
 Tier__V1__Ticket *tierclient_requeue(tierclient_t *self, const char *id, Tier__V1__Level level,
                                      const char *department, const char *reason);
+
+// Which intake rules fire for ticket and where it would go (level,
+// department, priority, tags, SLA policy and targets), without submitting
+// it. Reads the fields tierclient_submit reads; external_id is sent as given
+// (none is made up: nothing is created). Resent after a timeout: it changes
+// nothing. Returns the answer or NULL. Caller frees with
+// tier__v1__rules_test_reply__free_unpacked (reply, NULL).
+Tier__V1__RulesTestReply *tierclient_rules_test(tierclient_t *self, const Tier__V1__Ticket *ticket);
 
 // Pipelined calls. Nothing is resent; match answers on request_id.
 

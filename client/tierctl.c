@@ -766,6 +766,120 @@ static int s_cmd_requeue(options_t *opts, int argc, char **argv)
 }
 
 // ---------------------------------------------------------------------------
+// rules test
+
+#define STDIN_CHUNK 4096      // bytes read from stdin at once
+#define STDIN_MAX   (1 << 20) // a ticket larger than this is a mistake
+
+// All of stdin, NUL-terminated, or NULL with a usage error. Caller frees.
+static char *s_read_stdin(options_t *opts)
+{
+    size_t size = 0;
+    char *text = NULL;
+    while (size <= STDIN_MAX) {
+        char *grown = realloc(text, size + STDIN_CHUNK + 1);
+        if (!grown) break;
+        text = grown;
+        size_t n = fread(text + size, 1, STDIN_CHUNK, stdin);
+        size += n;
+        text[size] = '\0';
+        if (n < STDIN_CHUNK && (feof(stdin) || ferror(stdin))) break;
+    }
+    if (text && !ferror(stdin) && size <= STDIN_MAX) return text;
+    s_usage_error(opts, "%s",
+                  size > STDIN_MAX ? "the ticket on stdin is larger than 1 MiB"
+                                   : "cannot read the ticket from stdin");
+    free(text);
+    return NULL;
+}
+
+// The ticket JSON on stdin, read into *ticket with submit's defaults for a
+// missing channel, priority and level. Returns the JSON the ticket borrows
+// its strings from (caller deletes it after tierjson_ticket_clear), or NULL
+// with a usage error.
+static cJSON *s_read_ticket(options_t *opts, Tier__V1__Ticket *ticket)
+{
+    char *text = s_read_stdin(opts);
+    if (!text) return NULL;
+    const char *end = NULL;
+    cJSON *json = cJSON_ParseWithOpts(text, &end, true);
+    if (!json) {
+        char near[TEXT_MAX];
+        snprintf(near, sizeof near, "%s", end && *end ? end : "the end");
+        s_usage_error(opts, "the ticket on stdin is not JSON: error near \"%s\"", near);
+    } else if (tierjson_ticket_from(json, ticket)) {
+        s_usage_error(opts, "the ticket on stdin: %s", tierjson_error());
+        cJSON_Delete(json);
+        json = NULL;
+    }
+    free(text);
+    if (!json) return NULL;
+    if (!cJSON_HasObjectItem(json, "channel")) ticket->channel = TIER__V1__CHANNEL__CHANNEL_CHAT;
+    if (!cJSON_HasObjectItem(json, "priority"))
+        ticket->priority = TIER__V1__PRIORITY__PRIORITY_NORMAL;
+    if (!cJSON_HasObjectItem(json, "level")) ticket->level = TIER__V1__LEVEL__LEVEL_L1;
+    return json;
+}
+
+// "due in 5m00s", or "no target" for 0.
+static const char *s_due(uint64_t ms, char *buffer)
+{
+    char duration[TEXT_MAX];
+    if (!ms) return "no target";
+    snprintf(buffer, TEXT_MAX, "due in %s", s_duration(ms, duration));
+    return buffer;
+}
+
+static void s_print_rules_test(const Tier__V1__RulesTestReply *r)
+{
+    static const Tier__V1__Ticket empty = TIER__V1__TICKET__INIT;
+    const Tier__V1__Ticket *t = r->ticket ? r->ticket : &empty;
+    char place[TEXT_MAX], first[TEXT_MAX], resolution[TEXT_MAX];
+    int width = 0;
+    for (size_t i = 0; i < r->n_hits; i++)
+        width = s_max(width, (int)strlen(r->hits[i]->rule));
+    printf(r->n_hits ? "rules fired:\n" : "no rule fired\n");
+    for (size_t i = 0; i < r->n_hits; i++)
+        printf("  %-*s  %s\n", width, r->hits[i]->rule, r->hits[i]->action);
+    char *tags = s_join(t->tags, t->n_tags, ", ");
+    printf("would go to %s\n", s_place(t->level, t->department, place));
+    printf("  priority        %s\n",
+           tierjson_enum_name(&tier__v1__priority__descriptor, t->priority));
+    printf("  tags            %s\n", tags ? tags : "");
+    printf("  SLA policy      %s\n", *r->sla_policy ? r->sla_policy : "-");
+    printf("  first response  %s\n", s_due(r->first_response_due_ms, first));
+    printf("  resolution      %s\n", s_due(r->resolution_due_ms, resolution));
+    free(tags);
+}
+
+static int s_cmd_rules(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
+    while (s_next_option(opts, argc, argv, longopts) != -1)
+        ;
+    if (s_expect_args(opts, argc, argv, 1, 1)) return opts->exit_code;
+    if (strcmp(argv[optind], "test") != 0) {
+        s_usage_error(opts, "unknown rules command \"%s\" (there is: test)", argv[optind]);
+        return opts->exit_code;
+    }
+    Tier__V1__Ticket ticket;
+    cJSON *json = s_read_ticket(opts, &ticket);
+    if (!json) return opts->exit_code;
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
+    Tier__V1__RulesTestReply *reply = client ? tierclient_rules_test(client, &ticket) : NULL;
+    int rc = !client ? opts->exit_code : reply ? EXIT_OK : s_failed(opts, client);
+    if (reply && opts->json)
+        rc = s_print_json(tierjson_rules_test(reply));
+    else if (reply)
+        s_print_rules_test(reply);
+    if (reply) tier__v1__rules_test_reply__free_unpacked(reply, NULL);
+    tierclient_destroy(&client);
+    tierjson_ticket_clear(&ticket);
+    cJSON_Delete(json);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
 // watch
 
 static void s_print_event(const Tier__V1__Event *e)
@@ -884,6 +998,13 @@ static const command_t s_commands[] = {
      "List dead letters (tickets delivered too often), most recent first"},
     {"requeue", s_cmd_requeue, "ID --reason R [--level L] [--department D]",
      "Put a dead letter back in a queue, its attempts reset"},
+    {"rules", s_cmd_rules,
+     "test < TICKET.json\n"
+     "TICKET.json is a ticket in the JSON form of tierctl show --json (subject, body,\n"
+     "channel, priority, level, department, tags, customer{id,name,vip,email,phone},\n"
+     "external_id; missing channel, priority and level default as in submit);\n"
+     "nothing is submitted",
+     "Show which intake rules fire for a ticket and where it would go"},
     {"watch", s_cmd_watch,
      "[TOPIC]... [--count N]\n"
      "TOPIC is all/ (the default), level/L1/, dept/NAME/, ticket/ID/ or agent/ID/;\n"

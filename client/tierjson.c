@@ -8,7 +8,11 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -315,4 +319,247 @@ cJSON *tierjson_snapshot(const Tier__V1__SnapshotReply *s)
         ok = item && cJSON_AddItemToArray(agents, item);
     }
     return s_finish(json, ok);
+}
+
+static cJSON *s_rule_hit(const Tier__V1__RuleHit *h)
+{
+    cJSON *json = cJSON_CreateObject();
+    bool ok =
+        json && s_add_string(json, "rule", h->rule) && s_add_string(json, "action", h->action);
+    return s_finish(json, ok);
+}
+
+cJSON *tierjson_rules_test(const Tier__V1__RulesTestReply *r)
+{
+    static const Tier__V1__Ticket empty = TIER__V1__TICKET__INIT;
+    cJSON *json = cJSON_CreateObject();
+    cJSON *hits = json ? cJSON_AddArrayToObject(json, "hits") : NULL;
+    bool ok = hits != NULL;
+    for (size_t i = 0; ok && i < r->n_hits; i++) {
+        cJSON *item = s_rule_hit(r->hits[i]);
+        ok = item && cJSON_AddItemToArray(hits, item);
+    }
+    ok = ok && s_add_item(json, "ticket", tierjson_ticket(r->ticket ? r->ticket : &empty)) &&
+         s_add_string(json, "sla_policy", r->sla_policy) &&
+         s_add_number(json, "first_response_due_ms", (double)r->first_response_due_ms) &&
+         s_add_number(json, "resolution_due_ms", (double)r->resolution_due_ms);
+    return s_finish(json, ok);
+}
+
+// ---------------------------------------------------------------------------
+// JSON -> Ticket. Table-driven: one row per key, so the reader and
+// tierjson_ticket name the same keys and a new field is one row.
+
+#define ERROR_MAX    512                // bytes of tierjson_error's text
+#define JSON_INT_MAX 9007199254740992.0 // 2^53: larger JSON numbers are not exact
+#define UINT32_LIMIT 4294967295.0       // largest uint32 field value
+#define HISTORY_KEY  "history"          // written by tierjson_ticket, not read back
+#define CUSTOMER_KEY "customer"
+#define TAGS_KEY     "tags"
+
+static _Thread_local char s_error[ERROR_MAX]; // why the last read failed
+
+typedef enum { S_STRING, S_BOOL, S_ENUM, S_UINT32, S_UINT64 } s_type_t;
+
+// One key of the ticket JSON and where its value goes.
+typedef struct {
+    const char *key;                       // JSON key
+    s_type_t type;                         // what the value must be
+    size_t offset;                         // field in the protobuf-c struct
+    const ProtobufCEnumDescriptor *enum_d; // S_ENUM: the enum
+} s_field_t;
+
+// clang-format off
+#define S_TICKET(key, type, d) {#key, type, offsetof(Tier__V1__Ticket, key), d}
+#define S_CUSTOMER(key, type)  {#key, type, offsetof(Tier__V1__Customer, key), NULL}
+// clang-format on
+
+static const s_field_t s_ticket_fields[] = {
+    S_TICKET(id, S_STRING, NULL),
+    S_TICKET(external_id, S_STRING, NULL),
+    S_TICKET(channel, S_ENUM, &tier__v1__channel__descriptor),
+    S_TICKET(subject, S_STRING, NULL),
+    S_TICKET(body, S_STRING, NULL),
+    S_TICKET(priority, S_ENUM, &tier__v1__priority__descriptor),
+    S_TICKET(level, S_ENUM, &tier__v1__level__descriptor),
+    S_TICKET(department, S_STRING, NULL),
+    S_TICKET(state, S_ENUM, &tier__v1__ticket_state__descriptor),
+    S_TICKET(agent, S_STRING, NULL),
+    S_TICKET(attempt, S_UINT32, NULL),
+    S_TICKET(created_ms, S_UINT64, NULL),
+    S_TICKET(updated_ms, S_UINT64, NULL),
+    S_TICKET(queued_ms, S_UINT64, NULL),
+    S_TICKET(first_response_ms, S_UINT64, NULL),
+    S_TICKET(resolved_ms, S_UINT64, NULL),
+    S_TICKET(csat, S_UINT32, NULL),
+};
+
+static const s_field_t s_customer_fields[] = {
+    S_CUSTOMER(id, S_STRING),    S_CUSTOMER(name, S_STRING),  S_CUSTOMER(vip, S_BOOL),
+    S_CUSTOMER(email, S_STRING), S_CUSTOMER(phone, S_STRING),
+};
+
+#define FIELD_COUNT(table) (sizeof table / sizeof table[0])
+
+// Sets tierjson_error's text; returns -1 for the caller to return.
+static int s_fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+static int s_fail(const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(s_error, sizeof s_error, format, args);
+    va_end(args);
+    return -1;
+}
+
+// `"channel": "fax" is not one of chat, email, ...`
+static int s_fail_enum(const char *key, const char *text, const ProtobufCEnumDescriptor *d)
+{
+    int len = snprintf(s_error, sizeof s_error, "\"%s\": \"%s\" is not one of", key, text);
+    const char *separator = " ";
+    for (unsigned i = 0; i < d->n_values && len > 0 && (size_t)len < sizeof s_error; i++) {
+        if (!d->values[i].value) continue; // "" is accepted but not worth suggesting
+        len += snprintf(s_error + len, sizeof s_error - (size_t)len, "%s%s", separator,
+                        tierjson_enum_name(d, d->values[i].value));
+        separator = ", ";
+    }
+    return -1;
+}
+
+// A JSON number that is a whole number from 0 to max.
+static int s_read_whole(const cJSON *item, const char *key, double max, double *value)
+{
+    if (!cJSON_IsNumber(item)) return s_fail("\"%s\" must be a number", key);
+    *value = item->valuedouble;
+    if (*value < 0 || *value > max || *value != (double)(uint64_t)*value)
+        return s_fail("\"%s\": %g is not a whole number from 0 to %.0f", key, *value, max);
+    return 0;
+}
+
+// Stores one JSON value into the field of the struct at base.
+static int s_read_field(const cJSON *item, const s_field_t *f, void *base)
+{
+    char *field = (char *)base + f->offset;
+    double number = 0;
+    int value = 0;
+    switch (f->type) {
+    case S_STRING:
+        if (!cJSON_IsString(item)) return s_fail("\"%s\" must be a string", f->key);
+        *(char **)field = item->valuestring;
+        return 0;
+    case S_BOOL:
+        if (!cJSON_IsBool(item)) return s_fail("\"%s\" must be true or false", f->key);
+        *(protobuf_c_boolean *)field = cJSON_IsTrue(item);
+        return 0;
+    case S_ENUM:
+        if (!cJSON_IsString(item)) return s_fail("\"%s\" must be a string", f->key);
+        if (tierjson_enum_value(f->enum_d, item->valuestring, &value))
+            return s_fail_enum(f->key, item->valuestring, f->enum_d);
+        *(int *)field = value; // protobuf-c forces its enums to int size
+        return 0;
+    case S_UINT32:
+        if (s_read_whole(item, f->key, UINT32_LIMIT, &number)) return -1;
+        *(uint32_t *)field = (uint32_t)number;
+        return 0;
+    case S_UINT64:
+        if (s_read_whole(item, f->key, JSON_INT_MAX, &number)) return -1;
+        *(uint64_t *)field = (uint64_t)number;
+        return 0;
+    }
+    return s_fail("\"%s\": unreadable field type", f->key);
+}
+
+static const s_field_t *s_field_named(const s_field_t *table, size_t count, const char *key)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(table[i].key, key) == 0) return &table[i];
+    return NULL;
+}
+
+// Reads every member of object into the struct at base; what names the
+// object in messages ("ticket", "customer").
+static int s_read_object(const cJSON *object, const s_field_t *table, size_t count, void *base,
+                         const char *what)
+{
+    if (!cJSON_IsObject(object)) return s_fail("the %s must be a JSON object", what);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, object)
+    {
+        const s_field_t *f = item->string ? s_field_named(table, count, item->string) : NULL;
+        if (!f) return s_fail("unknown %s key \"%s\"", what, item->string ? item->string : "");
+        if (!cJSON_IsNull(item) && s_read_field(item, f, base)) return -1;
+    }
+    return 0;
+}
+
+static int s_read_tags(const cJSON *tags, Tier__V1__Ticket *t)
+{
+    if (!tags || cJSON_IsNull(tags)) return 0;
+    if (!cJSON_IsArray(tags)) return s_fail("\"tags\" must be an array of strings");
+    int count = cJSON_GetArraySize(tags);
+    t->tags = calloc((size_t)count + 1, sizeof(char *));
+    if (!t->tags) return s_fail("out of memory reading \"tags\"");
+    const cJSON *tag;
+    cJSON_ArrayForEach(tag, tags)
+    {
+        if (!cJSON_IsString(tag)) return s_fail("\"tags\" must be an array of strings");
+        t->tags[t->n_tags++] = tag->valuestring;
+    }
+    return 0;
+}
+
+static int s_read_customer(const cJSON *customer, Tier__V1__Ticket *t)
+{
+    if (!customer || cJSON_IsNull(customer)) return 0;
+    t->customer = malloc(sizeof(Tier__V1__Customer));
+    if (!t->customer) return s_fail("out of memory reading \"customer\"");
+    tier__v1__customer__init(t->customer);
+    if (s_read_object(customer, s_customer_fields, FIELD_COUNT(s_customer_fields), t->customer,
+                      CUSTOMER_KEY) == 0)
+        return 0;
+    char inner[ERROR_MAX];
+    snprintf(inner, sizeof inner, "%s", s_error);
+    return s_fail("in \"customer\": %s", inner);
+}
+
+// The members s_ticket_fields does not hold, each read on its own.
+static bool s_special_key(const char *key)
+{
+    return strcmp(key, HISTORY_KEY) == 0 || strcmp(key, CUSTOMER_KEY) == 0 ||
+           strcmp(key, TAGS_KEY) == 0;
+}
+
+int tierjson_ticket_from(const cJSON *json, Tier__V1__Ticket *t)
+{
+    tier__v1__ticket__init(t);
+    s_error[0] = '\0';
+    if (!cJSON_IsObject(json)) return s_fail("the ticket must be a JSON object");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, json)
+    {
+        const char *key = item->string ? item->string : "";
+        if (s_special_key(key)) continue;
+        const s_field_t *f = s_field_named(s_ticket_fields, FIELD_COUNT(s_ticket_fields), key);
+        if (!f) return s_fail("unknown ticket key \"%s\"", key);
+        if (!cJSON_IsNull(item) && s_read_field(item, f, t)) return -1;
+    }
+    if (s_read_tags(cJSON_GetObjectItemCaseSensitive(json, TAGS_KEY), t) ||
+        s_read_customer(cJSON_GetObjectItemCaseSensitive(json, CUSTOMER_KEY), t)) {
+        tierjson_ticket_clear(t);
+        return -1;
+    }
+    return 0;
+}
+
+void tierjson_ticket_clear(Tier__V1__Ticket *t)
+{
+    free(t->customer);
+    free(t->tags);
+    tier__v1__ticket__init(t);
+}
+
+const char *tierjson_error(void)
+{
+    return s_error;
 }

@@ -58,6 +58,32 @@ cJSON *tierjson_agent_info(const Tier__V1__AgentInfo *a);
 // queued_ms, subject) and agents.
 cJSON *tierjson_snapshot(const Tier__V1__SnapshotReply *s);
 
+// Which intake rules fired and where the ticket would go:
+// {"hits":[{"rule":..,"action":..}],"ticket":{ticket JSON},"sla_policy":..,
+//  "first_response_due_ms":..,"resolution_due_ms":..}.
+cJSON *tierjson_rules_test(const Tier__V1__RulesTestReply *r);
+
+// Reads a ticket from its JSON form: the keys tierjson_ticket writes, any of
+// them missing ("history" is accepted and ignored; so is "tags": null). An
+// unknown key is an error, so that a typo ("subjet") does not pass unseen.
+// Initialises *t first; absent keys leave their field at its default.
+// On success returns 0, and:
+//   - t's strings are borrowed from json: valid while json lives, never
+//     freed through t;
+//   - t->customer (only if json has "customer") and the t->tags array are
+//     allocated here: release them with tierjson_ticket_clear (t).
+// On error returns -1, t holds nothing allocated, and tierjson_error () says
+// which key was wrong and why.
+int tierjson_ticket_from(const cJSON *json, Tier__V1__Ticket *t);
+
+// Frees what tierjson_ticket_from allocated in t and initialises t again.
+// Only for tickets filled by tierjson_ticket_from.
+void tierjson_ticket_clear(Tier__V1__Ticket *t);
+
+// Why the last tierjson_ticket_from of this thread failed, e.g.
+// `"channel": "fax" is not one of chat, email, ...`. Borrowed, per thread.
+const char *tierjson_error(void);
+
 #ifdef __cplusplus
 }
 #endif
