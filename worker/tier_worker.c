@@ -183,7 +183,7 @@ static int s_parse_level(options_t *opt, const char *text)
     if (tierjson_enum_value(&tier__v1__level__descriptor, text, &value) == -1 ||
         value < TIER__V1__LEVEL__LEVEL_L1 || value > TIER__V1__LEVEL__LEVEL_L3)
         return s_usage_error("--level \"%s\" is not L1, L2 or L3", text);
-    opt->level = (Tier__V1__Level)value;
+    opt->level = (Tier__V1__Level) value;
     return 0;
 }
 
@@ -192,7 +192,8 @@ static int s_parse_number(const char *text, double min, double max, double *valu
     char *end = NULL;
     errno = 0;
     *value = strtod(text, &end);
-    if (errno || end == text || *end || *value < min || *value > max) return -1;
+    if (errno || end == text || *end || *value < min || *value > max)
+        return -1;
     return 0;
 }
 
@@ -202,20 +203,21 @@ static int s_parse_channel(options_t *opt, char *item)
     char *equals = strchr(item, '=');
     double number = 0;
     int channel = 0;
-    if (!equals) return s_usage_error("--channel-capacity \"%s\" is not CHANNEL=N", item);
+    if (!equals)
+        return s_usage_error("--channel-capacity \"%s\" is not CHANNEL=N", item);
     *equals = 0;
     if (tierjson_enum_value(&tier__v1__channel__descriptor, item, &channel) == -1 || !channel)
         return s_usage_error("--channel-capacity: \"%s\" is not a channel (chat, email, phone, "
                              "sms, whatsapp, social, web)",
                              item);
     for (size_t i = 0; i < opt->n_channels; i++)
-        if (opt->channels[i].channel == (Tier__V1__Channel)channel)
+        if (opt->channels[i].channel == (Tier__V1__Channel) channel)
             return s_usage_error("--channel-capacity: channel \"%s\" given twice", item);
-    if (s_parse_number(equals + 1, 1, CAPACITY_MAX, &number) || number != (uint32_t)number)
+    if (s_parse_number(equals + 1, 1, CAPACITY_MAX, &number) || number != (uint32_t) number)
         return s_usage_error("--channel-capacity: \"%s\" is not a whole number from 1 to 10000",
                              equals + 1);
-    opt->channels[opt->n_channels].channel = (Tier__V1__Channel)channel;
-    opt->channels[opt->n_channels++].capacity = (uint32_t)number;
+    opt->channels[opt->n_channels].channel = (Tier__V1__Channel) channel;
+    opt->channels[opt->n_channels++].capacity = (uint32_t) number;
     return 0;
 }
 
@@ -223,7 +225,8 @@ static int s_parse_channel(options_t *opt, char *item)
 static int s_parse_channels(options_t *opt, const char *arg)
 {
     char *copy = strdup(arg), *save = NULL;
-    if (!copy) return -1;
+    if (!copy)
+        return -1;
     int rc = *arg ? 0 : s_usage_error("--channel-capacity needs CHANNEL=N[,...]%s", "");
     for (char *item = strtok_r(copy, ",", &save); item && !rc; item = strtok_r(NULL, ",", &save))
         rc = s_parse_channel(opt, item);
@@ -242,13 +245,14 @@ static int s_parse_option(options_t *opt, int c, const char *arg)
     case 'l':
         return s_parse_level(opt, arg);
     case 'd':
-        if (!*arg) return s_usage_error("--department needs a name%s", "");
-        opt->departments[opt->n_departments++] = (char *)arg;
+        if (!*arg)
+            return s_usage_error("--department needs a name%s", "");
+        opt->departments[opt->n_departments++] = (char *) arg;
         return 0;
     case 'c':
-        if (s_parse_number(arg, 1, CAPACITY_MAX, &number) || number != (uint32_t)number)
+        if (s_parse_number(arg, 1, CAPACITY_MAX, &number) || number != (uint32_t) number)
             return s_usage_error("--capacity \"%s\" is not a whole number from 1 to 10000", arg);
-        opt->capacity = (uint32_t)number;
+        opt->capacity = (uint32_t) number;
         return 0;
     case 'C':
         return s_parse_channels(opt, arg);
@@ -294,21 +298,27 @@ static int s_parse_args(options_t *opt, int argc, char **argv)
     opt->router = env && *env ? env : DEFAULT_ROUTER;
     opt->capacity = DEFAULT_CAPACITY;
     opt->grace_s = DEFAULT_GRACE_S;
-    opt->departments = (char **)calloc((size_t)argc + 1, sizeof(char *));
+    opt->departments = (char **) calloc((size_t) argc + 1, sizeof(char *));
     //  A channel may be named once, so there are never more limits than channels.
-    opt->channels = (tierworker_channel_capacity_t *)calloc(tier__v1__channel__descriptor.n_values,
-                                                            sizeof(tierworker_channel_capacity_t));
-    if (!opt->departments || !opt->channels) return -1;
+    opt->channels = (tierworker_channel_capacity_t *) calloc(tier__v1__channel__descriptor.n_values,
+                                                             sizeof(tierworker_channel_capacity_t));
+    if (!opt->departments || !opt->channels)
+        return -1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
-        if (c == '?') return s_usage_error("unknown option or missing value: %s", argv[optind - 1]);
+        if (c == '?')
+            return s_usage_error("unknown option or missing value: %s", argv[optind - 1]);
         int rc = s_parse_option(opt, c, optarg ? optarg : "");
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
-    if (optind < argc) return s_usage_error("unexpected argument \"%s\"", argv[optind]);
-    if (!opt->level) return s_usage_error("%s", "--level is required (L1, L2 or L3)");
-    if (!opt->exec) return s_usage_error("%s", "--exec is required");
+    if (optind < argc)
+        return s_usage_error("unexpected argument \"%s\"", argv[optind]);
+    if (!opt->level)
+        return s_usage_error("%s", "--level is required (L1, L2 or L3)");
+    if (!opt->exec)
+        return s_usage_error("%s", "--exec is required");
     return 0;
 }
 
@@ -317,7 +327,8 @@ static int s_parse_args(options_t *opt, int argc, char **argv)
 
 static void s_close(int *fd)
 {
-    if (*fd >= 0) close(*fd);
+    if (*fd >= 0)
+        close(*fd);
     *fd = -1;
 }
 
@@ -327,7 +338,8 @@ static const char *s_own_vars[OWN_VARS] = {
 static bool s_is_own_var(const char *entry)
 {
     for (int i = 0; i < OWN_VARS; i++)
-        if (strncmp(entry, s_own_vars[i], strlen(s_own_vars[i])) == 0) return true;
+        if (strncmp(entry, s_own_vars[i], strlen(s_own_vars[i])) == 0)
+            return true;
     return false;
 }
 
@@ -338,11 +350,13 @@ static char **s_child_env(app_t *app, tierworker_job_t *job, char vars[OWN_VARS]
     size_t n = 0;
     while (environ[n])
         n++;
-    char **envp = (char **)calloc(n + OWN_VARS + 1, sizeof(char *));
-    if (!envp) return NULL;
+    char **envp = (char **) calloc(n + OWN_VARS + 1, sizeof(char *));
+    if (!envp)
+        return NULL;
     size_t used = 0;
     for (size_t i = 0; i < n; i++)
-        if (!s_is_own_var(environ[i])) envp[used++] = environ[i];
+        if (!s_is_own_var(environ[i]))
+            envp[used++] = environ[i];
     snprintf(vars[0], REASON_MAX, "%s%s", s_own_vars[0], tierworker_job_id(job));
     snprintf(vars[1], REASON_MAX, "%s%s", s_own_vars[1],
              tierjson_enum_name(&tier__v1__level__descriptor, app->opt->level));
@@ -360,7 +374,8 @@ static int s_spawn(app_t *app, child_t *child, int in_pipe[2], int out_pipe[2])
 {
     char vars[OWN_VARS][REASON_MAX];
     char **envp = s_child_env(app, child->job, vars);
-    if (!envp) return -1;
+    if (!envp)
+        return -1;
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
@@ -379,7 +394,7 @@ static int s_spawn(app_t *app, child_t *child, int in_pipe[2], int out_pipe[2])
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
                                         POSIX_SPAWN_SETPGROUP);
-    char *argv[] = {"sh", "-c", (char *)app->opt->exec, NULL};
+    char *argv[] = {"sh", "-c", (char *) app->opt->exec, NULL};
     int rc = posix_spawn(&child->pid, SHELL, &actions, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
@@ -394,7 +409,8 @@ static int s_spawn(app_t *app, child_t *child, int in_pipe[2], int out_pipe[2])
 
 static int s_pipes(int in_pipe[2], int out_pipe[2])
 {
-    if (pipe2(in_pipe, O_CLOEXEC) == -1) return -1;
+    if (pipe2(in_pipe, O_CLOEXEC) == -1)
+        return -1;
     if (pipe2(out_pipe, O_CLOEXEC) == -1) {
         close(in_pipe[0]);
         close(in_pipe[1]);
@@ -410,9 +426,10 @@ static char *s_ticket_input(tierworker_job_t *job, size_t *len)
     cJSON *json = tierjson_ticket(tierworker_job_ticket(job));
     char *text = json ? cJSON_PrintUnformatted(json) : NULL;
     cJSON_Delete(json);
-    if (!text) return NULL;
+    if (!text)
+        return NULL;
     size_t size = strlen(text);
-    char *input = (char *)realloc(text, size + 2);
+    char *input = (char *) realloc(text, size + 2);
     if (!input) {
         free(text);
         return NULL;
@@ -434,7 +451,8 @@ static int s_start_child(app_t *app, child_t *child, tierworker_job_t *job)
         return -1;
     }
     int in_pipe[2], out_pipe[2];
-    if (s_pipes(in_pipe, out_pipe) == -1) return -1;
+    if (s_pipes(in_pipe, out_pipe) == -1)
+        return -1;
     int rc = s_spawn(app, child, in_pipe, out_pipe);
     int saved = errno;
     close(in_pipe[0]);
@@ -458,7 +476,8 @@ static void s_child_clear(child_t *child)
 static child_t *s_free_slot(app_t *app)
 {
     for (uint32_t i = 0; i < app->opt->capacity; i++)
-        if (!app->children[i].pid && !app->children[i].job) return &app->children[i];
+        if (!app->children[i].pid && !app->children[i].job)
+            return &app->children[i];
     return NULL;
 }
 
@@ -488,7 +507,7 @@ static void s_on_job(app_t *app, tierworker_job_t *job)
     }
     tierworker_job_set_arg(job, child);
     if (app->opt->verbose)
-        s_say(app, "%s started handler (pid %d)", tierworker_job_id(job), (int)child->pid);
+        s_say(app, "%s started handler (pid %d)", tierworker_job_id(job), (int) child->pid);
 }
 
 //  ---------------------------------------------------------------------
@@ -519,8 +538,10 @@ static int s_member(cJSON *root, const char *key, const char *fallback, const ch
 {
     cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
     *value = fallback;
-    if (!item || cJSON_IsNull(item)) return 0;
-    if (!cJSON_IsString(item)) return -1;
+    if (!item || cJSON_IsNull(item))
+        return 0;
+    if (!cJSON_IsString(item))
+        return -1;
     *value = item->valuestring;
     return 0;
 }
@@ -542,7 +563,8 @@ static int s_read_escalate(cJSON *root, decision_t *d, char *why)
         return S_REFUSE(why, "handler output: escalate fields must be strings");
     if (tierjson_enum_value(&tier__v1__level__descriptor, d->level, &d->to_level) == -1)
         return S_REFUSE(why, "handler output: unknown level \"%s\"", d->level);
-    if (!*d->reason) return S_REFUSE(why, "handler output: escalate needs a reason");
+    if (!*d->reason)
+        return S_REFUSE(why, "handler output: escalate needs a reason");
     return 0;
 }
 
@@ -551,14 +573,15 @@ static int s_read_escalate(cJSON *root, decision_t *d, char *why)
 static int s_read_until(cJSON *root, decision_t *d, char *why)
 {
     cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "until");
-    uint64_t now_ms = (uint64_t)zclock_time();
-    if (!item || cJSON_IsNull(item)) return S_REFUSE(why, "handler output: defer needs \"until\"");
+    uint64_t now_ms = (uint64_t) zclock_time();
+    if (!item || cJSON_IsNull(item))
+        return S_REFUSE(why, "handler output: defer needs \"until\"");
     if (cJSON_IsNumber(item)) {
         double ms = item->valuedouble;
-        if (ms < 1 || ms > EPOCH_MS_MAX || ms != (double)(uint64_t)ms)
+        if (ms < 1 || ms > EPOCH_MS_MAX || ms != (double) (uint64_t) ms)
             return S_REFUSE(why, "handler output: \"until\" %g is not a time in ms since the epoch",
                             ms);
-        d->until_ms = (uint64_t)ms;
+        d->until_ms = (uint64_t) ms;
     } else if (!cJSON_IsString(item) || until_parse(item->valuestring, now_ms, &d->until_ms))
         return S_REFUSE(why,
                         "handler output: \"until\" must be \"HH:MM\", \"+30m\", an ISO 8601 "
@@ -574,7 +597,8 @@ static int s_read_defer(cJSON *root, decision_t *d, char *why)
 {
     if (s_member(root, "reason", "", &d->reason))
         return S_REFUSE(why, "handler output: \"reason\" must be a string");
-    if (!*d->reason) d->reason = DEFERRED_REASON;
+    if (!*d->reason)
+        d->reason = DEFERRED_REASON;
     return s_read_until(root, d, why);
 }
 
@@ -589,12 +613,15 @@ static int s_read_decision(cJSON *root, decision_t *d, char *why)
         return S_REFUSE(why, "handler output: \"awaiting_customer\" must be true or false");
     if (d->awaiting_customer && !d->response)
         return S_REFUSE(why, "handler output: \"awaiting_customer\" needs a \"response\"");
-    if (streq(d->action, "escalate")) return s_read_escalate(root, d, why);
-    if (streq(d->action, "defer")) return s_read_defer(root, d, why);
+    if (streq(d->action, "escalate"))
+        return s_read_escalate(root, d, why);
+    if (streq(d->action, "defer"))
+        return s_read_defer(root, d, why);
     if (streq(d->action, "release")) {
         if (s_member(root, "reason", "", &d->reason))
             return S_REFUSE(why, "handler output: \"reason\" must be a string");
-        if (!*d->reason) d->reason = RELEASED_REASON;
+        if (!*d->reason)
+            d->reason = RELEASED_REASON;
         return 0;
     }
     if (streq(d->action, "resolve")) {
@@ -614,7 +641,7 @@ static void s_escalate(app_t *app, tierworker_job_t *job, decision_t *d)
         s_say(app, "%s escalated to %s", id, *d->level ? d->level : d->department);
     else
         s_say(app, "%s escalated to the next level", id);
-    tierworker_escalate(app->worker, job, (Tier__V1__Level)d->to_level, d->department, d->reason,
+    tierworker_escalate(app->worker, job, (Tier__V1__Level) d->to_level, d->department, d->reason,
                         d->notes);
 }
 
@@ -623,7 +650,8 @@ static void s_escalate(app_t *app, tierworker_job_t *job, decision_t *d)
 static void s_act(app_t *app, tierworker_job_t *job, decision_t *d)
 {
     const char *id = tierworker_job_id(job);
-    if (d->response) tierworker_respond_ex(app->worker, job, d->response, d->awaiting_customer);
+    if (d->response)
+        tierworker_respond_ex(app->worker, job, d->response, d->awaiting_customer);
     if (streq(d->action, "escalate"))
         s_escalate(app, job, d);
     else if (streq(d->action, "release"))
@@ -665,7 +693,7 @@ static void s_decide(app_t *app, child_t *child)
         cJSON *root = cJSON_ParseWithLengthOpts(child->output ? child->output : "",
                                                 child->output_len, &end, 0);
         while (root && end && end < child->output + child->output_len &&
-               isspace((unsigned char)*end))
+               isspace((unsigned char) *end))
             end++;
         if (!root || end != child->output + child->output_len)
             s_quote_output(child, "handler output is not JSON", why);
@@ -673,11 +701,13 @@ static void s_decide(app_t *app, child_t *child)
             s_quote_output(child, "handler output is not a JSON object", why);
         else {
             decision_t decision = {0};
-            if (s_read_decision(root, &decision, why) == 0) s_act(app, job, &decision);
+            if (s_read_decision(root, &decision, why) == 0)
+                s_act(app, job, &decision);
         }
         cJSON_Delete(root);
     }
-    if (*why) s_release(app, job, why);
+    if (*why)
+        s_release(app, job, why);
 }
 
 //  ---------------------------------------------------------------------
@@ -689,7 +719,7 @@ static void s_write_input(child_t *child)
         ssize_t n = write(child->in_fd, child->input + child->input_off,
                           child->input_len - child->input_off);
         if (n > 0)
-            child->input_off += (size_t)n;
+            child->input_off += (size_t) n;
         else if (n == -1 && errno == EAGAIN)
             return;
         else if (n == -1 && errno != EINTR)
@@ -703,24 +733,26 @@ static void s_read_output(child_t *child)
     char chunk[READ_CHUNK];
     while (child->out_fd >= 0) {
         ssize_t n = read(child->out_fd, chunk, sizeof chunk);
-        if (n == -1 && errno == EINTR) continue;
-        if (n == -1 && errno == EAGAIN) return;
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1 && errno == EAGAIN)
+            return;
         if (n <= 0) {
             s_close(&child->out_fd);
             return;
         }
-        if (child->output_len + (size_t)n > OUTPUT_MAX) {
+        if (child->output_len + (size_t) n > OUTPUT_MAX) {
             child->output_overflow = true;
             continue;
         }
-        char *grown = (char *)realloc(child->output, child->output_len + (size_t)n + 1);
+        char *grown = (char *) realloc(child->output, child->output_len + (size_t) n + 1);
         if (!grown) {
             child->output_overflow = true;
             continue;
         }
         child->output = grown;
-        memcpy(child->output + child->output_len, chunk, (size_t)n);
-        child->output_len += (size_t)n;
+        memcpy(child->output + child->output_len, chunk, (size_t) n);
+        child->output_len += (size_t) n;
         child->output[child->output_len] = 0;
     }
 }
@@ -743,7 +775,8 @@ static void s_finish_children(app_t *app)
 {
     for (uint32_t i = 0; i < app->opt->capacity; i++) {
         child_t *child = &app->children[i];
-        if (!child->pid || !child->exited || child->out_fd >= 0) continue;
+        if (!child->pid || !child->exited || child->out_fd >= 0)
+            continue;
         s_decide(app, child);
         s_child_clear(child);
     }
@@ -753,16 +786,18 @@ static void s_finish_children(app_t *app)
 //  free at once; the process is reaped whenever it exits.
 static void s_kill_child(child_t *child)
 {
-    if (child->pid && !child->exited) kill(-child->pid, SIGTERM);
+    if (child->pid && !child->exited)
+        kill(-child->pid, SIGTERM);
     s_child_clear(child);
 }
 
 static void s_on_revoke(tierworker_job_t *job, const char *reason, void *arg)
 {
-    app_t *app = (app_t *)arg;
-    child_t *child = (child_t *)tierworker_job_arg(job);
+    app_t *app = (app_t *) arg;
+    child_t *child = (child_t *) tierworker_job_arg(job);
     s_say(app, "%s revoked: %s", tierworker_job_id(job), reason);
-    if (child) s_kill_child(child);
+    if (child)
+        s_kill_child(child);
     tierworker_release(app->worker, job, reason);
 }
 
@@ -772,8 +807,9 @@ static void s_on_revoke(tierworker_job_t *job, const char *reason, void *arg)
 static void s_on_signals(app_t *app)
 {
     struct signalfd_siginfo info;
-    while (read(app->sig_fd, &info, sizeof info) == (ssize_t)sizeof info) {
-        if (info.ssi_signo == SIGCHLD) continue; //  reaped below, once for all
+    while (read(app->sig_fd, &info, sizeof info) == (ssize_t) sizeof info) {
+        if (info.ssi_signo == SIGCHLD)
+            continue; //  reaped below, once for all
         int64_t now = zclock_mono();
         if (app->stopping) {
             s_say(app, "second signal: ending the grace period now");
@@ -781,7 +817,7 @@ static void s_on_signals(app_t *app)
             continue;
         }
         app->stopping = true;
-        app->grace_end_ms = now + (int64_t)(app->opt->grace_s * MS_PER_S);
+        app->grace_end_ms = now + (int64_t) (app->opt->grace_s * MS_PER_S);
         app->exit_ms = app->grace_end_ms + CONFIRM_WAIT_MS;
         s_say(app, "stopping: draining, %g s grace for running handlers", app->opt->grace_s);
         tierworker_drain(app->worker);
@@ -794,7 +830,8 @@ static void s_end_grace(app_t *app)
     app->grace_over = true;
     for (uint32_t i = 0; i < app->opt->capacity; i++) {
         child_t *child = &app->children[i];
-        if (!child->job) continue;
+        if (!child->job)
+            continue;
         tierworker_job_t *job = child->job;
         s_kill_child(child);
         s_release(app, job, STOPPING_REASON);
@@ -812,10 +849,13 @@ static size_t s_running(app_t *app)
 //  Returns true when it is time to exit.
 static bool s_stop_check(app_t *app)
 {
-    if (!app->stopping) return false;
+    if (!app->stopping)
+        return false;
     int64_t now = zclock_mono();
-    if (!app->grace_over && now >= app->grace_end_ms) s_end_grace(app);
-    if (!s_running(app) && tierworker_idle(app->worker)) return true;
+    if (!app->grace_over && now >= app->grace_end_ms)
+        s_end_grace(app);
+    if (!s_running(app) && tierworker_idle(app->worker))
+        return true;
     if (now >= app->exit_ms) {
         s_say(app, "router did not confirm everything in time; exiting anyway");
         return true;
@@ -848,17 +888,20 @@ static long s_wait_ms(app_t *app)
     if (app->stopping) {
         int64_t now = zclock_mono();
         int64_t next = app->grace_over ? app->exit_ms : app->grace_end_ms;
-        if (next - now < wait) wait = next - now;
+        if (next - now < wait)
+            wait = next - now;
     }
-    return wait < 0 ? 0 : (long)wait;
+    return wait < 0 ? 0 : (long) wait;
 }
 
 static void s_service_children(app_t *app)
 {
     for (uint32_t i = 0; i < app->opt->capacity; i++) {
         child_t *child = &app->children[i];
-        if (child->in_fd >= 0) s_write_input(child);
-        if (child->out_fd >= 0) s_read_output(child);
+        if (child->in_fd >= 0)
+            s_write_input(child);
+        if (child->out_fd >= 0)
+            s_read_output(child);
     }
 }
 
@@ -866,7 +909,7 @@ static void s_service_children(app_t *app)
 static int s_turn(app_t *app)
 {
     size_t n = s_build_items(app);
-    if (zmq_poll(app->items, (int)n, s_wait_ms(app)) == -1 && errno != EINTR) {
+    if (zmq_poll(app->items, (int) n, s_wait_ms(app)) == -1 && errno != EINTR) {
         s_say(app, "cannot poll: %s", zmq_strerror(errno));
         return -1;
     }
@@ -877,7 +920,8 @@ static int s_turn(app_t *app)
     int rc;
     while ((rc = tierworker_poll(app->worker, 0, &job)) == TIERWORKER_JOB)
         s_on_job(app, job);
-    if (rc == TIERWORKER_FATAL) return -1; //  the library logged why
+    if (rc == TIERWORKER_FATAL)
+        return -1; //  the library logged why
     return s_stop_check(app) ? 1 : 0;
 }
 
@@ -890,7 +934,8 @@ static int s_signals(app_t *app)
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1) return -1;
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1)
+        return -1;
     signal(SIGPIPE, SIG_IGN);
     app->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     return app->sig_fd == -1 ? -1 : 0;
@@ -905,10 +950,11 @@ static int s_setup(app_t *app, options_t *opt)
         return -1;
     }
     zsys_handler_set(NULL); //  czmq must not install its own SIGINT handler
-    app->children = (child_t *)calloc(opt->capacity, sizeof(child_t));
+    app->children = (child_t *) calloc(opt->capacity, sizeof(child_t));
     app->items =
-        (zmq_pollitem_t *)calloc(ITEMS_FIXED + 2 * (size_t)opt->capacity, sizeof(zmq_pollitem_t));
-    if (!app->children || !app->items) return -1;
+        (zmq_pollitem_t *) calloc(ITEMS_FIXED + 2 * (size_t) opt->capacity, sizeof(zmq_pollitem_t));
+    if (!app->children || !app->items)
+        return -1;
     for (uint32_t i = 0; i < opt->capacity; i++)
         app->children[i].in_fd = app->children[i].out_fd = -1;
     tierworker_config_t cfg = {.agent_id = opt->agent,
@@ -934,7 +980,8 @@ static void s_teardown(app_t *app)
     tierworker_destroy(&app->worker);
     free(app->children);
     free(app->items);
-    if (app->sig_fd >= 0) close(app->sig_fd);
+    if (app->sig_fd >= 0)
+        close(app->sig_fd);
 }
 
 int main(int argc, char **argv)
@@ -942,7 +989,8 @@ int main(int argc, char **argv)
     options_t opt = {0};
     int rc = s_parse_args(&opt, argc, argv);
     if (rc) {
-        if (rc > 0) s_usage(stdout);
+        if (rc > 0)
+            s_usage(stdout);
         free(opt.departments);
         free(opt.channels);
         return rc > 0 ? EXIT_SUCCESS : EXIT_USAGE;

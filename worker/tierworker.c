@@ -122,7 +122,8 @@ static int64_t s_now(void)
 
 static void s_log(tierworker_t *self, bool trouble, const char *format, ...)
 {
-    if (!trouble && !self->verbose) return;
+    if (!trouble && !self->verbose)
+        return;
     char line[1024];
     va_list args;
     va_start(args, format);
@@ -134,7 +135,7 @@ static void s_log(tierworker_t *self, bool trouble, const char *format, ...)
 static const char *s_error_name(Tier__V1__ErrorCode code)
 {
     const ProtobufCEnumValue *value =
-        protobuf_c_enum_descriptor_get_value(&tier__v1__error_code__descriptor, (int)code);
+        protobuf_c_enum_descriptor_get_value(&tier__v1__error_code__descriptor, (int) code);
     return value ? value->name : "ERROR_UNKNOWN";
 }
 
@@ -163,8 +164,9 @@ static size_t s_pack(const ProtobufCMessage *msg, uint8_t **buf, size_t *cap)
     size_t len = protobuf_c_message_get_packed_size(msg);
     if (len > *cap || !*buf) {
         size_t want = len > 64 ? len : 64;
-        uint8_t *grown = (uint8_t *)realloc(*buf, want);
-        if (!grown) return 0;
+        uint8_t *grown = (uint8_t *) realloc(*buf, want);
+        if (!grown)
+            return 0;
         *buf = grown;
         *cap = want;
     }
@@ -185,7 +187,8 @@ static void s_send_control(tierworker_t *self, Tier__V1__WorkerMessage *msg)
     msg->request_id = s_request_id(self, CONTROL_INDEX);
     msg->protocol_version = PROTOCOL_VERSION;
     size_t len = s_pack(&msg->base, &self->ctl_buf, &self->ctl_cap);
-    if (len) s_transmit(self, self->ctl_buf, len);
+    if (len)
+        s_transmit(self, self->ctl_buf, len);
 }
 
 //  ---------------------------------------------------------------------
@@ -198,17 +201,20 @@ static tierworker_job_t *s_job_new(tierworker_t *self)
         index++;
     if (index == self->jobs_size) {
         size_t size = self->jobs_size ? self->jobs_size * 2 : JOBS_INITIAL;
-        if (size >= CONTROL_INDEX) return NULL;
+        if (size >= CONTROL_INDEX)
+            return NULL;
         tierworker_job_t **grown =
-            (tierworker_job_t **)realloc(self->jobs, size * sizeof(tierworker_job_t *));
-        if (!grown) return NULL;
+            (tierworker_job_t **) realloc(self->jobs, size * sizeof(tierworker_job_t *));
+        if (!grown)
+            return NULL;
         memset(grown + self->jobs_size, 0, (size - self->jobs_size) * sizeof(tierworker_job_t *));
         self->jobs = grown;
         self->jobs_size = size;
     }
     if (!self->jobs[index]) {
-        self->jobs[index] = (tierworker_job_t *)calloc(1, sizeof(tierworker_job_t));
-        if (!self->jobs[index]) return NULL;
+        self->jobs[index] = (tierworker_job_t *) calloc(1, sizeof(tierworker_job_t));
+        if (!self->jobs[index])
+            return NULL;
     }
     tierworker_job_t *job = self->jobs[index];
     job->in_use = true;
@@ -236,14 +242,16 @@ static void s_job_free(tierworker_t *self, tierworker_job_t *job)
 
 static void s_job_free_if_done(tierworker_t *self, tierworker_job_t *job)
 {
-    if (job->finished && job->n_out == 0) s_job_free(self, job);
+    if (job->finished && job->n_out == 0)
+        s_job_free(self, job);
 }
 
 static tierworker_job_t *s_job_find(tierworker_t *self, const char *ticket_id)
 {
     for (size_t index = 0; index < self->jobs_size; index++) {
         tierworker_job_t *job = self->jobs[index];
-        if (job && job->in_use && !job->revoked && streq(job->ticket->id, ticket_id)) return job;
+        if (job && job->in_use && !job->revoked && streq(job->ticket->id, ticket_id))
+            return job;
     }
     return NULL;
 }
@@ -275,12 +283,14 @@ static void s_job_flush(tierworker_t *self, tierworker_job_t *job)
 static int s_job_queue(tierworker_t *self, tierworker_job_t *job, s_kind_t kind,
                        Tier__V1__WorkerMessage *msg)
 {
-    if (job->n_out == OUT_MAX) return -1;
+    if (job->n_out == OUT_MAX)
+        return -1;
     s_out_t *out = &job->out[job->n_out];
     msg->request_id = s_request_id(self, job->index);
     msg->protocol_version = PROTOCOL_VERSION;
     out->len = s_pack(&msg->base, &out->buf, &out->cap);
-    if (!out->len) return -1;
+    if (!out->len)
+        return -1;
     out->request_id = msg->request_id;
     out->kind = kind;
     out->sent_ms = 0;
@@ -306,19 +316,21 @@ static void s_job_unqueue(tierworker_job_t *job, size_t i)
 
 static void s_send_register(tierworker_t *self)
 {
-    Tier__V1__Held *held = (Tier__V1__Held *)calloc(self->n_live + 1, sizeof(Tier__V1__Held));
-    Tier__V1__Held **held_p = (Tier__V1__Held **)calloc(self->n_live + 1, sizeof(Tier__V1__Held *));
+    Tier__V1__Held *held = (Tier__V1__Held *) calloc(self->n_live + 1, sizeof(Tier__V1__Held));
+    Tier__V1__Held **held_p =
+        (Tier__V1__Held **) calloc(self->n_live + 1, sizeof(Tier__V1__Held *));
     size_t n_held = 0;
     for (size_t index = 0; held && held_p && index < self->jobs_size; index++) {
         tierworker_job_t *job = self->jobs[index];
-        if (!job || !job->in_use || job->revoked) continue;
+        if (!job || !job->in_use || job->revoked)
+            continue;
         tier__v1__held__init(&held[n_held]);
         held[n_held].ticket_id = job->ticket->id;
         held[n_held].attempt = job->ticket->attempt;
         held_p[n_held] = &held[n_held];
         n_held++;
     }
-    Tier__V1__ChannelCapacity **limits_p = (Tier__V1__ChannelCapacity **)calloc(
+    Tier__V1__ChannelCapacity **limits_p = (Tier__V1__ChannelCapacity **) calloc(
         self->n_channel_capacity + 1, sizeof(Tier__V1__ChannelCapacity *));
     size_t n_limits = 0;
     for (size_t i = 0; limits_p && i < self->n_channel_capacity; i++)
@@ -420,7 +432,7 @@ static void s_send_last_release(tierworker_t *self, tierworker_job_t *job, const
     Tier__V1__Release release = TIER__V1__RELEASE__INIT;
     release.ticket_id = job->ticket->id;
     release.attempt = job->ticket->attempt;
-    release.reason = (char *)reason;
+    release.reason = (char *) reason;
     Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_RELEASE;
     msg.release = &release;
@@ -473,15 +485,17 @@ static void s_on_registered(tierworker_t *self, Tier__V1__RouterMessage *msg)
         msg->body_case == TIER__V1__ROUTER_MESSAGE__BODY_REGISTERED ? msg->registered : NULL;
     self->registered = true;
     self->register_backoff_ms = BACKOFF_MIN_MS;
-    self->heartbeat_ms = registered && registered->heartbeat_ms ? (int)registered->heartbeat_ms
+    self->heartbeat_ms = registered && registered->heartbeat_ms ? (int) registered->heartbeat_ms
                                                                 : DEFAULT_HEARTBEAT_MS;
     s_log(self, false, "registered (heartbeat %d ms)", self->heartbeat_ms);
     s_drop_stale(self, registered);
     for (size_t index = 0; index < self->jobs_size; index++) {
         tierworker_job_t *job = self->jobs[index];
-        if (job && job->in_use && !job->revoked && !job->retry_ms) s_job_flush(self, job);
+        if (job && job->in_use && !job->revoked && !job->retry_ms)
+            s_job_flush(self, job);
     }
-    if (self->draining) s_send_drain(self);
+    if (self->draining)
+        s_send_drain(self);
 }
 
 static void s_on_refused(tierworker_t *self, tierworker_job_t *job, size_t i,
@@ -496,7 +510,8 @@ static void s_on_refused(tierworker_t *self, tierworker_job_t *job, size_t i,
         s_job_free_if_done(self, job);
         return;
     }
-    if (kind != OUT_RELEASE) s_send_last_release(self, job, error->reason);
+    if (kind != OUT_RELEASE)
+        s_send_last_release(self, job, error->reason);
     s_job_drop(self, job, error->reason);
 }
 
@@ -566,7 +581,8 @@ static tierworker_job_t *s_on_offer(tierworker_t *self, Tier__V1__RouterMessage 
         s_log(self, false, "%s: repeated offer ignored", ticket->id);
         return NULL;
     }
-    if (old) s_job_drop(self, old, "offered again");
+    if (old)
+        s_job_drop(self, old, "offered again");
     tierworker_job_t *job = s_job_new(self);
     if (!job) {
         s_log(self, true, "%s: out of memory, offer ignored", ticket->id);
@@ -589,7 +605,8 @@ static void s_on_revoke(tierworker_t *self, Tier__V1__Revoke *revoke)
 {
     tierworker_job_t *job =
         revoke && revoke->ticket_id ? s_job_find(self, revoke->ticket_id) : NULL;
-    if (!job || (revoke->attempt && revoke->attempt != job->ticket->attempt)) return;
+    if (!job || (revoke->attempt && revoke->attempt != job->ticket->attempt))
+        return;
     s_log(self, false, "%s: revoked (%s)", job->ticket->id, revoke->reason);
     s_job_drop(self, job, revoke->reason);
 }
@@ -605,8 +622,9 @@ static tierworker_job_t *s_on_message(tierworker_t *self, Tier__V1__RouterMessag
     else if (msg->body_case == TIER__V1__ROUTER_MESSAGE__BODY_REVOKE)
         s_on_revoke(self, msg->revoke);
     else
-        s_log(self, true, "push with body %d ignored", (int)msg->body_case);
-    if (!job) tier__v1__router_message__free_unpacked(msg, NULL);
+        s_log(self, true, "push with body %d ignored", (int) msg->body_case);
+    if (!job)
+        tier__v1__router_message__free_unpacked(msg, NULL);
     return job;
 }
 
@@ -622,7 +640,7 @@ static tierworker_job_t *s_receive(tierworker_t *self)
         }
         bool more = zmq_msg_more(&frame);
         Tier__V1__RouterMessage *msg = tier__v1__router_message__unpack(
-            NULL, zmq_msg_size(&frame), (const uint8_t *)zmq_msg_data(&frame));
+            NULL, zmq_msg_size(&frame), (const uint8_t *) zmq_msg_data(&frame));
         size_t size = zmq_msg_size(&frame);
         while (zmq_msg_more(&frame) && zmq_msg_recv(&frame, self->handle, ZMQ_DONTWAIT) != -1)
             ; //  the rest of a multipart message: not ours to read
@@ -635,7 +653,8 @@ static tierworker_job_t *s_receive(tierworker_t *self)
             continue;
         }
         tierworker_job_t *job = s_on_message(self, msg);
-        if (job) return job;
+        if (job)
+            return job;
     }
     return NULL;
 }
@@ -645,7 +664,7 @@ static tierworker_job_t *s_receive(tierworker_t *self)
 
 static int64_t s_silence_deadline(tierworker_t *self)
 {
-    return self->last_heard_ms + (int64_t)SILENCE_BEATS * self->heartbeat_ms;
+    return self->last_heard_ms + (int64_t) SILENCE_BEATS * self->heartbeat_ms;
 }
 
 static void s_tick_job(tierworker_t *self, tierworker_job_t *job, int64_t now)
@@ -676,14 +695,17 @@ static void s_tick(tierworker_t *self)
         return;
     }
     if (!self->registered) {
-        if (self->register_retry_ms && now >= self->register_retry_ms) s_send_register(self);
+        if (self->register_retry_ms && now >= self->register_retry_ms)
+            s_send_register(self);
         return;
     }
     for (size_t index = 0; index < self->jobs_size; index++) {
         tierworker_job_t *job = self->jobs[index];
-        if (job && job->in_use && job->n_out) s_tick_job(self, job, now);
+        if (job && job->in_use && job->n_out)
+            s_tick_job(self, job, now);
     }
-    if (now - self->last_sent_ms >= self->heartbeat_ms) s_send_heartbeat(self);
+    if (now - self->last_sent_ms >= self->heartbeat_ms)
+        s_send_heartbeat(self);
 }
 
 static int64_t s_next_deadline(tierworker_t *self)
@@ -698,11 +720,14 @@ static int64_t s_next_deadline(tierworker_t *self)
         next = self->last_sent_ms + self->heartbeat_ms;
     for (size_t index = 0; index < self->jobs_size; index++) {
         tierworker_job_t *job = self->jobs[index];
-        if (!job || !job->in_use || !job->n_out) continue;
+        if (!job || !job->in_use || !job->n_out)
+            continue;
         int64_t due = job->retry_ms ? job->retry_ms : job->out[0].sent_ms + RESEND_MS;
         for (size_t i = 1; !job->retry_ms && i < job->n_out; i++)
-            if (job->out[i].sent_ms + RESEND_MS < due) due = job->out[i].sent_ms + RESEND_MS;
-        if (due < next) next = due;
+            if (job->out[i].sent_ms + RESEND_MS < due)
+                due = job->out[i].sent_ms + RESEND_MS;
+        if (due < next)
+            next = due;
     }
     return next;
 }
@@ -713,16 +738,18 @@ static int64_t s_next_deadline(tierworker_t *self)
 static char *s_default_agent(Tier__V1__Level level)
 {
     char host[HOSTNAME_MAX] = "";
-    if (gethostname(host, sizeof host) == -1) strcpy(host, "localhost");
+    if (gethostname(host, sizeof host) == -1)
+        strcpy(host, "localhost");
     host[sizeof host - 1] = 0;
-    return zsys_sprintf("%s-%s-%d", s_level_name(level), host, (int)getpid());
+    return zsys_sprintf("%s-%s-%d", s_level_name(level), host, (int) getpid());
 }
 
 static int s_configure_channels(tierworker_t *self, const tierworker_config_t *cfg)
 {
-    self->channel_capacity = (Tier__V1__ChannelCapacity *)calloc(cfg->n_channel_capacity + 1,
-                                                                 sizeof(Tier__V1__ChannelCapacity));
-    if (!self->channel_capacity) return -1;
+    self->channel_capacity = (Tier__V1__ChannelCapacity *) calloc(
+        cfg->n_channel_capacity + 1, sizeof(Tier__V1__ChannelCapacity));
+    if (!self->channel_capacity)
+        return -1;
     for (size_t i = 0; i < cfg->n_channel_capacity; i++) {
         Tier__V1__ChannelCapacity *limit = &self->channel_capacity[i];
         tier__v1__channel_capacity__init(limit);
@@ -747,13 +774,14 @@ static int s_configure(tierworker_t *self, const char *endpoint, const tierworke
     self->revoke_arg = cfg->revoke_arg;
     self->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
     self->register_backoff_ms = BACKOFF_MIN_MS;
-    self->departments = (char **)calloc(cfg->n_departments + 1, sizeof(char *));
+    self->departments = (char **) calloc(cfg->n_departments + 1, sizeof(char *));
     if (!self->endpoint || !self->agent_id || !self->log_prefix || !self->departments ||
         s_configure_channels(self, cfg) == -1)
         return -1;
     for (size_t i = 0; i < cfg->n_departments; i++) {
         self->departments[i] = strdup(cfg->departments[i] ? cfg->departments[i] : "");
-        if (!self->departments[i]) return -1;
+        if (!self->departments[i])
+            return -1;
         self->n_departments++;
     }
     return 0;
@@ -765,8 +793,9 @@ tierworker_t *tierworker_new(const char *endpoint, const tierworker_config_t *cf
         fprintf(stderr, "tierworker: need an endpoint and a level L1..L3\n");
         return NULL;
     }
-    tierworker_t *self = (tierworker_t *)calloc(1, sizeof(tierworker_t));
-    if (!self) return NULL;
+    tierworker_t *self = (tierworker_t *) calloc(1, sizeof(tierworker_t));
+    if (!self)
+        return NULL;
     if (s_configure(self, endpoint, cfg) == -1 || s_connect(self) == -1) {
         fprintf(stderr, "%s: %s\n", cfg->log_prefix ? cfg->log_prefix : "tierworker",
                 *self->error ? self->error : "out of memory");
@@ -780,13 +809,16 @@ tierworker_t *tierworker_new(const char *endpoint, const tierworker_config_t *cf
 
 void tierworker_destroy(tierworker_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     tierworker_t *self = *self_p;
-    if (self->sock) zsock_set_linger(self->sock, CLOSE_LINGER_MS);
+    if (self->sock)
+        zsock_set_linger(self->sock, CLOSE_LINGER_MS);
     zsock_destroy(&self->sock);
     for (size_t index = 0; index < self->jobs_size; index++) {
         tierworker_job_t *job = self->jobs[index];
-        if (!job) continue;
+        if (!job)
+            continue;
         tier__v1__router_message__free_unpacked(job->offer, NULL);
         for (size_t i = 0; i < OUT_MAX; i++)
             free(job->out[i].buf);
@@ -813,16 +845,21 @@ int tierworker_poll(tierworker_t *self, int timeout_ms, tierworker_job_t **job_p
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now() + timeout_ms;
     while (!self->fatal) {
         *job_p = s_receive(self);
-        if (!self->fatal) s_tick(self);
-        if (self->fatal) break;
-        if (*job_p) return TIERWORKER_JOB;
+        if (!self->fatal)
+            s_tick(self);
+        if (self->fatal)
+            break;
+        if (*job_p)
+            return TIERWORKER_JOB;
         int64_t now = s_now();
-        if (now >= deadline) return TIERWORKER_NOTHING;
+        if (now >= deadline)
+            return TIERWORKER_NOTHING;
         int64_t next = s_next_deadline(self);
         int64_t wait = (next < deadline ? next : deadline) - now;
         zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, wait < 0 ? 0 : (long)wait) == -1) {
-            if (errno == EINTR) return TIERWORKER_NOTHING;
+        if (zmq_poll(&item, 1, wait < 0 ? 0 : (long) wait) == -1) {
+            if (errno == EINTR)
+                return TIERWORKER_NOTHING;
             snprintf(self->error, sizeof self->error, "cannot poll the socket: %s",
                      zmq_strerror(errno));
             self->fatal = true;
@@ -844,7 +881,7 @@ int tierworker_timeout(tierworker_t *self)
 {
     assert(self);
     int64_t wait = s_next_deadline(self) - s_now();
-    return wait < 0 ? 0 : wait > INT_MAX ? INT_MAX : (int)wait;
+    return wait < 0 ? 0 : wait > INT_MAX ? INT_MAX : (int) wait;
 }
 
 static int s_begin_finish(tierworker_t *self, tierworker_job_t *job, const char *verb)
@@ -869,7 +906,8 @@ static int s_begin_finish(tierworker_t *self, tierworker_job_t *job, const char 
 static int s_queue_result(tierworker_t *self, tierworker_job_t *job, s_kind_t kind,
                           Tier__V1__WorkerMessage *msg)
 {
-    if (s_job_queue(self, job, kind, msg) == 0) return 0;
+    if (s_job_queue(self, job, kind, msg) == 0)
+        return 0;
     s_log(self, true, "%s: cannot queue %s, dropped", job->ticket->id, s_kind_name[kind]);
     s_job_free_if_done(self, job);
     return -1;
@@ -885,13 +923,15 @@ int tierworker_respond_ex(tierworker_t *self, tierworker_job_t *job, const char 
 {
     assert(self);
     assert(job);
-    if (!job->in_use || job->finished) return -1;
+    if (!job->in_use || job->finished)
+        return -1;
     //  Keep the last slot for the result.
-    if (job->revoked || job->n_out >= OUT_MAX - 1) return job->revoked ? 0 : -1;
+    if (job->revoked || job->n_out >= OUT_MAX - 1)
+        return job->revoked ? 0 : -1;
     Tier__V1__Respond respond = TIER__V1__RESPOND__INIT;
     respond.ticket_id = job->ticket->id;
     respond.attempt = job->ticket->attempt;
-    respond.text = (char *)(text ? text : "");
+    respond.text = (char *) (text ? text : "");
     respond.awaiting_customer = awaiting_customer;
     Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_RESPOND;
@@ -902,11 +942,12 @@ int tierworker_respond_ex(tierworker_t *self, tierworker_job_t *job, const char 
 int tierworker_resolve(tierworker_t *self, tierworker_job_t *job, const char *text)
 {
     int rc = s_begin_finish(self, job, "resolve");
-    if (rc) return rc < 0 ? -1 : 0;
+    if (rc)
+        return rc < 0 ? -1 : 0;
     Tier__V1__Resolve resolve = TIER__V1__RESOLVE__INIT;
     resolve.ticket_id = job->ticket->id;
     resolve.attempt = job->ticket->attempt;
-    resolve.text = (char *)(text ? text : "");
+    resolve.text = (char *) (text ? text : "");
     Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_RESOLVE;
     msg.resolve = &resolve;
@@ -917,14 +958,15 @@ int tierworker_escalate(tierworker_t *self, tierworker_job_t *job, Tier__V1__Lev
                         const char *to_department, const char *reason, const char *notes)
 {
     int rc = s_begin_finish(self, job, "escalate");
-    if (rc) return rc < 0 ? -1 : 0;
+    if (rc)
+        return rc < 0 ? -1 : 0;
     Tier__V1__Escalate escalate = TIER__V1__ESCALATE__INIT;
     escalate.ticket_id = job->ticket->id;
     escalate.attempt = job->ticket->attempt;
     escalate.to_level = to_level;
-    escalate.to_department = (char *)(to_department ? to_department : "");
-    escalate.reason = (char *)(reason ? reason : "");
-    escalate.notes = (char *)(notes ? notes : "");
+    escalate.to_department = (char *) (to_department ? to_department : "");
+    escalate.reason = (char *) (reason ? reason : "");
+    escalate.notes = (char *) (notes ? notes : "");
     Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_ESCALATE;
     msg.escalate = &escalate;
@@ -934,11 +976,12 @@ int tierworker_escalate(tierworker_t *self, tierworker_job_t *job, Tier__V1__Lev
 int tierworker_release(tierworker_t *self, tierworker_job_t *job, const char *reason)
 {
     int rc = s_begin_finish(self, job, "release");
-    if (rc) return rc < 0 ? -1 : 0;
+    if (rc)
+        return rc < 0 ? -1 : 0;
     Tier__V1__Release release = TIER__V1__RELEASE__INIT;
     release.ticket_id = job->ticket->id;
     release.attempt = job->ticket->attempt;
-    release.reason = (char *)(reason ? reason : "");
+    release.reason = (char *) (reason ? reason : "");
     Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_RELEASE;
     msg.release = &release;
@@ -949,12 +992,13 @@ int tierworker_defer(tierworker_t *self, tierworker_job_t *job, uint64_t until_m
                      const char *reason)
 {
     int rc = s_begin_finish(self, job, "defer");
-    if (rc) return rc < 0 ? -1 : 0;
+    if (rc)
+        return rc < 0 ? -1 : 0;
     Tier__V1__Defer defer = TIER__V1__DEFER__INIT;
     defer.ticket_id = job->ticket->id;
     defer.attempt = job->ticket->attempt;
     defer.until_ms = until_ms;
-    defer.reason = (char *)(reason ? reason : "");
+    defer.reason = (char *) (reason ? reason : "");
     Tier__V1__WorkerMessage msg = TIER__V1__WORKER_MESSAGE__INIT;
     msg.body_case = TIER__V1__WORKER_MESSAGE__BODY_DEFER;
     msg.defer = &defer;
@@ -965,7 +1009,8 @@ int tierworker_drain(tierworker_t *self)
 {
     assert(self);
     self->draining = true;
-    if (self->registered) s_send_drain(self);
+    if (self->registered)
+        s_send_drain(self);
     return 0;
 }
 

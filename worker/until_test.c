@@ -27,8 +27,8 @@ static void s_expect(const char *text, uint64_t now_ms, uint64_t want_ms)
 {
     uint64_t got = 0;
     if (until_parse(text, now_ms, &got) != 0 || got != want_ms) {
-        fprintf(stderr, "FAIL: \"%s\" gave %llu, want %llu\n", text, (unsigned long long)got,
-                (unsigned long long)want_ms);
+        fprintf(stderr, "FAIL: \"%s\" gave %llu, want %llu\n", text, (unsigned long long) got,
+                (unsigned long long) want_ms);
         s_failures++;
     }
 }
@@ -37,7 +37,7 @@ static void s_refuse(const char *text)
 {
     uint64_t got = 0;
     if (until_parse(text, NOW_MS, &got) == 0) {
-        fprintf(stderr, "FAIL: \"%s\" accepted as %llu\n", text, (unsigned long long)got);
+        fprintf(stderr, "FAIL: \"%s\" accepted as %llu\n", text, (unsigned long long) got);
         s_failures++;
     }
 }
