@@ -582,11 +582,13 @@ static int s_read_until(cJSON *root, decision_t *d, char *why)
             return S_REFUSE(why, "handler output: \"until\" %g is not a time in ms since the epoch",
                             ms);
         d->until_ms = (uint64_t) ms;
-    } else if (!cJSON_IsString(item) || until_parse(item->valuestring, now_ms, &d->until_ms))
+    } else if (!cJSON_IsString(item))
+        return S_REFUSE(why, "handler output: \"until\" must be a string or a number");
+    else if (until_parse(item->valuestring, now_ms, &d->until_ms))
         return S_REFUSE(why,
                         "handler output: \"until\" must be \"HH:MM\", \"+30m\", an ISO 8601 "
-                        "time or ms since the epoch, not %s",
-                        cJSON_IsString(item) ? item->valuestring : "that");
+                        "time or ms since the epoch, not \"%s\"",
+                        item->valuestring);
     if (d->until_ms <= now_ms)
         return S_REFUSE(why, "handler output: \"until\" is in the past%s",
                         d->until_ms < SECONDS_LOOKALIKE ? " (seconds instead of ms?)" : "");
