@@ -19,11 +19,18 @@
 --                              "2|frt_sum" (level L2), "|resolved" (the
 --                              general queue), "ana|one_touch" (agent ana)
 --
--- Every event is counted in the bucket of the moment it happens (a
--- resolution in the minute it was resolved), at each resolution, under the
--- ticket's channel, level, department and agent at that moment. There is no
--- "all" dimension: every ticket has a channel, so the totals are the sum of
--- the channel fields.
+-- Every event is counted in the minute it happens (a resolution in the
+-- minute it was resolved), under the ticket's channel, level, department and
+-- agent at that moment. There is no "all" dimension: every ticket has a
+-- channel, so the totals are the sum of the channel fields.
+--
+-- Minutes roll up into hours and days once they are over: a transition that
+-- finds a finished minute in {P}k:pending adds its fields to the hour and day
+-- buckets ({P}k:done is the last minute rolled up). Writing each event once
+-- instead of three times keeps the cost of a transition low; rolling up at
+-- most one minute per call keeps it bounded. A late event (a router whose
+-- clock is behind) for a minute already rolled up is written to all three
+-- at once, so several routers on one Redis stay exact.
 --
 -- Besides the aggregates, three fields in the ticket hash carry what a later
 -- measurement needs: k_person (a person, not a bot, was assigned it once),
@@ -34,8 +41,7 @@ local MINUTE, HOUR, DAY = 60000, 3600000, 86400000
 local DAY_S = 86400
 local MINUTE_KEEP_S = 2 * DAY_S  -- minute buckets live this long after they end
 local HOUR_KEEP_S = 90 * DAY_S   -- hour buckets too; day buckets are kept
-local RESOLUTIONS = {            -- { name, bucket length ms, kept s (nil = always) }
-  { 'm', MINUTE, MINUTE_KEEP_S },
+local ROLLUPS = {                -- { name, bucket length ms, kept s (nil = always) }
   { 'h', HOUR, HOUR_KEEP_S },
   { 'd', DAY, nil },
 }
@@ -57,35 +63,88 @@ local function res_bucket(ms)
   return #RES_EDGES + 1
 end
 
--- Add counts (counter -> increment) to the buckets of NOW, under the
--- ticket's channel, level, department and agent, or the level, department
--- and agent given in `at` (an escalation counts where it left from).
+local function bucket_key(name, start, dim)
+  return P .. 'k:' .. name .. ':' .. N(start) .. ':' .. dim
+end
+
+-- Add fields (counter name -> increment, or a HGETALL array when flat) to
+-- the hash; it expires keep_s after the bucket ends (nil: never). A new key
+-- always starts with a new field, so it gets its expiry here, and an old key
+-- is only touched again when a counter first appears in it.
+local function add_fields(key, fields, flat, bucket_end, keep_s)
+  local created_field = false
+  local function add(field, n)
+    if n ~= 0 and redis.call('HINCRBY', key, field, n) == n then created_field = true end
+  end
+  if flat then
+    for i = 1, #fields, 2 do add(fields[i], tonumber(fields[i + 1])) end
+  else
+    for field, n in pairs(fields) do add(field, n) end
+  end
+  if created_field and keep_s then
+    redis.call('EXPIREAT', key, N(bucket_end / 1000 + keep_s))
+  end
+  return created_field
+end
+
+local function done_key() return P .. 'k:done' end
+local function pending_key() return P .. 'k:pending' end
+
+-- Add a finished minute's fields to its hour and day.
+local function roll_minute(minute)
+  for _, dim in ipairs(DIMS) do
+    local fields = redis.call('HGETALL', bucket_key('m', minute, dim))
+    for _, r in ipairs(ROLLUPS) do
+      local start = minute - minute % r[2]
+      add_fields(bucket_key(r[1], start, dim), fields, true, start + r[2], r[3])
+    end
+  end
+end
+
+-- Roll up at most `limit` finished minutes; returns the last minute rolled
+-- up (-1: none ever). Empty minutes cost nothing: only minutes with data are
+-- pending.
+local function rollup(limit)
+  local last = NOW - NOW % MINUTE - MINUTE
+  local done = tonumber(redis.call('GET', done_key()) or '-1')
+  if done >= last then return done end
+  local due = redis.call('ZRANGEBYSCORE', pending_key(), '-inf', N(last), 'LIMIT', 0, limit)
+  for _, minute in ipairs(due) do
+    roll_minute(tonumber(minute))
+    redis.call('ZREM', pending_key(), minute)
+  end
+  -- Every pending minute up to `last` is rolled up, unless the limit stopped us.
+  if #due == limit then last = tonumber(due[#due]) end
+  redis.call('SET', done_key(), N(last))
+  return last
+end
+
+-- Add counts (counter -> increment) to the minute of NOW, under the ticket's
+-- channel, level, department and agent, or the level, department and agent
+-- given in `at` (an escalation counts where it left from).
 local function tally(t, counts, at)
   at = at or {}
   local values = { chan = tostring(t.chan), level = tostring(at.level or t.level),
                    dept = at.dept or t.dept, agent = at.agent or t.agent }
-  for _, r in ipairs(RESOLUTIONS) do
-    local name, length, keep = r[1], r[2], r[3]
-    local start = NOW - NOW % length
-    local base = P .. 'k:' .. name .. ':' .. N(start) .. ':'
-    for _, dim in ipairs(DIMS) do
-      local value = values[dim]
-      if dim ~= 'agent' or value ~= '' then
-        local key = base .. dim
-        local created_field = false
-        for counter, n in pairs(counts) do
-          if n ~= 0 and redis.call('HINCRBY', key, value .. '|' .. counter, n) == n then
-            created_field = true
-          end
-        end
-        -- A new key always starts with a new field: it gets its expiry here,
-        -- and an old key is only touched again when a counter first appears.
-        if created_field and keep then
-          redis.call('EXPIREAT', key, N((start + length) / 1000 + keep))
-        end
+  local minute = NOW - NOW % MINUTE
+  local late = minute <= rollup(1)
+  local new_fields = false
+  for _, dim in ipairs(DIMS) do
+    local value = values[dim]
+    if dim ~= 'agent' or value ~= '' then
+      local fields = {}
+      for counter, n in pairs(counts) do fields[value .. '|' .. counter] = n end
+      if add_fields(bucket_key('m', minute, dim), fields, false, minute + MINUTE,
+                    MINUTE_KEEP_S) then
+        new_fields = true
+      end
+      for _, r in ipairs(late and ROLLUPS or {}) do
+        local start = minute - minute % r[2]
+        add_fields(bucket_key(r[1], start, dim), fields, false, start + r[2], r[3])
       end
     end
   end
+  if new_fields and not late then redis.call('ZADD', pending_key(), minute, minute) end
 end
 
 local function is_bot(agent)
@@ -175,20 +234,25 @@ local function widen(since, till)
 end
 
 -- The buckets covering [since, until): the largest that fit whole, so a
--- month is about 30 days, 46 hours and 118 minutes. Days are left out when
--- rows are by hour of day (unless the hours have expired).
-local function plan(since, till, days)
+-- month is about 30 days, 46 hours and 118 minutes. An hour or a day is
+-- read only once every minute in it is rolled up (`rolled`: the end of the
+-- last minute rolled up). Days are left out when rows are by hour of day,
+-- unless their hours have expired.
+local function plan(since, till, days, rolled)
   local out = {}
   local at = since
   local hours_gone = NOW - HOUR_KEEP_S * 1000
+  local function fits(length)
+    return at % length == 0 and at + length <= till and at + length <= rolled
+  end
   while at < till do
     local name, length = 'm', MINUTE
-    if at % DAY == 0 and at + DAY <= till and (days or at + DAY <= hours_gone) then
+    if fits(DAY) and (days or at + DAY <= hours_gone) then
       name, length = 'd', DAY
-    elseif at % HOUR == 0 and at + HOUR <= till then
+    elseif fits(HOUR) then
       name, length = 'h', HOUR
     end
-    out[#out + 1] = { name, at, length }
+    out[#out + 1] = { name, at }
     at = at + length
   end
   return out
@@ -236,8 +300,9 @@ local function tier_report(_, a)
   local by_time = by == 'hour' or by == 'day'
   local dim = REPORT_DIMS[by]
   local since, till = widen(tonumber(a[3]), tonumber(a[4]))
+  local rolled = tonumber(redis.call('GET', done_key()) or '-1') + MINUTE
   local channels, rows = {}, {}
-  for _, b in ipairs(plan(since, till, not by_time)) do
+  for _, b in ipairs(plan(since, till, not by_time, rolled)) do
     local base = P .. 'k:' .. b[1] .. ':' .. N(b[2]) .. ':'
     local hash = redis.call('HGETALL', base .. 'chan')
     accumulate(channels, hash)
@@ -253,5 +318,15 @@ local function tier_report(_, a)
                             rows_out(rows) })
 end
 
+-- args: prefix now limit. Rolls up at most `limit` finished minutes; the
+-- transitions do it as they go, this is for a router that sees no traffic
+-- (its cron), so that no minute waits longer than its bucket lives.
+-- Payload: { last minute rolled up }.
+local function tier_rollup(_, a)
+  begin(a)
+  return finish('OK', '', { N(rollup(tonumber(a[3]))) })
+end
+
+redis.register_function('tier_rollup', tier_rollup)
 redis.register_function{ function_name = 'tier_report', callback = tier_report,
                          flags = { 'no-writes' } }
