@@ -25,25 +25,25 @@
 #define BENCH_NS_PER_S  1000000000LL
 
 typedef struct {
-    const char *exe;      //  this program, to start worker processes
-    const char *clients;  //  tierd's clients endpoint
-    const char *workers;  //  tierd's workers endpoint
-    const char *events;   //  tierd's events endpoint
-    int redis_port;       //  0 = do not read Redis
-    const char *prefix;   //  tierd's Redis key prefix
-    int tierd_pid;        //  0 = do not read tierd's memory
-    long n;               //  tickets (throughput, fill)
-    int rate;             //  tickets per second (paced)
-    int seconds;          //  duration (paced)
-    int procs;            //  worker processes
-    int capacity;         //  per agent (throughput, paced)
-    int window;           //  submits in flight at most
-    int ticket_bytes;     //  packed ticket size; 0 = the BullMQ baseline's ticket
-    int level;            //  Tier__V1__Level of the submitted tickets
-    int agents;           //  scale: connected agents
-    long queued;          //  scale: the large depth; restart: tickets in Redis
-    int probes;           //  scale: offers measured per depth
-    char **tierd_argv;    //  restart: the tierd command line
+    const char *exe;     //  this program, to start worker processes
+    const char *clients; //  tierd's clients endpoint
+    const char *workers; //  tierd's workers endpoint
+    const char *events;  //  tierd's events endpoint
+    int redis_port;      //  0 = do not read Redis
+    const char *prefix;  //  tierd's Redis key prefix
+    int tierd_pid;       //  0 = do not read tierd's memory
+    long n;              //  tickets (throughput, fill)
+    int rate;            //  tickets per second (paced)
+    int seconds;         //  duration (paced)
+    int procs;           //  worker processes
+    int capacity;        //  per agent (throughput, paced)
+    int window;          //  submits in flight at most
+    int ticket_bytes;    //  packed ticket size; 0 = the BullMQ baseline's ticket
+    int level;           //  Tier__V1__Level of the submitted tickets
+    int agents;          //  scale: connected agents
+    long queued;         //  scale: the large depth; restart: tickets in Redis
+    int probes;          //  scale: offers measured per depth
+    char **tierd_argv;   //  restart: the tierd command line
 } bench_options_t;
 
 //  The modes; each returns the exit code.
@@ -108,10 +108,11 @@ int bench_submitter_run(bench_submitter_t *self, bench_ticket_t *ticket, long fi
 
 //  The event stream (topic all/), counting resolutions and missed events.
 typedef struct {
-    zsock_t *sub;      //  SUB, unlimited receive queue
-    uint64_t last_seq; //  0 before the first event
-    uint64_t missed;   //  events skipped in seq (dropped by the PUB)
-    long resolved;     //  EVENT_RESOLVED seen
+    zsock_t *sub;           //  SUB, unlimited receive queue
+    uint64_t last_seq;      //  0 before the first event
+    uint64_t missed;        //  events skipped in seq (dropped by the PUB)
+    uint64_t first_counted; //  resolutions of lower ticket ids are not counted
+    long resolved;          //  EVENT_RESOLVED seen (of counted tickets)
 } bench_events_t;
 
 bench_events_t *bench_events_new(const char *endpoint);

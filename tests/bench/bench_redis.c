@@ -23,7 +23,8 @@ bench_redis_t *bench_redis_new(int port, const char *prefix)
     if (!redis || redis->err) {
         fprintf(stderr, "tier_bench: cannot connect to redis on port %d: %s\n", port,
                 redis ? redis->errstr : "out of memory");
-        if (redis) redisFree(redis);
+        if (redis)
+            redisFree(redis);
         return NULL;
     }
     struct timeval command = {COMMAND_TIMEOUT_MS / 1000, 0};
@@ -36,7 +37,8 @@ bench_redis_t *bench_redis_new(int port, const char *prefix)
 
 void bench_redis_destroy(bench_redis_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     bench_redis_t *self = *self_p;
     redisFree(self->redis);
     free(self->prefix);
@@ -49,7 +51,8 @@ static uint64_t s_info_field(const char *text, const char *name)
 {
     size_t len = strlen(name);
     for (const char *line = text; line && *line; line = strchr(line, '\n')) {
-        if (*line == '\n') line++;
+        if (*line == '\n')
+            line++;
         if (strncmp(line, name, len) == 0 && line[len] == ':')
             return strtoull(line + len + 1, NULL, 10);
     }
@@ -61,9 +64,11 @@ static void s_commandstats(const char *text, bench_info_t *info)
 {
     for (const char *line = strstr(text, "cmdstat_"); line; line = strstr(line + 1, "cmdstat_")) {
         const char *calls = strstr(line, ":calls=");
-        if (!calls) continue;
+        if (!calls)
+            continue;
         uint64_t count = strtoull(calls + strlen(":calls="), NULL, 10);
-        if (strncmp(line, "cmdstat_info:", 13) == 0) continue;
+        if (strncmp(line, "cmdstat_info:", 13) == 0)
+            continue;
         info->calls += count;
         if (strncmp(line, "cmdstat_fcall:", 14) == 0 || strncmp(line, "cmdstat_fcall_ro:", 17) == 0)
             info->fcalls += count;
@@ -76,7 +81,8 @@ static char *s_info(bench_redis_t *self, const char *section)
     if (!reply || reply->type != REDIS_REPLY_STRING) {
         fprintf(stderr, "tier_bench: INFO %s failed: %s\n", section,
                 reply ? reply->str : self->redis->errstr);
-        if (reply) freeReplyObject(reply);
+        if (reply)
+            freeReplyObject(reply);
         return NULL;
     }
     char *text = strdup(reply->str);
@@ -114,11 +120,12 @@ static long s_count_chunk(bench_redis_t *self, char *const *ids, size_t count, i
     long matching = 0;
     for (size_t i = 0; i < count; i++) {
         redisReply *reply = NULL;
-        if (redisGetReply(self->redis, (void **)&reply) != REDIS_OK || !reply) {
+        if (redisGetReply(self->redis, (void **) &reply) != REDIS_OK || !reply) {
             fprintf(stderr, "tier_bench: reading ticket states: %s\n", self->redis->errstr);
             return -1;
         }
-        if (reply->type == REDIS_REPLY_STRING && atoi(reply->str) == state) matching++;
+        if (reply->type == REDIS_REPLY_STRING && atoi(reply->str) == state)
+            matching++;
         freeReplyObject(reply);
     }
     return matching;
@@ -130,7 +137,8 @@ long bench_redis_count_state(bench_redis_t *self, char *const *ids, size_t count
     for (size_t done = 0; done < count; done += PIPELINE_CHUNK) {
         size_t chunk = count - done < PIPELINE_CHUNK ? count - done : PIPELINE_CHUNK;
         long part = s_count_chunk(self, ids + done, chunk, state);
-        if (part < 0) return -1;
+        if (part < 0)
+            return -1;
         matching += part;
     }
     return matching;

@@ -6,36 +6,37 @@
 #include <string.h>
 #include <time.h>
 
-#define CLIENT_TIMEOUT_MS  10000 //  one try of a synchronous call
-#define ERRORS_PRINTED     5     //  failed submits shown, then only counted
-#define STALL_MS           30000 //  no answer at all this long: give up
-#define POLL_MS            200   //  wake-up while waiting for answers
-#define STATUS_LINE_MAX    256
-#define BASELINE_SUBJECT   "Where is my order?"
-#define BASELINE_BODY      "Order 1234 has not arrived yet."
-#define FILLER             "The parcel was due on Monday and the tracking page has not moved. "
+#define CLIENT_TIMEOUT_MS 10000 //  one try of a synchronous call
+#define ERRORS_PRINTED    5     //  failed submits shown, then only counted
+#define STALL_MS          30000 //  no answer at all this long: give up
+#define POLL_MS           200   //  wake-up while waiting for answers
+#define STATUS_LINE_MAX   256
+#define BASELINE_SUBJECT  "Where is my order?"
+#define BASELINE_BODY     "Order 1234 has not arrived yet."
+#define FILLER            "The parcel was due on Monday and the tracking page has not moved. "
 
 int64_t bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * BENCH_NS_PER_S + ts.tv_nsec;
+    return (int64_t) ts.tv_sec * BENCH_NS_PER_S + ts.tv_nsec;
 }
 
 static int s_compare_i64(const void *a, const void *b)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
     return x < y ? -1 : x > y;
 }
 
 double bench_percentile_ms(const int64_t *values, size_t count, double p)
 {
-    if (!count) return 0;
+    if (!count)
+        return 0;
     int64_t *sorted = malloc(count * sizeof(int64_t));
     memcpy(sorted, values, count * sizeof(int64_t));
     qsort(sorted, count, sizeof(int64_t), s_compare_i64);
-    size_t index = (size_t)((double)count * p);
-    double ms = (double)sorted[index < count ? index : count - 1] / BENCH_NS_PER_MS;
+    size_t index = (size_t) ((double) count * p);
+    double ms = (double) sorted[index < count ? index : count - 1] / BENCH_NS_PER_MS;
     free(sorted);
     return ms;
 }
@@ -49,7 +50,8 @@ double bench_proc_mb(int pid, const char *field)
     while (file && fgets(line, sizeof(line), file))
         if (strncmp(line, field, strlen(field)) == 0)
             mb = strtod(line + strlen(field), NULL) / 1024.0; //  the file says kB
-    if (file) fclose(file);
+    if (file)
+        fclose(file);
     return mb;
 }
 
@@ -74,18 +76,19 @@ void bench_ticket_init(bench_ticket_t *self, int level, int ticket_bytes)
     self->ticket.channel = TIER__V1__CHANNEL__CHANNEL_CHAT;
     self->ticket.customer = &self->customer;
     self->ticket.subject = BASELINE_SUBJECT;
-    self->ticket.level = (Tier__V1__Level)level;
+    self->ticket.level = (Tier__V1__Level) level;
     self->ticket.external_id = self->external_id;
     self->customer.id = self->customer_id;
     self->tags[0] = self->tag;
     self->body = strdup(BASELINE_BODY);
     self->ticket.body = self->body;
-    if (ticket_bytes <= 0) return;
+    if (ticket_bytes <= 0)
+        return;
     //  Size it as a typical ticket of a long run looks: ids of six digits.
     bench_ticket_next(self, 100000, false);
     size_t length = 0;
     s_set_body(self, length);
-    while (tier__v1__ticket__get_packed_size(&self->ticket) < (size_t)ticket_bytes)
+    while (tier__v1__ticket__get_packed_size(&self->ticket) < (size_t) ticket_bytes)
         s_set_body(self, ++length);
 }
 
@@ -97,11 +100,11 @@ void bench_ticket_fini(bench_ticket_t *self)
 
 void bench_ticket_next(bench_ticket_t *self, long i, bool stamped)
 {
-    snprintf(self->external_id, sizeof(self->external_id), "b%d-%ld", (int)getpid(), i);
+    snprintf(self->external_id, sizeof(self->external_id), "b%d-%ld", (int) getpid(), i);
     snprintf(self->customer_id, sizeof(self->customer_id), "c%ld", i);
     if (stamped) {
         snprintf(self->tag, sizeof(self->tag), "%s%lld", BENCH_TAG_PREFIX,
-                 (long long)bench_now_ns());
+                 (long long) bench_now_ns());
         self->ticket.n_tags = 1;
         self->ticket.tags = self->tags;
     } else {
@@ -124,14 +127,15 @@ bench_submitter_t *bench_submitter_new(const char *endpoint, bool keep_ids)
     self->client = client;
     if (keep_ids) {
         self->ids_size = 1024;
-        self->ids = calloc((size_t)self->ids_size, sizeof(char *));
+        self->ids = calloc((size_t) self->ids_size, sizeof(char *));
     }
     return self;
 }
 
 void bench_submitter_destroy(bench_submitter_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     bench_submitter_t *self = *self_p;
     tierclient_destroy(&self->client);
     for (long i = 0; self->ids && i < self->acked; i++)
@@ -162,7 +166,7 @@ static void s_on_reply(bench_submitter_t *self, Tier__V1__ClientReply *reply)
     if (self->ids) {
         if (self->acked == self->ids_size) {
             self->ids_size *= 2;
-            self->ids = realloc(self->ids, (size_t)self->ids_size * sizeof(char *));
+            self->ids = realloc(self->ids, (size_t) self->ids_size * sizeof(char *));
         }
         const char *id = reply->submitted ? reply->submitted->id : "";
         self->ids[self->acked] = strdup(id);
@@ -175,7 +179,8 @@ void bench_submitter_read(bench_submitter_t *self)
     Tier__V1__ClientReply *reply;
     while (tierclient_recv(self->client, 0, &reply) == 0 ||
            tierclient_errcode(self->client) != TIERCLIENT_TIMEOUT) {
-        if (!reply) continue; //  undecodable answer: dropped, counted as lost below
+        if (!reply)
+            continue; //  undecodable answer: dropped, counted as lost below
         s_on_reply(self, reply);
         tier__v1__client_reply__free_unpacked(reply, NULL);
     }
@@ -194,7 +199,8 @@ int bench_submitter_run(bench_submitter_t *self, bench_ticket_t *ticket, long fi
     while (self->acked + self->failed < target) {
         while (next < last && bench_submitter_in_flight(self) < window) {
             bench_ticket_next(ticket, next++, false);
-            if (bench_submitter_send(self, ticket)) return -1;
+            if (bench_submitter_send(self, ticket))
+                return -1;
         }
         zmq_pollitem_t item = {tierclient_socket(self->client), 0, ZMQ_POLLIN, 0};
         zmq_poll(&item, 1, POLL_MS);
@@ -217,7 +223,8 @@ int bench_submitter_run(bench_submitter_t *self, bench_ticket_t *ticket, long fi
 bench_events_t *bench_events_new(const char *endpoint)
 {
     zsock_t *sub = zsock_new(ZMQ_SUB);
-    if (!sub) return NULL;
+    if (!sub)
+        return NULL;
     zsock_set_rcvhwm(sub, 0); //  never drop on our side
     zsock_set_subscribe(sub, "all/");
     if (zsock_connect(sub, "%s", endpoint) == -1) {
@@ -232,21 +239,26 @@ bench_events_t *bench_events_new(const char *endpoint)
 
 void bench_events_destroy(bench_events_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     zsock_destroy(&(*self_p)->sub);
     free(*self_p);
     *self_p = NULL;
 }
 
-static void s_on_event(bench_events_t *self, const zmq_msg_t *body)
+static void s_on_event(bench_events_t *self, zmq_msg_t *body)
 {
     Tier__V1__Event *event =
-        tier__v1__event__unpack(NULL, zmq_msg_size(body), (const uint8_t *)zmq_msg_data(body));
-    if (!event) return;
+        tier__v1__event__unpack(NULL, zmq_msg_size(body), (const uint8_t *) zmq_msg_data(body));
+    if (!event)
+        return;
     if (self->last_seq && event->seq > self->last_seq + 1)
         self->missed += event->seq - self->last_seq - 1;
-    if (event->seq > self->last_seq) self->last_seq = event->seq;
-    if (event->kind == TIER__V1__EVENT_KIND__EVENT_RESOLVED) self->resolved++;
+    if (event->seq > self->last_seq)
+        self->last_seq = event->seq;
+    if (event->kind == TIER__V1__EVENT_KIND__EVENT_RESOLVED &&
+        strtoull(event->ticket_id, NULL, 10) >= self->first_counted)
+        self->resolved++;
     tier__v1__event__free_unpacked(event, NULL);
 }
 

@@ -32,12 +32,12 @@ extern char **environ;
 #define NS_PER_S         1000000000LL
 
 typedef struct {
-    pid_t pid;             //  the process
-    int fd;                //  read end of its stdout
-    char buf[REPORT_BUF];  //  bytes read, not parsed yet
-    size_t used;           //  bytes in buf
-    bool ready;            //  said R
-    bool gone;             //  its pipe closed
+    pid_t pid;            //  the process
+    int fd;               //  read end of its stdout
+    char buf[REPORT_BUF]; //  bytes read, not parsed yet
+    size_t used;          //  bytes in buf
+    bool ready;           //  said R
+    bool gone;            //  its pipe closed
 } proc_t;
 
 struct _bench_workers_t {
@@ -54,7 +54,7 @@ static int64_t s_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+    return (int64_t) ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
 //  ---------------------------------------------------------------------------
@@ -63,15 +63,26 @@ static int64_t s_now_ns(void)
 static int s_spawn(proc_t *proc, const char *exe, const bench_workers_config_t *config, int index)
 {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) == -1) return -1;
+    if (pipe2(fds, O_CLOEXEC) == -1)
+        return -1;
     char count[ARG_MAX_TEXT], capacity[ARG_MAX_TEXT], prefix[AGENT_ID_MAX];
     snprintf(count, sizeof(count), "%d", config->per_proc);
     snprintf(capacity, sizeof(capacity), "%d", config->capacity);
     snprintf(prefix, sizeof(prefix), "%s-%d", config->agent_prefix, index);
-    char *argv[] = {(char *)exe,    "worker",     "--endpoint",     (char *)config->endpoint,
-                    "--count",      count,        "--capacity",     capacity,
-                    "--level",      (char *)config->level,          "--agent-prefix",
-                    prefix,         config->hold ? "--hold" : NULL, NULL};
+    char *argv[] = {(char *) exe,
+                    "worker",
+                    "--endpoint",
+                    (char *) config->endpoint,
+                    "--count",
+                    count,
+                    "--capacity",
+                    capacity,
+                    "--level",
+                    (char *) config->level,
+                    "--agent-prefix",
+                    prefix,
+                    config->hold ? "--hold" : NULL,
+                    NULL};
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
@@ -91,7 +102,7 @@ static int s_spawn(proc_t *proc, const char *exe, const bench_workers_config_t *
 bench_workers_t *bench_workers_new(const char *exe, const bench_workers_config_t *config)
 {
     bench_workers_t *self = calloc(1, sizeof(bench_workers_t));
-    self->procs = calloc((size_t)config->procs, sizeof(proc_t));
+    self->procs = calloc((size_t) config->procs, sizeof(proc_t));
     for (int i = 0; i < config->procs; i++) {
         if (s_spawn(&self->procs[i], exe, config, i)) {
             bench_workers_destroy(&self);
@@ -105,7 +116,8 @@ bench_workers_t *bench_workers_new(const char *exe, const bench_workers_config_t
 static void s_reap(proc_t *proc)
 {
     for (int waited = 0; waited < REAP_WAIT_MS; waited += 10) {
-        if (waitpid(proc->pid, NULL, WNOHANG) != 0) return;
+        if (waitpid(proc->pid, NULL, WNOHANG) != 0)
+            return;
         usleep(10 * 1000);
     }
     kill(proc->pid, SIGKILL);
@@ -114,7 +126,8 @@ static void s_reap(proc_t *proc)
 
 void bench_workers_destroy(bench_workers_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     bench_workers_t *self = *self_p;
     for (int i = 0; i < self->count; i++)
         kill(self->procs[i].pid, SIGTERM);
@@ -144,9 +157,10 @@ static void s_report(bench_workers_t *self, proc_t *proc, const char *line)
     else if (line[0] == 'J') {
         self->jobs++;
         long long ns = strtoll(line + 1, NULL, 10);
-        if (ns >= 0) s_add_latency(self, ns);
+        if (ns >= 0)
+            s_add_latency(self, ns);
     } else if (line[0] == 'F') {
-        fprintf(stderr, "tier_bench: worker process %d failed:%s\n", (int)proc->pid, line + 1);
+        fprintf(stderr, "tier_bench: worker process %d failed:%s\n", (int) proc->pid, line + 1);
         self->failed = true;
     }
 }
@@ -170,12 +184,13 @@ int bench_workers_read(bench_workers_t *self)
     for (int i = 0; i < self->count; i++) {
         proc_t *proc = &self->procs[i];
         while (!proc->gone) {
-            ssize_t got = read(proc->fd, proc->buf + proc->used, sizeof(proc->buf) - proc->used - 1);
+            ssize_t got =
+                read(proc->fd, proc->buf + proc->used, sizeof(proc->buf) - proc->used - 1);
             if (got > 0) {
-                proc->used += (size_t)got;
+                proc->used += (size_t) got;
                 s_parse(self, proc);
             } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
-                fprintf(stderr, "tier_bench: worker process %d exited\n", (int)proc->pid);
+                fprintf(stderr, "tier_bench: worker process %d exited\n", (int) proc->pid);
                 proc->gone = true;
                 self->failed = true;
             } else
@@ -187,13 +202,14 @@ int bench_workers_read(bench_workers_t *self)
 
 int bench_workers_wait_ready(bench_workers_t *self, int timeout_ms)
 {
-    int64_t deadline = s_now_ns() + (int64_t)timeout_ms * 1000000;
-    zmq_pollitem_t *items = calloc((size_t)self->count, sizeof(zmq_pollitem_t));
+    int64_t deadline = s_now_ns() + (int64_t) timeout_ms * 1000000;
+    zmq_pollitem_t *items = calloc((size_t) self->count, sizeof(zmq_pollitem_t));
     int rc = -1;
     while (s_now_ns() < deadline) {
-        size_t count = bench_workers_pollitems(self, items, (size_t)self->count);
-        zmq_poll(items, (int)count, READY_POLL_MS);
-        if (bench_workers_read(self)) break;
+        size_t count = bench_workers_pollitems(self, items, (size_t) self->count);
+        zmq_poll(items, (int) count, READY_POLL_MS);
+        if (bench_workers_read(self))
+            break;
         int ready = 0;
         for (int i = 0; i < self->count; i++)
             ready += self->procs[i].ready;
@@ -250,29 +266,38 @@ static volatile sig_atomic_t s_stop;
 
 static void s_on_signal(int sig)
 {
-    (void)sig;
+    (void) sig;
     s_stop = 1;
 }
 
 static int s_worker_args(int argc, char **argv, worker_args_t *args)
 {
-    static const struct option options[] = {
-        {"endpoint", required_argument, 0, 'e'}, {"count", required_argument, 0, 'n'},
-        {"capacity", required_argument, 0, 'c'}, {"level", required_argument, 0, 'l'},
-        {"hold", no_argument, 0, 'h'},           {"agent-prefix", required_argument, 0, 'a'},
-        {0, 0, 0, 0}};
-    *args = (worker_args_t){"tcp://127.0.0.1:5561", 1, 1, TIER__V1__LEVEL__LEVEL_L1, false,
-                            "bench"};
+    static const struct option options[] = {{"endpoint", required_argument, 0, 'e'},
+                                            {"count", required_argument, 0, 'n'},
+                                            {"capacity", required_argument, 0, 'c'},
+                                            {"level", required_argument, 0, 'l'},
+                                            {"hold", no_argument, 0, 'h'},
+                                            {"agent-prefix", required_argument, 0, 'a'},
+                                            {0, 0, 0, 0}};
+    *args =
+        (worker_args_t){"tcp://127.0.0.1:5561", 1, 1, TIER__V1__LEVEL__LEVEL_L1, false, "bench"};
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        if (opt == 'e') args->endpoint = optarg;
-        if (opt == 'n') args->count = atoi(optarg);
-        if (opt == 'c') args->capacity = atoi(optarg);
-        if (opt == 'l') args->level = (Tier__V1__Level)(optarg[0] == 'L' ? atoi(optarg + 1) : 0);
-        if (opt == 'h') args->hold = true;
-        if (opt == 'a') args->agent_prefix = optarg;
-        if (opt == '?') return -1;
+        if (opt == 'e')
+            args->endpoint = optarg;
+        if (opt == 'n')
+            args->count = atoi(optarg);
+        if (opt == 'c')
+            args->capacity = atoi(optarg);
+        if (opt == 'l')
+            args->level = (Tier__V1__Level) (optarg[0] == 'L' ? atoi(optarg + 1) : 0);
+        if (opt == 'h')
+            args->hold = true;
+        if (opt == 'a')
+            args->agent_prefix = optarg;
+        if (opt == '?')
+            return -1;
     }
     return args->count > 0 && args->capacity > 0 && args->level >= TIER__V1__LEVEL__LEVEL_L1 &&
                    args->level <= TIER__V1__LEVEL__LEVEL_L3
@@ -297,8 +322,9 @@ static int s_serve(tierworker_t *worker, bool hold)
     tierworker_job_t *job;
     int rc;
     while ((rc = tierworker_poll(worker, 0, &job)) == TIERWORKER_JOB) {
-        printf("J %lld\n", (long long)s_latency(job));
-        if (!hold) tierworker_resolve(worker, job, "resolved by tier_bench");
+        printf("J %lld\n", (long long) s_latency(job));
+        if (!hold)
+            tierworker_resolve(worker, job, "resolved by tier_bench");
     }
     if (rc == TIERWORKER_FATAL) {
         printf("F %s: %s\n", tierworker_agent(worker), tierworker_error(worker));
@@ -309,13 +335,13 @@ static int s_serve(tierworker_t *worker, bool hold)
 
 static tierworker_t **s_workers_new(const worker_args_t *args)
 {
-    tierworker_t **workers = calloc((size_t)args->count, sizeof(tierworker_t *));
+    tierworker_t **workers = calloc((size_t) args->count, sizeof(tierworker_t *));
     for (int i = 0; i < args->count; i++) {
         char agent[AGENT_ID_MAX];
         snprintf(agent, sizeof(agent), "%s-%d", args->agent_prefix, i);
         tierworker_config_t config = {.agent_id = agent,
                                       .level = args->level,
-                                      .capacity = (uint32_t)args->capacity,
+                                      .capacity = (uint32_t) args->capacity,
                                       .bot = true,
                                       .log_prefix = "tier_bench worker"};
         workers[i] = tierworker_new(args->endpoint, &config);
@@ -330,7 +356,8 @@ static tierworker_t **s_workers_new(const worker_args_t *args)
 static bool s_all_registered(tierworker_t **workers, int count)
 {
     for (int i = 0; i < count; i++)
-        if (!tierworker_registered(workers[i])) return false;
+        if (!tierworker_registered(workers[i]))
+            return false;
     return true;
 }
 
@@ -341,18 +368,21 @@ static int s_turn(tierworker_t **workers, zmq_pollitem_t *items, int count, bool
     for (int i = 0; i < count; i++) {
         items[i] = (zmq_pollitem_t){zsock_resolve(tierworker_sock(workers[i])), 0, ZMQ_POLLIN, 0};
         long due = tierworker_timeout(workers[i]);
-        if (due < timeout) timeout = due;
+        if (due < timeout)
+            timeout = due;
     }
-    if (zmq_poll(items, count, timeout) == -1 && errno != EINTR) return -1;
+    if (zmq_poll(items, count, timeout) == -1 && errno != EINTR)
+        return -1;
     for (int i = 0; i < count; i++)
         if ((items[i].revents & ZMQ_POLLIN) || tierworker_timeout(workers[i]) == 0)
-            if (s_serve(workers[i], hold)) return -1;
+            if (s_serve(workers[i], hold))
+                return -1;
     return 0;
 }
 
 static int s_worker_loop(tierworker_t **workers, int count, bool hold)
 {
-    zmq_pollitem_t *items = calloc((size_t)count, sizeof(zmq_pollitem_t));
+    zmq_pollitem_t *items = calloc((size_t) count, sizeof(zmq_pollitem_t));
     bool ready = false;
     int rc = 0;
     while (!s_stop && rc == 0) {
@@ -376,17 +406,20 @@ int bench_workers_main(int argc, char **argv)
         return 2;
     }
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1) return 0; //  the benchmark is already gone
+    if (getppid() == 1)
+        return 0; //  the benchmark is already gone
     zsys_handler_set(NULL);
     struct sigaction action = {.sa_handler = s_on_signal};
     sigaction(SIGTERM, &action, NULL);
     sigaction(SIGINT, &action, NULL);
-    zsys_set_max_sockets((size_t)args.count + SOCKETS_HEADROOM);
+    zsys_set_max_sockets((size_t) args.count + SOCKETS_HEADROOM);
     tierworker_t **workers = s_workers_new(&args);
     int rc = 0;
     for (int i = 0; i < args.count; i++)
-        if (!workers[i]) rc = 1;
-    if (rc == 0 && s_worker_loop(workers, args.count, args.hold)) rc = 1;
+        if (!workers[i])
+            rc = 1;
+    if (rc == 0 && s_worker_loop(workers, args.count, args.hold))
+        rc = 1;
     fflush(stdout);
     for (int i = 0; i < args.count; i++)
         tierworker_destroy(&workers[i]);
