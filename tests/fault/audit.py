@@ -13,6 +13,8 @@ pipelined) and the raw key space of Redis, and counts:
   misapplied  results applied from an agent that did not hold the ticket
               (a history entry by an agent after the router took the
               ticket back from it) — what stale refusal must prevent
+  responded_twice  one Respond recorded twice in one attempt (the customer
+              would get the same answer twice): a result applied twice
 """
 
 import itertools
@@ -80,6 +82,24 @@ def kinds(pb, ticket):
     return [pb.HistoryKind.Name(h.kind) for h in ticket.history]
 
 
+def responses_twice(pb, ticket):
+    """Attempts in which the same agent response was recorded more than once:
+    a Respond applied twice (the fault suite's handler responds once per
+    attempt)."""
+    twice, seen = [], {}
+    attempt = 0
+    for h in ticket.history:
+        kind = pb.HistoryKind.Name(h.kind)
+        if kind == "HISTORY_OFFERED":
+            attempt, seen = attempt + 1, {}
+        elif kind == "HISTORY_AGENT_RESPONSE":
+            key = (h.actor, h.text)
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] == 2:
+                twice.append((attempt, h.actor, h.at_ms))
+    return twice
+
+
 def misapplied(pb, ticket):
     """History entries caused by an agent that did not hold the ticket."""
     holder, bad = None, []
@@ -105,10 +125,12 @@ class Verdict:
         self.lost = []          # (id, why)
         self.duplicated = []    # (id or ext, why)
         self.misapplied = []    # (id, entries)
+        self.responded_twice = []  # (id, [(attempt, agent, at_ms)])
         self.cancel_broken = [] # cancel acknowledged but the ticket was resolved
 
     def ok(self):
-        return not (self.lost or self.duplicated or self.misapplied or self.cancel_broken)
+        return not (self.lost or self.duplicated or self.misapplied or self.cancel_broken
+                    or self.responded_twice)
 
 
 def judge(pb, load, tickets, redis_ticket_count, redis_ext_map):
@@ -140,6 +162,9 @@ def judge(pb, load, tickets, redis_ticket_count, redis_ext_map):
             v.duplicated.append((tid, f"external id {t.external_id!r}, expected {ext!r}"))
         if redis_ext_map is not None and redis_ext_map.get(ext) != tid:
             v.duplicated.append((tid, f"redis maps {ext} to {redis_ext_map.get(ext)}"))
+        twice = responses_twice(pb, t)
+        if twice:
+            v.responded_twice.append((tid, twice))
         bad = misapplied(pb, t)
         if bad:
             v.misapplied.append((tid, bad))

@@ -3,7 +3,8 @@ timeouts, a fleet of tier-worker processes running a tiny handler, the
 load, and the audit at the end.
 
 Workers: L1 agents resolve nine tickets in ten and escalate the tenth to L2
-(so escalation is under fault too); L2 agents resolve everything. The
+(so escalation is under fault too); L2 agents resolve everything, each
+resolution preceded by one response to the customer (Respond). The
 handler is a few lines of sh, so a worker's cost is one process per ticket.
 """
 
@@ -44,7 +45,7 @@ HANDLER = """\
 cat >/dev/null
 case "$TIER_LEVEL:$TIER_TICKET_ID" in
   L1:*0) echo '{"action":"escalate","level":"L2","reason":"fault suite: needs L2"}' ;;
-  *) echo '{"action":"resolve","text":"fault suite: done"}' ;;
+  *) echo '{"action":"resolve","text":"fault suite: done","response":"on it"}' ;;
 esac
 """
 L1_WORKERS, L2_WORKERS = 4, 2
@@ -77,6 +78,7 @@ class Bench:
         self.random = random.Random(os.environ.get("FAULT_SEED", case))
         self.notes = {}              # extra key=value for the case line
         self.load = None
+        self.after_quiet = None      # case check once the work is done: -> [problem]
 
     # -- workers
     def start_worker(self, agent, level, capacity=CAPACITY):
@@ -184,8 +186,8 @@ class Bench:
             tickets = audit.fetch(self.pb, self.tierd.clients, list(self.load.acked.values()))
         count, ext_map = self._redis_view()
         verdict = audit.judge(self.pb, self.load, tickets, count, ext_map)
+        problems = self.after_quiet() if self.after_quiet else []
         ghosts, busy = self._agents_at_end()
-        problems = []
         if not self.load.done.is_set() or len(self.load.acked) != self.count:
             problems.append(f"only {len(self.load.acked)} of {self.count} submits acknowledged")
         if self.load.failures:
@@ -226,7 +228,8 @@ class Bench:
     def _line(self, v, loaded):
         fields = [f"case={self.case}", f"acked={v.acked}", f"resolved={v.resolved}",
                   f"lost={len(v.lost)}", f"duplicated={len(v.duplicated)}",
-                  f"abandoned={v.abandoned}", f"misapplied={len(v.misapplied)}"]
+                  f"abandoned={v.abandoned}", f"misapplied={len(v.misapplied)}",
+                  f"responded_twice={len(v.responded_twice)}"]
         fields += [f"{k}={val}" for k, val in self.notes.items()]
         fields += [f"resends={self.load.resends}", f"unavailable={self.load.unavailable}",
                    f"load_s={loaded - self.started:.0f}",
@@ -240,14 +243,15 @@ class Bench:
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path)
         examples = {}
-        for tid, why in (verdict.lost + verdict.duplicated)[:20]:
+        for tid, why in (verdict.lost + verdict.duplicated + verdict.responded_twice)[:20]:
             t = tickets.get(tid)
             examples[tid] = {"why": why, "history": [] if t is None else [
                 {"at_ms": h.at_ms, "kind": self.pb.HistoryKind.Name(h.kind), "actor": h.actor,
-                 "reason": h.reason} for h in t.history]}
+                 "text": h.text, "reason": h.reason} for h in t.history]}
         report = {"line": line, "problems": problems, "lost": verdict.lost[:50],
                   "duplicated": verdict.duplicated[:50], "misapplied": verdict.misapplied[:50],
                   "cancel_broken": verdict.cancel_broken[:50],
+                  "responded_twice": verdict.responded_twice[:50],
                   "created_twice": self.load.created_twice[:50], "examples": examples}
         with open(os.path.join(path, "report.json"), "w") as f:
             json.dump(report, f, indent=1, default=str)

@@ -18,6 +18,8 @@ Cases (default: all, in this order):
                   late results must be refused
   redis_restart   Redis (AOF on, appendfsync $FAULT_APPENDFSYNC, default
                   everysec) killed and restarted three times
+  lost_replies    every answer to a worker is "lost": workers resend each
+                  result with the same request id; each applies once
   netem           delay, loss and a cut between workers and tierd (network
                   namespace + veth + tc netem); needs root and sch_netem
   link_cut        the same link cut twice and rate-shaped (tbf) instead of
@@ -49,6 +51,7 @@ SMOKE_COUNT = 1000
 DEFAULT_RATE = 250           # tickets submitted per second
 STOP_S = 3 * LEASE_S         # SIGSTOP length: well past liveness and the lease
 LATE_CAPACITY = 4            # tickets the late worker holds when stopped
+FORGETFUL_WORKERS = 4        # lost_replies: workers that resend every result
 
 
 class Skipped(Exception):
@@ -122,9 +125,7 @@ def case_worker_sigstop(b):
         b.workers[agent].send_signal(signal.SIGCONT)
         stops += 1
     late.wait(60)
-    tally = [line for line in late.log().splitlines() if line.startswith("late-worker:")]
-    harness.check(tally, f"the late worker printed its tally: {late.log()[-2000:]}")
-    fields = dict(kv.split("=") for kv in tally[-1].split()[1:])
+    fields = _tally(late, "late-worker:")
     b.late_worker_ok = (fields["applied"] == "0" and fields["other"] == "0"
                         and fields["stale_results"] == fields["held"])
     refused_by_worker_log = sum(_stale_lines(b.workers[a].log()) for a in set(stopped))
@@ -133,7 +134,7 @@ def case_worker_sigstop(b):
                    late_stale_on_register=fields["stale_on_register"],
                    late_stale_results=fields["stale_results"], late_applied=fields["applied"],
                    stopped_worker_stale_lines=refused_by_worker_log)
-    harness.check(b.late_worker_ok, f"late results all refused: {tally[-1]}")
+    harness.check(b.late_worker_ok, f"late results all refused: {fields}")
 
 
 def case_redis_restart(b):
@@ -155,6 +156,40 @@ def case_redis_restart(b):
         restarts += 1
     b.notes.update(redis_restarts=restarts, appendfsync=b.redis.cmd("CONFIG", "GET",
                                                                     "appendfsync")[1])
+
+
+def _tally(daemon, prefix):
+    """key=value fields of the last line starting with prefix in a log."""
+    lines = [line for line in daemon.log().splitlines() if line.startswith(prefix)]
+    harness.check(lines, f"{daemon.name} printed its tally: {daemon.log()[-2000:]}")
+    return dict(kv.split("=") for kv in lines[-1].split()[1:])
+
+
+def case_lost_replies(b):
+    pb_dir = os.path.join(b.tb.dir, "pb")
+    agents = [f"forgetful-{i + 1}" for i in range(FORGETFUL_WORKERS)]
+    for agent in agents:
+        d = harness.Daemon(b.tb, f"worker-{agent}",
+                           ["/usr/bin/python3", os.path.join(HERE, "forgetful_worker.py"),
+                            pb_dir, b.tierd.workers, agent])
+        b.tb.daemons.append(d)
+        b.workers[agent] = d
+    for agent in agents:
+        b.tb.wait_agent(agent, timeout=20)
+
+    def after_quiet():
+        totals = {}
+        for agent in agents:
+            b.workers[agent].send_signal(signal.SIGTERM)
+            b.workers[agent].wait(30)
+            for k, v in _tally(b.workers[agent], "forgetful-worker:").items():
+                totals[k] = totals.get(k, 0) + int(v)
+        b.notes.update({f"resent_{k}": v for k, v in totals.items() if k != "tickets"})
+        return [f"resent results answered neither success nor STALE: {totals['other']}"
+                ] if totals["other"] else []
+
+    b.after_quiet = after_quiet
+    b.start_load()
 
 
 def _impair(b, phases):
@@ -201,6 +236,7 @@ CASES = {
     "worker_sigkill": (case_worker_sigkill, {}),
     "worker_sigstop": (case_worker_sigstop, {"verbose_workers": True}),
     "redis_restart": (case_redis_restart, {"aof": True}),
+    "lost_replies": (case_lost_replies, {"fleet": False}),
     "netem": (case_netem, {"link": "netem"}),
     "link_cut": (case_link_cut, {"link": "cut"}),
 }
@@ -225,7 +261,8 @@ def run_case(name, args):
     try:
         b = Bench(name, args.count, args.rate, aof=opts.get("aof", False), link=link,
                   verbose_workers=opts.get("verbose_workers", False))
-        b.start_fleet()
+        if opts.get("fleet", True):
+            b.start_fleet()
         error = None
         try:
             fn(b)
