@@ -482,6 +482,26 @@ Tier__V1__RulesTestReply *tierclient_rules_test(tierclient_t *self, const Tier__
     return result;
 }
 
+Tier__V1__ReportReply *tierclient_report(tierclient_t *self, uint64_t since_ms, uint64_t until_ms,
+                                         const char *by)
+{
+    Tier__V1__ReportRequest report = TIER__V1__REPORT_REQUEST__INIT;
+    report.since_ms = since_ms;
+    report.until_ms = until_ms;
+    report.by = (char *)(by ? by : "");
+    Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
+    request.body_case = TIER__V1__CLIENT_REQUEST__BODY_REPORT;
+    request.report = &report;
+    Tier__V1__ClientReply *reply =
+        s_expect(self, s_call(self, &request, true), TIER__V1__CLIENT_REPLY__BODY_REPORT, "a report");
+    if (!reply) return NULL;
+    Tier__V1__ReportReply *result = reply->report;
+    reply->report = NULL;
+    reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
+    tier__v1__client_reply__free_unpacked(reply, NULL);
+    return result;
+}
+
 uint64_t tierclient_send_submit(tierclient_t *self, const Tier__V1__Ticket *ticket)
 {
     char external_id[2 * EXTERNAL_ID_BYTES + 1] = "";

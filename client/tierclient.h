@@ -71,7 +71,7 @@ const char *tierclient_errstr(tierclient_t *self);
 
 // Synchronous calls. Each sends one request and waits for its answer.
 // Safe calls (submit, get, cancel, rate, queues, agents, snapshot, dead
-// letters, requeue, rules test) resend the same request, with the same request_id, after
+// letters, requeue, rules test, report) resend the same request, with the same request_id, after
 // a timeout, up to retries times; an answer to any of the tries is the
 // answer. tierclient_message is never resent: a customer message sent twice
 // would show twice in history.
@@ -145,6 +145,14 @@ Tier__V1__Ticket *tierclient_requeue(tierclient_t *self, const char *id, Tier__V
 // nothing. Returns the answer or NULL. Caller frees with
 // tier__v1__rules_test_reply__free_unpacked (reply, NULL).
 Tier__V1__RulesTestReply *tierclient_rules_test(tierclient_t *self, const Tier__V1__Ticket *ticket);
+
+// The service-level report (docs/metrics.md) over [since_ms, until_ms):
+// since_ms 0 = 24 h before until_ms, until_ms 0 = now. by groups the rows:
+// "" (the total only), "channel", "level", "department", "agent", "hour" or
+// "day". Resent after a timeout: it changes nothing. Returns the answer or
+// NULL. Caller frees with tier__v1__report_reply__free_unpacked (reply, NULL).
+Tier__V1__ReportReply *tierclient_report(tierclient_t *self, uint64_t since_ms, uint64_t until_ms,
+                                         const char *by);
 
 // Pipelined calls. Nothing is resent; match answers on request_id.
 
