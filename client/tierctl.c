@@ -10,6 +10,7 @@
 #include "tierclient.h"
 #include "tierjson.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <getopt.h>
 #include <limits.h>
@@ -880,6 +881,187 @@ static int s_cmd_rules(options_t *opts, int argc, char **argv)
 }
 
 // ---------------------------------------------------------------------------
+// report
+
+#define MS_PER_WEEK (7 * MS_PER_DAY)
+#define PERCENT     100.0
+#define SINCE_TEXT  "24h" // --since default, as the router's own default range
+
+static const char *s_groupings[] = {"channel", "level", "department", "agent", "hour", "day"};
+#define GROUPINGS (sizeof s_groupings / sizeof s_groupings[0])
+
+// "90s", "30m", "24h", "7d", "2w" (a bare number is seconds) in ms; 0 if not one.
+static uint64_t s_parse_since(const char *text)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t ms;
+    } units[] = {{"", MS_PER_SECOND}, {"s", MS_PER_SECOND}, {"m", MS_PER_MINUTE},
+                 {"h", MS_PER_HOUR},  {"d", MS_PER_DAY},    {"w", MS_PER_WEEK}};
+    char *end;
+    if (!isdigit((unsigned char)*text)) return 0;
+    unsigned long long count = strtoull(text, &end, 10);
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].suffix) == 0 && count <= UINT64_MAX / units[i].ms)
+            return count * units[i].ms;
+    return 0;
+}
+
+// Adds the scalar fields of a report row under their tier.proto names, so
+// a field added to ReportRow shows without code here. false: out of memory.
+static bool s_add_report_fields(cJSON *json, const Tier__V1__ReportRow *row, bool with_key)
+{
+    const ProtobufCMessageDescriptor *d = row->base.descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *member = (const char *)row + f->offset;
+        cJSON *item = NULL;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED || (!with_key && strcmp(f->name, "key") == 0))
+            continue;
+        if (f->type == PROTOBUF_C_TYPE_DOUBLE)
+            item = cJSON_CreateNumber(*(const double *)member);
+        else if (f->type == PROTOBUF_C_TYPE_UINT64)
+            item = cJSON_CreateNumber((double)*(const uint64_t *)member);
+        else if (f->type == PROTOBUF_C_TYPE_UINT32)
+            item = cJSON_CreateNumber(*(const uint32_t *)member);
+        else if (f->type == PROTOBUF_C_TYPE_STRING)
+            item = cJSON_CreateString(*(char *const *)member ? *(char *const *)member : "");
+        else
+            continue;
+        if (!item || !cJSON_AddItemToObject(json, f->name, item)) {
+            cJSON_Delete(item);
+            return false;
+        }
+    }
+    return true;
+}
+
+// {"since_ms","until_ms","by", the total's fields, "rows":[{"key", fields}]}
+static cJSON *s_report_json(const Tier__V1__ReportReply *r)
+{
+    static const Tier__V1__ReportRow empty = TIER__V1__REPORT_ROW__INIT;
+    cJSON *json = cJSON_CreateObject();
+    bool ok = json && cJSON_AddNumberToObject(json, "since_ms", (double)r->since_ms) &&
+              cJSON_AddNumberToObject(json, "until_ms", (double)r->until_ms) &&
+              cJSON_AddStringToObject(json, "by", r->by) &&
+              s_add_report_fields(json, r->total ? r->total : &empty, false);
+    cJSON *rows = ok ? cJSON_AddArrayToObject(json, "rows") : NULL;
+    for (size_t i = 0; rows && i < r->n_rows; i++) {
+        cJSON *row = cJSON_CreateObject();
+        if (!row || !s_add_report_fields(row, r->rows[i], true) ||
+            !cJSON_AddItemToArray(rows, row)) {
+            cJSON_Delete(row);
+            rows = NULL;
+        }
+    }
+    if (!rows) {
+        cJSON_Delete(json);
+        return NULL;
+    }
+    return json;
+}
+
+// "42%", or "-" when there is nothing to take a share of.
+static const char *s_share(double rate, bool any, char *buffer)
+{
+    if (!any) return "-";
+    snprintf(buffer, TEXT_MAX, "%.0f%%", rate * PERCENT);
+    return buffer;
+}
+
+// A mean or percentile in seconds as a duration, or "-" without data.
+static const char *s_seconds(double seconds, bool any, char *buffer)
+{
+    return any ? s_duration((uint64_t)(seconds * MS_PER_SECOND + 0.5), buffer) : "-";
+}
+
+static void s_print_report_row(const Tier__V1__ReportRow *r, const char *key, int width)
+{
+    char frt[TEXT_MAX], response[TEXT_MAX], resolution[TEXT_MAX], p50[TEXT_MAX], p90[TEXT_MAX];
+    char abandoned[TEXT_MAX], one_touch[TEXT_MAX], self[TEXT_MAX], escalated[TEXT_MAX];
+    char csat[2 * TEXT_MAX], share[TEXT_MAX], sla[TEXT_MAX];
+    bool resolved = r->resolved > 0, any = r->created || r->resolved || r->escalated;
+    if (r->ratings)
+        snprintf(csat, sizeof csat, "%s (%llu)", s_share(r->csat, true, share),
+                 (unsigned long long)r->ratings);
+    else
+        snprintf(csat, sizeof csat, "-");
+    printf("%-*s  %7llu  %8llu  %5s  %7s  %8s  %10s  %7s  %7s  %7s  %4s  %5s  %9s  %4s  %s\n",
+           width, key, (unsigned long long)r->created, (unsigned long long)r->resolved,
+           s_share(r->abandonment_rate, r->created > 0, abandoned),
+           s_seconds(r->frt_seconds, r->responded > 0, frt),
+           s_seconds(r->response_seconds, r->response_seconds > 0, response),
+           s_seconds(r->resolution_seconds, resolved, resolution),
+           s_seconds(r->resolution_p50_seconds, resolved, p50),
+           s_seconds(r->resolution_p90_seconds, resolved, p90),
+           s_share(r->one_touch_rate, resolved, one_touch),
+           s_share(r->self_service_rate, resolved, self),
+           s_share(r->escalation_rate, any, escalated), csat,
+           s_share(r->sla_attainment, r->sla_attainment > 0, sla), *r->grade ? r->grade : "-");
+}
+
+static void s_print_report(const Tier__V1__ReportReply *r, const char *since)
+{
+    static const Tier__V1__ReportRow empty = TIER__V1__REPORT_ROW__INIT;
+    char from[TEXT_MAX], to[TEXT_MAX];
+    int width = (int)strlen(*r->by ? r->by : "total");
+    for (size_t i = 0; i < r->n_rows; i++)
+        width = s_max(width, (int)strlen(r->rows[i]->key));
+    printf("service levels of the last %s: %s to %s%s%s\n\n", since, s_date(r->since_ms, from),
+           s_date(r->until_ms, to), *r->by ? ", by " : "", r->by);
+    char header[TEXT_MAX];
+    snprintf(header, sizeof header, "%s", *r->by ? r->by : "total");
+    for (char *c = header; *c; c++)
+        *c = (char)toupper((unsigned char)*c);
+    printf("%-*s  %7s  %8s  %5s  %7s  %8s  %10s  %7s  %7s  %7s  %4s  %5s  %9s  %4s  %s\n", width,
+           header, "CREATED", "RESOLVED", "ABAND", "FRT", "RESPONSE", "RESOLUTION", "P50", "P90",
+           "1-TOUCH", "SELF", "ESCAL", "CSAT", "SLA", "GRADE");
+    for (size_t i = 0; i < r->n_rows; i++)
+        s_print_report_row(r->rows[i], r->rows[i]->key, width);
+    if (r->n_rows) printf("\n");
+    s_print_report_row(r->total ? r->total : &empty, "TOTAL", width);
+    printf("\nFRT: mean first response. RESOLUTION: mean; P50, P90 estimated from buckets. "
+           "ABAND: of created.\n1-TOUCH, SELF (resolved by a bot alone): of resolved. ESCAL: of "
+           "assignments. CSAT: 4-5\nratings of all ratings (how many). SLA: first responses "
+           "within target. GRADE: the seed's,\nby channel; the total's is its weakest channel's.\n");
+}
+
+static int s_cmd_report(options_t *opts, int argc, char **argv)
+{
+    static const struct option longopts[] = {{"since", required_argument, NULL, 's'},
+                                              {"by", required_argument, NULL, 'b'},
+                                              COMMON_OPTIONS,
+                                              END_OPTIONS};
+    const char *since = SINCE_TEXT, *by = "";
+    int c;
+    while ((c = s_next_option(opts, argc, argv, longopts)) != -1) {
+        if (c == 's' && !s_parse_since(since = optarg))
+            s_usage_error(opts, "--since \"%s\" is not a duration like 30m, 24h, 7d or 2w", optarg);
+        if (c == 'b') by = optarg;
+    }
+    bool known = false;
+    for (size_t i = 0; i < GROUPINGS; i++)
+        known = known || strcmp(by, s_groupings[i]) == 0;
+    if (opts->exit_code == EXIT_CONTINUE && *by && !known)
+        s_usage_error(opts, "--by \"%s\" is not channel, level, department, agent, hour or day",
+                      by);
+    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    tierclient_t *client = s_connect(opts, CALL_TRIES);
+    if (!client) return opts->exit_code;
+    uint64_t now = (uint64_t)zclock_time(), range = s_parse_since(since);
+    Tier__V1__ReportReply *reply =
+        tierclient_report(client, now > range ? now - range : 1, 0, by);
+    int rc = reply ? EXIT_OK : s_failed(opts, client);
+    if (reply && opts->json)
+        rc = s_print_json(s_report_json(reply));
+    else if (reply)
+        s_print_report(reply, since);
+    if (reply) tier__v1__report_reply__free_unpacked(reply, NULL);
+    tierclient_destroy(&client);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
 // watch
 
 static void s_print_event(const Tier__V1__Event *e)
@@ -1005,6 +1187,11 @@ static const command_t s_commands[] = {
      "external_id; missing channel, priority and level default as in submit);\n"
      "nothing is submitted",
      "Show which intake rules fire for a ticket and where it would go"},
+    {"report", s_cmd_report,
+     "[--since 24h] [--by channel|level|department|agent|hour|day]\n"
+     "--since is a duration back from now: 30m, 24h, 7d, 2w; --by adds a row per\n"
+     "group (hour: of the day, local time; day: local date) to the total",
+     "Service levels: response and resolution times, rates, CSAT, grades"},
     {"watch", s_cmd_watch,
      "[TOPIC]... [--count N]\n"
      "TOPIC is all/ (the default), level/L1/, dept/NAME/, ticket/ID/ or agent/ID/;\n"
