@@ -19,6 +19,8 @@
 #   --bin-dir D  the CMake build directory (default: build-bench beside tests/)
 #   --profile D  instead: one throughput run under perf record (tierd and
 #                redis-server); reports go to D
+#   --only LIST  only these, comma-separated: throughput, paced, memory,
+#                scale, restart, bullmq (e.g. --only scale,restart)
 #   --keep       keep the temp dir (logs, AOF files) and say where it is
 # Environment: N (50000), RATE (1000), WORKERS (4), CAPACITY (25),
 #   FILL_N (20000), SCALE_AGENTS (1000), SCALE_QUEUED (100000),
@@ -29,7 +31,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 baseline="$root/../shared/bench/bullmq-baseline.sh"
 
-smoke=0 bullmq=1 scale=1 runs=3 keep=0 profile=""
+smoke=0 bullmq=1 scale=1 runs=3 keep=0 profile="" only=""
 bin_dir="$root/build-bench"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,8 +41,9 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift ;;
     --bin-dir) bin_dir=$2; shift ;;
     --profile) profile=$2; shift ;;
+    --only) only=",$2,"; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -182,7 +185,7 @@ count_start() {
   sleep 0.3
 }
 
-count_stop() {   # count_stop LIFECYCLES
+count_stop() {   # count_stop LIFECYCLES [MODE]
   [ -n "$COUNT_PID" ] || return 0
   kill -INT "$COUNT_PID" 2>/dev/null || true
   wait "$COUNT_PID" 2>/dev/null || true
@@ -190,7 +193,7 @@ count_stop() {   # count_stop LIFECYCLES
   writes=$(awk -F, '/sys_enter_write/ {print $1}' "$tmp/syscalls.csv")
   reads=$(awk -F, '/sys_enter_read/ {print $1}' "$tmp/syscalls.csv")
   [ -n "$writes" ] || return 0
-  say "tierd roundtrips writes=$writes reads=$reads round_trips_per_lifecycle=$(
+  say "tierd roundtrips ${2:-throughput} writes=$writes reads=$reads round_trips_per_lifecycle=$(
     python3 -c "print('%.3f' % ($writes / $1))")"
 }
 
@@ -213,14 +216,16 @@ throughput() {   # throughput RUN
   say "tierd cpu throughput tierd_us_per_lifecycle=$(python3 -c "print('%.0f' % (
     ($(cpu_seconds "$TIERD_PID") - $tierd_cpu) * 1e6 / $N))") redis_us_per_lifecycle=$(
     python3 -c "print('%.0f' % (($(cpu_seconds "$REDIS_PID") - $redis_cpu) * 1e6 / $N))")"
-  count_stop "$N"
+  count_stop "$N" throughput
   stop_stack
 }
 
 paced() {   # paced RUN
   start_redis; start_tierd
+  count_start
   bench "paced-$1" paced "${ENDPOINTS[@]}" --tierd-pid "$TIERD_PID" \
     --rate "$RATE" --seconds "$PACED_SECONDS" --procs "$WORKERS" --capacity "$CAPACITY"
+  count_stop $((RATE * PACED_SECONDS)) paced
   stop_stack
 }
 
@@ -248,10 +253,19 @@ restart_run() {
   stop "$REDIS_PID"
 }
 
+# Commands Redis executed so far (commandstats, INFO itself left out).
+redis_calls() {
+  redis-cli -p "$REDIS_PORT" info commandstats |
+    awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" {sum += $3} END {print sum + 0}'
+}
+
 bullmq_run() {   # bullmq_run RUN
   start_redis
-  local out="$tmp/bullmq-$1.out"
+  local out="$tmp/bullmq-$1.out" calls cpu jobs=$((N + 5 * RATE))
+  calls=$(redis_calls) cpu=$(cpu_seconds "$REDIS_PID")
   if REDIS_PORT=$REDIS_PORT bash "$baseline" "$N" "$RATE" >"$out" 2>"$tmp/bullmq-$1.err"; then
+    # Both phases together (the script runs them back to back): N + 5 * RATE jobs.
+    echo "bullmq redis commands_per_job=$(python3 -c "print('%.2f' % (($(redis_calls) - $calls) / $jobs))") redis_us_per_job=$(python3 -c "print('%.0f' % (($(cpu_seconds "$REDIS_PID") - $cpu) * 1e6 / $jobs))")" >>"$out"
     sed "s/^/[bullmq-$1] /" "$out" >>"$results"
     cat "$out"
   else
@@ -275,7 +289,7 @@ profile_run() {
   kill -INT "$p1" "$p2"; wait "$p1" "$p2" 2>/dev/null || true
   for who in tierd redis; do
     perf report -i "$profile/$who.perf" --stdio --no-children --sort dso,sym -g none \
-      2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$profile/$who.top.txt"
+      2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$profile/$who.top.txt" || true
     note "profile of $who: $profile/$who.top.txt"
   done
   stop_stack
@@ -296,7 +310,8 @@ for line in open(path):
     words = m.group(1).split()
     head = ' '.join(w for w in words if '=' not in w)
     fields = dict(kv.split('=', 1) for kv in m.group(2).split())
-    key = head + ('' if 'queued' not in fields else ' queued=' + fields['queued'])
+    # Figures of different sizes (a 20,000 and a 1,000,000 fill) stay apart.
+    key = head + ''.join(' %s=%s' % (k, fields[k]) for k in ('n', 'queued') if k in fields)
     for k, v in fields.items():
         try:
             groups.setdefault(key, {}).setdefault(k, []).append(float(v))
@@ -325,11 +340,14 @@ if [ -n "$profile" ]; then
   exit 0
 fi
 
-for run in $(seq "$runs"); do throughput "$run"; done
-for run in $(seq "$runs"); do paced "$run"; done
-memory
-if [ $scale = 1 ]; then scale_run; restart_run; fi
-if [ $bullmq = 1 ]; then
+wanted() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
+
+if wanted throughput; then for run in $(seq "$runs"); do throughput "$run"; done; fi
+if wanted paced; then for run in $(seq "$runs"); do paced "$run"; done; fi
+if wanted memory; then memory; fi
+if [ $scale = 1 ] && wanted scale; then scale_run; fi
+if [ $scale = 1 ] && wanted restart; then restart_run; fi
+if [ $bullmq = 1 ] && wanted bullmq; then
   [ -x "$baseline" ] || [ -f "$baseline" ] || { note "no $baseline: BullMQ skipped"; bullmq=0; }
   for run in $(seq "$runs"); do [ $bullmq = 1 ] && bullmq_run "$run"; done
 fi

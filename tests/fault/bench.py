@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -53,6 +54,7 @@ CAPACITY = 8
 QUIET_TIMEOUT_S = 120        # after the load: until every queue is empty
 GHOST_TIMEOUT_S = 10         # a dead agent must leave the agents list by then
 WORKER_GRACE_S = "1"
+STOP_TIMEOUT_S = 15          # SIGTERM to exit, for tierd and each worker
 
 
 class Bench:
@@ -200,9 +202,27 @@ class Bench:
             problems.append(f"agents still loaded: {busy}")
         if not verdict.ok():
             problems.append("audit failed")
+        problems += self.shutdown()
         self.notes.setdefault("dead", len(dead))
         line = self._line(verdict, loaded)
         return not problems, line, verdict, problems, tickets
+
+    def shutdown(self):
+        """Stop workers and tierd the polite way (SIGTERM): each must exit 0.
+        Under sanitizers this is also when leaks are reported."""
+        daemons = [d for d in self.workers.values() if d.alive()] + [self.tierd]
+        for d in daemons:
+            d.send_signal(signal.SIGTERM)
+        problems = []
+        for d in daemons:
+            try:
+                rc = d.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                problems.append(f"{d.name} did not exit within {STOP_TIMEOUT_S}s of SIGTERM")
+                continue
+            if rc != 0:
+                problems.append(f"{d.name} exited {rc} on SIGTERM: {d.log()[-1500:]}")
+        return problems
 
     def _wait_quiet(self):
         try:

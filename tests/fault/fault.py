@@ -49,6 +49,7 @@ EXIT_SKIPPED = 77
 DEFAULT_COUNT = 10000
 SMOKE_COUNT = 1000
 DEFAULT_RATE = 250           # tickets submitted per second
+MIN_LOAD_S = 20              # smaller runs submit slower: faults need time to land
 STOP_S = 3 * LEASE_S         # SIGSTOP length: well past liveness and the lease
 LATE_CAPACITY = 4            # tickets the late worker holds when stopped
 FORGETFUL_WORKERS = 4        # lost_replies: workers that resend every result
@@ -109,32 +110,36 @@ def case_worker_sigstop(b):
                           ["/usr/bin/python3", os.path.join(HERE, "late_worker.py"), pb_dir,
                            b.tierd.workers, "late-1", str(LATE_CAPACITY)])
     b.tb.daemons.append(late)
+    b.tb.wait_agent("late-1", timeout=20)
+    # The late worker alone first, so that the first tickets are surely its.
     b.start_load()
     harness.wait_until(lambda: "holding" in late.log(), 60, "the late worker to hold tickets")
-    late.send_signal(signal.SIGSTOP)
-    time.sleep(STOP_S)
-    late.send_signal(signal.SIGCONT)
-    stops = 1
-    stopped = []
-    for fraction in (0.3, 0.55, 0.8):
+    b.start_fleet()
+    stopped, holding = [], 0
+    for fraction in (0.15, 0.45, 0.75):
         b.wait_acked(fraction)
         agent = b.busy_worker("L1")
+        held = b.agents().get(agent)
+        holding += held.load if held else 0
         stopped.append(agent)
-        b.workers[agent].send_signal(signal.SIGSTOP)
+        victims = [b.workers[agent]] + ([late] if len(stopped) == 1 else [])
+        for d in victims:
+            d.send_signal(signal.SIGSTOP)
         time.sleep(STOP_S)
-        b.workers[agent].send_signal(signal.SIGCONT)
-        stops += 1
+        for d in victims:
+            d.send_signal(signal.SIGCONT)
     late.wait(60)
     fields = _tally(late, "late-worker:")
-    b.late_worker_ok = (fields["applied"] == "0" and fields["other"] == "0"
-                        and fields["stale_results"] == fields["held"])
-    refused_by_worker_log = sum(_stale_lines(b.workers[a].log()) for a in set(stopped))
-    b.notes.update(stops=stops, late_held=fields["held"],
+    late_ok = (fields["applied"] == "0" and fields["other"] == "0"
+               and fields["stale_results"] == fields["held"])
+    refused = sum(_stale_lines(b.workers[a].log()) for a in set(stopped))
+    b.notes.update(stops=len(stopped) + 1, stopped_holding=holding,
+                   stopped_worker_stale_lines=refused, late_held=fields["held"],
                    late_not_registered=fields["not_registered"],
                    late_stale_on_register=fields["stale_on_register"],
-                   late_stale_results=fields["stale_results"], late_applied=fields["applied"],
-                   stopped_worker_stale_lines=refused_by_worker_log)
-    harness.check(b.late_worker_ok, f"late results all refused: {fields}")
+                   late_stale_results=fields["stale_results"], late_applied=fields["applied"])
+    harness.check(late_ok, f"late results all refused: {fields}")
+    harness.check(not holding or refused, "the stopped workers' late results were refused")
 
 
 def case_redis_restart(b):
@@ -234,7 +239,7 @@ def case_link_cut(b):
 CASES = {
     "router_sigkill": (case_router_sigkill, {}),
     "worker_sigkill": (case_worker_sigkill, {}),
-    "worker_sigstop": (case_worker_sigstop, {"verbose_workers": True}),
+    "worker_sigstop": (case_worker_sigstop, {"verbose_workers": True, "fleet": False}),
     "redis_restart": (case_redis_restart, {"aof": True}),
     "lost_replies": (case_lost_replies, {"fleet": False}),
     "netem": (case_netem, {"link": "netem"}),
@@ -304,15 +309,18 @@ def main():
                         help=f"{SMOKE_COUNT} tickets per case (CI)")
     parser.add_argument("--count", type=int, default=None,
                         help=f"tickets per case (default $FAULT_N or {DEFAULT_COUNT})")
-    parser.add_argument("--rate", type=float,
-                        default=float(os.environ.get("FAULT_RATE", DEFAULT_RATE)),
-                        help="submits per second (default $FAULT_RATE or %(default)s)")
+    parser.add_argument("--rate", type=float, default=os.environ.get("FAULT_RATE"),
+                        help=f"submits per second (default $FAULT_RATE, or {DEFAULT_RATE} but"
+                             f" slow enough for the load to last {MIN_LOAD_S}s)")
     parser.add_argument("--out", default=os.environ.get("FAULT_OUT", "/tmp/tier-fault"),
                         help="where findings and logs go (default %(default)s)")
     parser.add_argument("--keep-logs", action="store_true", help="keep logs of passed cases too")
     args = parser.parse_args()
     if args.count is None:
         args.count = SMOKE_COUNT if args.smoke else int(os.environ.get("FAULT_N", DEFAULT_COUNT))
+    if args.rate is None:
+        args.rate = min(DEFAULT_RATE, args.count / MIN_LOAD_S)
+    args.rate = float(args.rate)
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         parser.error(f"unknown case {unknown[0]} (cases: {', '.join(CASES)})")
