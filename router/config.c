@@ -43,6 +43,7 @@ static const setting_t s_settings[] = {
     STR("router", "events", events, "tcp://127.0.0.1:5562"),
     INT("router", "max_message_bytes", max_message_bytes, 1024, 64 << 20, "262144"),
     {"router", "departments", KIND_DEPTS, 0, 0, 0, "billing, technical, logistics, sales"},
+    {"router", "rules", KIND_PATH, offsetof(config_t, rules_path), 0, 0, ""},
     STR("redis", "url", redis_url, "redis://127.0.0.1:6379"),
     STR("redis", "prefix", redis_prefix, "tier:"),
     INT("redis", "connect_timeout_ms", connect_timeout_ms, 10, 60000, "1000"),
@@ -52,8 +53,6 @@ static const setting_t s_settings[] = {
     INT("workers", "offer_timeout_ms", offer_timeout_ms, 10, 3600000, "30000"),
     INT("workers", "max_attempts", max_attempts, 1, 1000, "5"),
     INT("workers", "max_offer_misses", max_offer_misses, 0, 1000, "3"),
-    {"log", "level", KIND_LOGLEVEL, offsetof(config_t, log_level), 0, 0, "info"},
-    {"router", "rules", KIND_PATH, offsetof(config_t, rules_path), 0, 0, ""},
     {"workers", "strategy_L1", KIND_STRATEGY, offsetof(config_t, strategy[1]), 0, 0,
      "longest_idle"},
     {"workers", "strategy_L2", KIND_STRATEGY, offsetof(config_t, strategy[2]), 0, 0,
@@ -64,6 +63,7 @@ static const setting_t s_settings[] = {
     {"workers", "followup_L2", KIND_DURATION, offsetof(config_t, followup_ms[2]), 0, 0, "none"},
     {"workers", "followup_L3", KIND_DURATION, offsetof(config_t, followup_ms[3]), 0, 0, "none"},
     {"workers", "promise_grace", KIND_DURATION, offsetof(config_t, promise_grace_ms), 0, 0, "5m"},
+    {"log", "level", KIND_LOGLEVEL, offsetof(config_t, log_level), 0, 0, "info"},
 };
 #define SETTINGS (sizeof(s_settings) / sizeof(s_settings[0]))
 
@@ -108,6 +108,32 @@ static int s_set_departments(config_t *self, const char *value, char *err, size_
     return 0;
 }
 
+static int s_apply_duration(const setting_t *s, const char *value, int64_t *ms, char *err,
+                            size_t err_size)
+{
+    *ms = 0;
+    if (strcmp(value, "none") == 0 || strcmp(value, "off") == 0 ||
+        sla_parse_duration(value, ms) == 0)
+        return 0;
+    snprintf(err, err_size, "%s = \"%s\" is not a duration like 90s, 5m, 4h or none", s->key,
+             value);
+    return -1;
+}
+
+static int s_apply_strategy(const setting_t *s, const char *value, strategy_t *strategy, char *err,
+                            size_t err_size)
+{
+    if (strcmp(value, "longest_idle") == 0)
+        *strategy = STRATEGY_LONGEST_IDLE;
+    else if (strcmp(value, "least_loaded") == 0)
+        *strategy = STRATEGY_LEAST_LOADED;
+    else {
+        snprintf(err, err_size, "%s = \"%s\" is not longest_idle or least_loaded", s->key, value);
+        return -1;
+    }
+    return 0;
+}
+
 static int s_apply(config_t *self, const setting_t *s, const char *value, char *err,
                    size_t err_size)
 {
@@ -123,6 +149,15 @@ static int s_apply(config_t *self, const setting_t *s, const char *value, char *
     }
     if (s->kind == KIND_DEPTS)
         return s_set_departments(self, value, err, err_size);
+    if (s->kind == KIND_PATH) {
+        free(*(char **) field);
+        *(char **) field = strdup(value);
+        return 0;
+    }
+    if (s->kind == KIND_DURATION)
+        return s_apply_duration(s, value, (int64_t *) field, err, err_size);
+    if (s->kind == KIND_STRATEGY)
+        return s_apply_strategy(s, value, (strategy_t *) field, err, err_size);
     if (s->kind == KIND_LOGLEVEL) {
         int level = log_level_parse(value);
         if (level < 0) {
@@ -189,10 +224,11 @@ void config_destroy(config_t **self_p)
         return;
     config_t *self = *self_p;
     for (size_t i = 0; i < SETTINGS; i++)
-        if (s_settings[i].kind == KIND_STR)
+        if (s_settings[i].kind == KIND_STR || s_settings[i].kind == KIND_PATH)
             free(*(char **) ((char *) self + s_settings[i].offset));
     for (int i = 0; i < self->department_count; i++)
         free(self->departments[i]);
+    sla_destroy(&self->sla);
     free(self);
     *self_p = NULL;
 }
@@ -259,8 +295,13 @@ void config_print(const config_t *self)
         if (strcmp(section, s->section) != 0)
             printf("%s[%s]\n", i ? "\n" : "", section = s->section);
         const char *field = (const char *) self + s->offset;
-        if (s->kind == KIND_STR)
+        if (s->kind == KIND_STR || s->kind == KIND_PATH)
             printf("%s = %s\n", s->key, *(char *const *) field);
+        else if (s->kind == KIND_DURATION)
+            printf("%s = %lldms\n", s->key, (long long) *(const int64_t *) field);
+        else if (s->kind == KIND_STRATEGY)
+            printf("%s = %s\n", s->key,
+                   *(const strategy_t *) field ? "least_loaded" : "longest_idle");
         else if (s->kind == KIND_INT)
             printf("%s = %d\n", s->key, *(const int *) field);
         else if (s->kind == KIND_LOGLEVEL) {

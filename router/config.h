@@ -32,8 +32,13 @@ typedef struct {
     int liveness;                              //  [workers] liveness: missed heartbeats = lost
     int offer_timeout_ms;                      //  [workers] offer_timeout_ms: accept within this
     int max_attempts;                          //  [workers] max_attempts: then dead letter
-    int max_offer_misses; //  [workers] max_offer_misses: then the agent is away
-    int log_level;        //  [log] level, as a syslog priority
+    int max_offer_misses;                   //  [workers] max_offer_misses: then the agent is away
+    int log_level;                          //  [log] level, as a syslog priority
+    char *rules_path;                       //  [router] rules: intake rules file, "" = none
+    strategy_t strategy[CONFIG_LEVELS + 1]; //  [workers] strategy_L1..3
+    int64_t followup_ms[CONFIG_LEVELS + 1]; //  [workers] followup_L1..3, 0 = off
+    int64_t promise_grace_ms;               //  [workers] promise_grace: then a promise is missed
+    sla_t *sla;                             //  [sla], [sla NAME], [sla NAME PRIORITY]
 } config_t;
 
 //  A config with every default set.

@@ -83,12 +83,12 @@ struct _server_t {
     int reject_logged;
 };
 
-static volatile sig_atomic_t s_stop, s_reload;
+static volatile sig_atomic_t s_stop, s_hangup;
 
 static void s_on_signal(int sig)
 {
     if (sig == SIGHUP)
-        s_reload = 1;
+        s_hangup = 1;
     else
         s_stop = 1;
 }
@@ -518,8 +518,8 @@ static void s_client_request(server_t *self, zmsg_t *envelope, Tier__V1__ClientR
             break;
         }
         snprintf(rating, sizeof(rating), "%u", req->rate->csat);
-        s_by_id(self, envelope, id, OP_RATE, "tier_rate", req->rate->id, rating, req->rate->comment,
-                true);
+        s_by_id(self, envelope, id, OP_RATE, "tier_rate", req->rate->id,
+                (const char *[]){rating, req->rate->comment, NULL}, true);
         break;
     case TIER__V1__CLIENT_REQUEST__BODY_QUEUES:
         s_queue_names_call(self, OP_QUEUES, envelope, id, "tier_queues");
@@ -1544,8 +1544,8 @@ int server_run(server_t *self)
     log_notice("ready: clients %s, workers %s, events %s", self->config->clients,
                self->config->workers, self->config->events);
     while (!s_stop) {
-        if (s_reload) {
-            s_reload = 0;
+        if (s_hangup) {
+            s_hangup = 0;
             s_reload(self);
         }
         int64_t wait = self->next_cron_ms - s_clock_ms();

@@ -12,6 +12,7 @@
 #define TIER_SLA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SLA_POLICIES_MAX 32

@@ -127,13 +127,15 @@ static struct timeval s_timeval(int ms)
 
 static void s_down(store_t *self, const char *why)
 {
+    //  `why` may point into the context: copy it before freeing the context.
+    if (why != self->error)
+        snprintf(self->error, sizeof(self->error), "%s", why);
     if (self->redis) {
         log_error("redis %s:%d lost: %s; refusing new work until it is back", self->host,
-                  self->port, why);
+                  self->port, self->error);
         redisFree(self->redis);
         self->redis = NULL;
     }
-    snprintf(self->error, sizeof(self->error), "%s", why);
 }
 
 //  A command outside the pipeline, for connection set-up only.

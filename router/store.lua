@@ -898,8 +898,15 @@ local function tier_timers(_, a)
   local revokes, lost, away, offers, followups = {}, {}, {}, {}, {}
   local max_misses, offer_ms, grace_ms = tonumber(a[4]), tonumber(a[5]), tonumber(a[6])
   for _, m in ipairs(due) do
-    redis.call('ZREM', TIMERS, m)
+    -- Handling one timer may move another of the list (an escalation
+    -- re-arms the wait clock): act only on what is still due.
+    local score = redis.call('ZSCORE', TIMERS, m)
     local kind, rest = m:sub(1, 1), m:sub(3)
+    if not score or tonumber(score) > NOW then
+      kind = ''
+    else
+      redis.call('ZREM', TIMERS, m)
+    end
     if kind == 'a' then
       agent_gone(rest, 'agent lease expired')
       lost[#lost + 1] = rest
