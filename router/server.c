@@ -1105,6 +1105,7 @@ static void s_on_register(server_t *self, call_t *call, const store_result_t *re
     Tier__V1__Registered registered = TIER__V1__REGISTERED__INIT;
     registered.heartbeat_ms = (uint32_t) self->config->heartbeat_ms;
     registered.offer_timeout_ms = (uint32_t) self->config->offer_timeout_ms;
+    registered.liveness = (uint32_t) self->config->liveness;
     registered.n_stale = stale_count;
     registered.stale = ptrs;
     Tier__V1__RouterMessage message = TIER__V1__ROUTER_MESSAGE__INIT;

@@ -103,6 +103,7 @@ struct _tierworker_t {
     int64_t last_sent_ms;                        //  when we last sent anything
     int64_t last_heard_ms;                       //  when the router last sent anything
     int heartbeat_ms;                            //  interval the router asked for
+    int liveness;                                //  silent beats before reconnecting
     bool draining;                               //  Drain requested: repeat it after re-registering
     bool fatal;                                  //  cannot go on, see error
     uint64_t seq;                                //  high bits of the next request id
@@ -487,6 +488,8 @@ static void s_on_registered(tierworker_t *self, Tier__V1__RouterMessage *msg)
     self->register_backoff_ms = BACKOFF_MIN_MS;
     self->heartbeat_ms = registered && registered->heartbeat_ms ? (int) registered->heartbeat_ms
                                                                 : DEFAULT_HEARTBEAT_MS;
+    self->liveness =
+        registered && registered->liveness ? (int) registered->liveness : SILENCE_BEATS;
     s_log(self, false, "registered (heartbeat %d ms)", self->heartbeat_ms);
     s_drop_stale(self, registered);
     for (size_t index = 0; index < self->jobs_size; index++) {
@@ -664,7 +667,7 @@ static tierworker_job_t *s_receive(tierworker_t *self)
 
 static int64_t s_silence_deadline(tierworker_t *self)
 {
-    return self->last_heard_ms + (int64_t) SILENCE_BEATS * self->heartbeat_ms;
+    return self->last_heard_ms + (int64_t) self->liveness * self->heartbeat_ms;
 }
 
 static void s_tick_job(tierworker_t *self, tierworker_job_t *job, int64_t now)
@@ -690,7 +693,7 @@ static void s_tick(tierworker_t *self)
     int64_t now = s_now();
     if (now >= s_silence_deadline(self)) {
         s_log(self, self->registered, "no word from router for %d ms, reconnecting",
-              SILENCE_BEATS * self->heartbeat_ms);
+              self->liveness * self->heartbeat_ms);
         s_reconnect(self);
         return;
     }
@@ -773,6 +776,7 @@ static int s_configure(tierworker_t *self, const char *endpoint, const tierworke
     self->on_revoke = cfg->on_revoke;
     self->revoke_arg = cfg->revoke_arg;
     self->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    self->liveness = SILENCE_BEATS;
     self->register_backoff_ms = BACKOFF_MIN_MS;
     self->departments = (char **) calloc(cfg->n_departments + 1, sizeof(char *));
     if (!self->endpoint || !self->agent_id || !self->log_prefix || !self->departments ||
