@@ -67,37 +67,49 @@ local function bucket_key(name, start, dim)
   return P .. 'k:' .. name .. ':' .. N(start) .. ':' .. dim
 end
 
--- Add fields (counter name -> increment, or a HGETALL array when flat) to
--- the hash; it expires keep_s after the bucket ends (nil: never). A new key
--- always starts with a new field, so it gets its expiry here, and an old key
--- is only touched again when a counter first appears in it.
-local function add_fields(key, fields, flat, bucket_end, keep_s)
-  local created_field = false
-  local function add(field, n)
-    if n ~= 0 and redis.call('HINCRBY', key, field, n) == n then created_field = true end
+-- Add counts (counter name -> increment) under one value to a hash; true
+-- when a field was new. A new key always starts with a new field, so the
+-- caller sets its expiry then, and an old key is touched again only when a
+-- counter first appears in it.
+local function add_counts(key, value, counts)
+  local fresh = false
+  for counter, n in pairs(counts) do
+    if redis.call('HINCRBY', key, value .. '|' .. counter, n) == n then fresh = true end
   end
-  if flat then
-    for i = 1, #fields, 2 do add(fields[i], tonumber(fields[i + 1])) end
-  else
-    for field, n in pairs(fields) do add(field, n) end
+  return fresh
+end
+
+-- Add a HGETALL array to a hash (a minute into its hour or day).
+local function add_flat(key, fields)
+  local fresh = false
+  for i = 1, #fields, 2 do
+    local n = tonumber(fields[i + 1])
+    if redis.call('HINCRBY', key, fields[i], n) == n then fresh = true end
   end
-  if created_field and keep_s then
-    redis.call('EXPIREAT', key, N(bucket_end / 1000 + keep_s))
-  end
-  return created_field
+  return fresh
+end
+
+-- Expire a bucket keep_s after it ends; nil: never.
+local function keep(key, bucket_end, keep_s)
+  if keep_s then redis.call('EXPIREAT', key, N(bucket_end / 1000 + keep_s)) end
 end
 
 local function done_key() return P .. 'k:done' end
 local function pending_key() return P .. 'k:pending' end
 
--- Add a finished minute's fields to its hour and day.
+-- Add a minute's fields (or, for a late event, its counts) to the hour and
+-- day buckets it falls in.
+local function roll_into(minute, dim, add, ...)
+  for _, r in ipairs(ROLLUPS) do
+    local start = minute - minute % r[2]
+    local key = bucket_key(r[1], start, dim)
+    if add(key, ...) then keep(key, start + r[2], r[3]) end
+  end
+end
+
 local function roll_minute(minute)
   for _, dim in ipairs(DIMS) do
-    local fields = redis.call('HGETALL', bucket_key('m', minute, dim))
-    for _, r in ipairs(ROLLUPS) do
-      local start = minute - minute % r[2]
-      add_fields(bucket_key(r[1], start, dim), fields, true, start + r[2], r[3])
-    end
+    roll_into(minute, dim, add_flat, redis.call('HGETALL', bucket_key('m', minute, dim)))
   end
 end
 
@@ -119,32 +131,32 @@ local function rollup(limit)
   return last
 end
 
+local NOWHERE = {}
+
 -- Add counts (counter -> increment) to the minute of NOW, under the ticket's
 -- channel, level, department and agent, or the level, department and agent
--- given in `at` (an escalation counts where it left from).
+-- given in `at` (an escalation counts where it left from). This runs in
+-- nearly every transition: it builds each string once.
 local function tally(t, counts, at)
-  at = at or {}
-  local values = { chan = tostring(t.chan), level = tostring(at.level or t.level),
-                   dept = at.dept or t.dept, agent = at.agent or t.agent }
+  at = at or NOWHERE
   local minute = NOW - NOW % MINUTE
   local late = minute <= rollup(1)
-  local new_fields = false
-  for _, dim in ipairs(DIMS) do
-    local value = values[dim]
+  local base = P .. 'k:m:' .. N(minute) .. ':'
+  local values = { tostring(t.chan), tostring(at.level or t.level), at.dept or t.dept,
+                   at.agent or t.agent }
+  local pending = false
+  for i, dim in ipairs(DIMS) do
+    local value = values[i]
     if dim ~= 'agent' or value ~= '' then
-      local fields = {}
-      for counter, n in pairs(counts) do fields[value .. '|' .. counter] = n end
-      if add_fields(bucket_key('m', minute, dim), fields, false, minute + MINUTE,
-                    MINUTE_KEEP_S) then
-        new_fields = true
+      local key = base .. dim
+      if add_counts(key, value, counts) then
+        keep(key, minute + MINUTE, MINUTE_KEEP_S)
+        pending = true
       end
-      for _, r in ipairs(late and ROLLUPS or {}) do
-        local start = minute - minute % r[2]
-        add_fields(bucket_key(r[1], start, dim), fields, false, start + r[2], r[3])
-      end
+      if late then roll_into(minute, dim, add_counts, value, counts) end
     end
   end
-  if new_fields and not late then redis.call('ZADD', pending_key(), minute, minute) end
+  if pending and not late then redis.call('ZADD', pending_key(), minute, minute) end
 end
 
 local function is_bot(agent)
@@ -215,7 +227,9 @@ end
 -- otherwise count twice, in buckets that may be gone by then.
 KPI.rated = function(t, csat)
   if redis.call('HSETNX', tkey(t.id), 'k_rated', 1) == 0 then return end
-  tally(t, { ratings = 1, rating_sum = csat, ratings_4_5 = csat >= 4 and 1 or 0 })
+  local counts = { ratings = 1, rating_sum = csat }
+  if csat >= 4 then counts.ratings_4_5 = 1 end
+  tally(t, counts)
 end
 
 ---------------------------------------------------------------------------
