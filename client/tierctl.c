@@ -886,6 +886,7 @@ static int s_cmd_rules(options_t *opts, int argc, char **argv)
 #define MS_PER_WEEK (7 * MS_PER_DAY)
 #define PERCENT     100.0
 #define SINCE_TEXT  "24h" // --since default, as the router's own default range
+#define TENTHS_BELOW_MS (10 * MS_PER_SECOND) // durations shown with tenths of a second
 
 static const char *s_groupings[] = {"channel", "level", "department", "agent", "hour", "day"};
 #define GROUPINGS (sizeof s_groupings / sizeof s_groupings[0])
@@ -969,10 +970,15 @@ static const char *s_share(double rate, bool any, char *buffer)
     return buffer;
 }
 
-// A mean or percentile in seconds as a duration, or "-" without data.
+// A mean or percentile in seconds as a duration ("1.4s" below ten seconds,
+// where a team lead still reads tenths), or "-" without data.
 static const char *s_seconds(double seconds, bool any, char *buffer)
 {
-    return any ? s_duration((uint64_t)(seconds * MS_PER_SECOND + 0.5), buffer) : "-";
+    uint64_t ms = (uint64_t)(seconds * MS_PER_SECOND + 0.5);
+    if (!any) return "-";
+    if (ms < MS_PER_SECOND || ms >= TENTHS_BELOW_MS) return s_duration(ms, buffer);
+    snprintf(buffer, TEXT_MAX, "%.1fs", seconds);
+    return buffer;
 }
 
 static void s_print_report_row(const Tier__V1__ReportRow *r, const char *key, int width)
