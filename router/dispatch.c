@@ -18,14 +18,17 @@ struct _worker_t {
     char **queues;          //  names of the queues it serves
     int *queue_index;       //  their slots in dispatch_t.depth
     size_t queue_count;
-    uint32_t capacity;          //  most tickets held at once
-    uint32_t held;              //  offered or assigned to it, per Redis
-    uint32_t reserved;          //  asked for, not answered yet
-    bool bot;                   //  automated
-    Tier__V1__AgentState state; //  only READY workers get offers
-    int64_t last_seen_ms;       //  last message from it
-    int64_t renewed_ms;         //  last presence renewal in Redis
-    int64_t idle_since_ms;      //  when it last had a free slot appear
+    uint32_t capacity;           //  most tickets held at once
+    uint32_t held;               //  offered or assigned to it, per Redis
+    uint32_t reserved;           //  asked for, not answered yet
+    bool bot;                    //  automated
+    Tier__V1__AgentState state;  //  only READY workers get offers
+    int64_t last_seen_ms;        //  last message from it
+    int64_t renewed_ms;          //  last presence renewal in Redis
+    int64_t idle_since_ms;       //  when it last had a free slot appear
+    bool stalled;                //  got fewer than asked: its queues' heads are not
+                                 //  for it (channel limits) until something changes
+    uint64_t stalled_generation; //  the sum of its queues' generations then
 };
 
 struct _dispatch_t {
@@ -39,6 +42,7 @@ struct _dispatch_t {
     worker_t **candidates;  //  scratch for dispatch_plan
     uint32_t *planned;      //  scratch: tickets planned per candidate
     uint32_t *remaining;    //  scratch: depth left per queue
+    uint64_t *generation;   //  per queue: tickets queued so far
 };
 
 static int s_queue_slot(dispatch_t *self, int level, const char *department)
@@ -77,6 +81,7 @@ dispatch_t *dispatch_new(const config_t *config)
     self->queue_names = calloc(self->queue_count, sizeof(char *));
     self->depth = calloc(self->queue_count, sizeof(uint32_t));
     self->remaining = calloc(self->queue_count, sizeof(uint32_t));
+    self->generation = calloc(self->queue_count, sizeof(uint64_t));
     for (int level = 1; level <= LEVELS; level++)
         for (int d = -1; d < config->department_count; d++) {
             char name[QUEUE_NAME_MAX];
@@ -99,6 +104,7 @@ void dispatch_destroy(dispatch_t **self_p)
     free(self->queue_names);
     free(self->depth);
     free(self->remaining);
+    free(self->generation);
     free(self->candidates);
     free(self->planned);
     free(self);
@@ -218,8 +224,21 @@ static bool s_releases_agent(Tier__V1__EventKind kind)
            kind == TIER__V1__EVENT_KIND__EVENT_ABANDONED;
 }
 
+static uint64_t s_generation(const dispatch_t *self, const worker_t *worker)
+{
+    uint64_t sum = 0;
+    for (size_t q = 0; q < worker->queue_count; q++)
+        sum += self->generation[worker->queue_index[q]];
+    return sum;
+}
+
 void dispatch_on_event(dispatch_t *self, const Tier__V1__Event *event)
 {
+    if (event->kind == TIER__V1__EVENT_KIND__EVENT_QUEUED) {
+        int slot = s_queue_slot(self, event->level, event->department);
+        if (slot >= 0)
+            self->generation[slot]++;
+    }
     if (event->kind == TIER__V1__EVENT_KIND__EVENT_QUEUE) {
         dispatch_set_depth(self, event->level, event->department, event->depth);
         return;
@@ -234,6 +253,7 @@ void dispatch_on_event(dispatch_t *self, const Tier__V1__Event *event)
     else if (s_releases_agent(event->kind) && worker->held > 0) {
         if (worker->held-- == worker->capacity)
             worker->idle_since_ms = (int64_t) event->at_ms;
+        worker->stalled = false;
         self->dirty = true;
     }
 }
@@ -283,9 +303,13 @@ static size_t s_candidates(dispatch_t *self)
     size_t count = 0, workers = zhashx_size(self->by_agent);
     self->candidates = realloc(self->candidates, (workers + 1) * sizeof(worker_t *));
     self->planned = realloc(self->planned, (workers + 1) * sizeof(uint32_t));
-    for (worker_t *w = zhashx_first(self->by_agent); w; w = zhashx_next(self->by_agent))
+    for (worker_t *w = zhashx_first(self->by_agent); w; w = zhashx_next(self->by_agent)) {
+        if (w->stalled && w->stalled_generation == s_generation(self, w))
+            continue;
+        w->stalled = false;
         if (s_free(w) > 0)
             self->candidates[count++] = w;
+    }
     s_order_config = self->config;
     qsort(self->candidates, count, sizeof(worker_t *), s_candidate_order);
     memset(self->planned, 0, count * sizeof(uint32_t));
@@ -321,11 +345,15 @@ void dispatch_plan(dispatch_t *self, dispatch_assign_fn *assign, void *arg)
     }
 }
 
-void dispatch_assigned(dispatch_t *self, const char *agent, uint32_t asked)
+void dispatch_assigned(dispatch_t *self, const char *agent, uint32_t asked, uint32_t got)
 {
     worker_t *worker = zhashx_lookup(self->by_agent, agent);
     if (!worker)
         return;
+    if (got < asked) {
+        worker->stalled = true;
+        worker->stalled_generation = s_generation(self, worker);
+    }
     //  Fewer may have come than asked: the queue events of the same reply
     //  then brought the true depths, and set dirty if anything is left.
     worker->reserved = worker->reserved > asked ? worker->reserved - asked : 0;

@@ -58,8 +58,11 @@ void dispatch_set_depth(dispatch_t *self, int level, const char *department, uin
 typedef void(dispatch_assign_fn)(void *arg, worker_t *worker, uint32_t count, char *const *queues,
                                  size_t queue_count);
 void dispatch_plan(dispatch_t *self, dispatch_assign_fn *assign, void *arg);
-//  The assignment of `asked` tickets for `agent` has been answered.
-void dispatch_assigned(dispatch_t *self, const char *agent, uint32_t asked);
+//  The assignment of `asked` tickets for `agent` has been answered with
+//  `got`. Fewer means the worker may take none of what its queues hold now
+//  (per-channel limits): it is left out of plans until a ticket is queued in
+//  one of its queues or it gives one back.
+void dispatch_assigned(dispatch_t *self, const char *agent, uint32_t asked, uint32_t got);
 
 //  Every queue name ("L:dept"), for listing and snapshots.
 char *const *dispatch_queue_names(dispatch_t *self, size_t *count_p);

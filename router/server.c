@@ -617,6 +617,11 @@ static void s_register(server_t *self, zmsg_t *envelope, zframe_t *identity, uin
         store_arg_str(self->store, reg->held[i]->ticket_id);
         store_arg_u64(self->store, reg->held[i]->attempt);
     }
+    char limits[256] = "";
+    for (size_t i = 0; i < reg->n_channel_capacity; i++)
+        snprintf(limits + strlen(limits), sizeof(limits) - strlen(limits), "%s%d:%u", i ? "," : "",
+                 reg->channel_capacity[i]->channel, reg->channel_capacity[i]->capacity);
+    store_arg_str(self->store, limits);
     s_call_end(self, call);
 }
 
@@ -1305,7 +1310,10 @@ static void s_on_result(void *arg, const store_result_t *result)
     } else
         s_on_failure(self, call, result);
     if (call->op == OP_ASSIGN)
-        dispatch_assigned(self->dispatch, call->agent, call->asked);
+        dispatch_assigned(self->dispatch, call->agent, call->asked,
+                          result->code
+                              ? call->asked
+                              : (uint32_t) (result->payload ? result->payload->elements : 0));
     s_call_destroy(&call);
 }
 

@@ -345,13 +345,50 @@ end
 ---------------------------------------------------------------------------
 -- Dispatch
 
+-- Per-channel limits of an agent ("1:3,3:1" = chat 3, phone 1) and what
+-- it holds per channel; nil when it has no such limits.
+local CHANNEL_SCAN = 16 -- queue entries looked at past a full channel's
+
+local function channel_limits(agent)
+  local spec = redis.call('HGET', akey(agent), 'ccap')
+  if not spec or spec == '' then return nil end
+  local limits = { cap = {}, held = {} }
+  for chan, cap in string.gmatch(spec, '(%d+):(%d+)') do
+    limits.cap[tonumber(chan)] = tonumber(cap)
+  end
+  for _, id in ipairs(redis.call('SMEMBERS', wkey(agent))) do
+    local chan = tonumber(redis.call('HGET', tkey(id), 'chan') or '0')
+    limits.held[chan] = (limits.held[chan] or 0) + 1
+  end
+  return limits
+end
+
+local function channel_full(limits, chan)
+  local cap = limits.cap[chan]
+  return cap ~= nil and (limits.held[chan] or 0) >= cap
+end
+
+-- The first entry of a queue the agent may take: the head, or with channel
+-- limits the first of the next CHANNEL_SCAN whose channel is not full.
+local function queue_head(q, limits)
+  local n = limits and CHANNEL_SCAN or 1
+  local entries = redis.call('ZRANGE', P .. 'q:' .. q, 0, n - 1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    if not limits or
+       not channel_full(limits, tonumber(redis.call('HGET', tkey(entries[i]), 'chan') or '0')) then
+      return entries[i], tonumber(entries[i + 1])
+    end
+  end
+  return nil
+end
+
 -- Pop the best head among a worker's queues ("L:dept" names); nil if empty.
-local function best_head(queues)
+local function best_head(queues, limits)
   local best, bestscore, bestq
   for _, q in ipairs(queues) do
-    local head = redis.call('ZRANGE', P .. 'q:' .. q, 0, 0, 'WITHSCORES')
-    if head[1] and (not best or tonumber(head[2]) < bestscore) then
-      best, bestscore, bestq = head[1], tonumber(head[2]), q
+    local id, score = queue_head(q, limits)
+    if id and (not best or score < bestscore) then
+      best, bestscore, bestq = id, score, q
     end
   end
   return best, bestq
@@ -382,9 +419,10 @@ local function tier_assign(_, a)
   begin(a)
   local agent, n, offer_ms, max_att = a[3], tonumber(a[4]), tonumber(a[5]), tonumber(a[6])
   local queues = { unpack(a, 8, 7 + tonumber(a[7])) }
+  local limits = channel_limits(agent)
   local offered = {}
   while #offered < n do
-    local id, q = best_head(queues)
+    local id, q = best_head(queues, limits)
     if not id then break end
     local t = core(id)
     if not t then   -- a queue entry whose ticket is gone: drop it
@@ -398,6 +436,7 @@ local function tier_assign(_, a)
       else
         offer(t, agent, offer_ms)
         offered[#offered + 1] = ticket_record(id)
+        if limits then limits.held[t.chan] = (limits.held[t.chan] or 0) + 1 end
       end
     end
   end
@@ -708,6 +747,7 @@ local function agent_gone(agent, reason)
 end
 
 -- args: prefix now agent level depts capacity bot lease_ms nheld (id att)...
+--       channel_limits ("chan:cap,...", may be empty)
 -- Payload: { kept (id att)..., stale (id att)... } as two arrays.
 local function tier_register(_, a)
   begin(a)
@@ -730,7 +770,8 @@ local function tier_register(_, a)
   end
   for id, att in pairs(declared) do stale[#stale + 1] = id; stale[#stale + 1] = att end
   redis.call('HSET', akey(agent), 'level', a[4], 'depts', a[5], 'cap', a[6], 'bot', a[7],
-             'state', A_READY, 'seen', N(NOW), 'misses', 0)
+             'state', A_READY, 'seen', N(NOW), 'misses', 0,
+             'ccap', a[10 + 2 * tonumber(a[9])] or '')
   redis.call('ZADD', AGENTS, N(NOW), agent)
   redis.call('ZADD', TIMERS, N(NOW + tonumber(a[8])), 'a:' .. agent)
   event(E_AGENT, nil, { agent = agent, level = tonumber(a[4]), agent_state = A_READY })
