@@ -114,13 +114,15 @@ local function roll_minute(minute)
 end
 
 -- Roll up at most `limit` finished minutes; returns the last minute rolled
--- up (-1: none ever). Empty minutes cost nothing: only minutes with data are
--- pending.
+-- up (-1: none ever): an event for that minute or an earlier one is late.
+-- Empty minutes cost nothing: only minutes with data are pending, and with
+-- nothing to roll up nothing is written.
 local function rollup(limit)
   local last = NOW - NOW % MINUTE - MINUTE
   local done = tonumber(redis.call('GET', done_key()) or '-1')
   if done >= last then return done end
   local due = redis.call('ZRANGEBYSCORE', pending_key(), '-inf', N(last), 'LIMIT', 0, limit)
+  if #due == 0 then return done end
   for _, minute in ipairs(due) do
     roll_minute(tonumber(minute))
     redis.call('ZREM', pending_key(), minute)
@@ -247,11 +249,19 @@ local function widen(since, till)
   return since, till
 end
 
+-- Where the hours and days stop being complete: the first minute still
+-- pending (every minute before it is rolled up, or had no data), else the
+-- current minute.
+local function rolled_until()
+  local first = redis.call('ZRANGE', pending_key(), 0, 0)[1]
+  local now_minute = NOW - NOW % MINUTE
+  return first and math.min(tonumber(first), now_minute) or now_minute
+end
+
 -- The buckets covering [since, until): the largest that fit whole, so a
 -- month is about 30 days, 46 hours and 118 minutes. An hour or a day is
--- read only once every minute in it is rolled up (`rolled`: the end of the
--- last minute rolled up). Days are left out when rows are by hour of day,
--- unless their hours have expired.
+-- read only when it ends by `rolled` (rolled_until). Days are left out when
+-- rows are by hour of day, unless their hours have expired.
 local function plan(since, till, days, rolled)
   local out = {}
   local at = since
@@ -314,9 +324,8 @@ local function tier_report(_, a)
   local by_time = by == 'hour' or by == 'day'
   local dim = REPORT_DIMS[by]
   local since, till = widen(tonumber(a[3]), tonumber(a[4]))
-  local rolled = tonumber(redis.call('GET', done_key()) or '-1') + MINUTE
   local channels, rows = {}, {}
-  for _, b in ipairs(plan(since, till, not by_time, rolled)) do
+  for _, b in ipairs(plan(since, till, not by_time, rolled_until())) do
     local base = P .. 'k:' .. b[1] .. ':' .. N(b[2]) .. ':'
     local hash = redis.call('HGETALL', base .. 'chan')
     accumulate(channels, hash)
@@ -334,7 +343,7 @@ end
 
 -- args: prefix now limit. Rolls up at most `limit` finished minutes; the
 -- transitions do it as they go, this is for a router that sees no traffic
--- (its cron), so that no minute waits longer than its bucket lives.
+-- (its cron, hourly), so that no minute waits longer than its bucket lives.
 -- Payload: { last minute rolled up }.
 local function tier_rollup(_, a)
   begin(a)
