@@ -1,4 +1,6 @@
-"""harness — real processes for the tierd tests (Python 3 standard library only).
+"""harness — real processes for the tierd tests (Python 3 standard library only;
+the raw-protocol helpers also import python3-zmq and the tier_pb2 module they
+generate with protoc at test time).
 
 Every test builds a Testbed, which owns everything the test starts: a private
 redis-server on a free port in a temporary directory, tierd, tier-worker
@@ -10,9 +12,10 @@ removes its directory; when the test fails it prints the daemons' logs first.
     def test(tb):
         tb.start_redis()
         tb.start_tierd()
-        tb.start_worker("L1", exec_cmd=tb.handler("resolve", '{"action":"resolve","text":"ok"}'))
+        ok = tb.handler("ok", "cat >/dev/null; echo '{\"action\":\"resolve\",\"text\":\"ok\"}'\n")
+        tb.start_worker("L1", exec_cmd=ok)
         tid = tb.tierctl("submit", "--subject", "hello")["id"]
-        tb.wait_until(lambda: tb.tierctl("show", tid)["state"] == "resolved", 10)
+        tb.wait_state(tid, "resolved", timeout=10)
     harness.main(test)
 
 Binaries come from $TIER_BIN_DIR (the CMake build directory):
