@@ -118,6 +118,16 @@ def wait_ticket(tb, tid, predicate, timeout=10, what="condition"):
     return harness.wait_until(holds, timeout, f"ticket {tid}: {what}")
 
 
+HISTORY_SLA = 16  # HistoryKind HISTORY_SLA, as store.lua writes it ("k")
+
+
+def stored_sla_entries(tb, tid):
+    """The ticket's SLA history entries straight from Redis (for when tierd
+    is down): store.lua keeps history as JSON in the list "tier:h:ID"."""
+    raw = tb.redis.cmd("LRANGE", f"tier:h:{tid}", 0, -1) or []
+    return [e for e in map(json.loads, raw) if e.get("k") == HISTORY_SLA]
+
+
 def now_ms():
     return int(time.time() * 1000)
 
