@@ -146,8 +146,8 @@ http_t *http_new(const char *listen, metrics_t *metrics)
     }
     freeaddrinfo(address);
     if (!self || !self->daemon) {
-        log_error("cannot serve metrics on %s (is the port taken? set [metrics] listen or "
-                  "--metrics, or \"off\")",
+        log_error("cannot serve /metrics on %s (is the port taken?); going on without it: set "
+                  "[metrics] listen or --metrics to a free HOST:PORT, or to \"off\"",
                   listen);
         free(self);
         return NULL;

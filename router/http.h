@@ -14,7 +14,9 @@ typedef struct _http_t http_t;
 
 //  Listen on "HOST:PORT" ("127.0.0.1:9464", "[::1]:9464", "localhost:9464")
 //  and serve metrics (borrowed: it must outlive the http_t). Returns NULL,
-//  after a log line saying why, when the address is bad or taken.
+//  after an error line saying why, when the address is bad or taken: the
+//  caller goes on without /metrics (routing tickets matters more than
+//  showing figures, and Prometheus shows the target down).
 http_t *http_new(const char *listen, metrics_t *metrics);
 
 //  Stop serving; waits for a request being answered.
