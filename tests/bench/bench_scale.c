@@ -145,11 +145,12 @@ static int s_probe_offers(scale_t *run, int count, int64_t *ns)
 
 static void s_print_offers(const bench_options_t *options, long depth, const int64_t *ns, int count)
 {
-    printf("tierd scale agents=%d queued=%ld offer_p50_ms=%.3f offer_p90_ms=%.3f "
-           "offer_max_ms=%.3f n=%d\n",
-           options->agents + 1, depth, bench_percentile_ms(ns, (size_t) count, 0.5),
-           bench_percentile_ms(ns, (size_t) count, 0.9), bench_percentile_ms(ns, (size_t) count, 1),
-           count);
+    size_t n = (size_t) count;
+    printf("tierd scale agents=%d queued=%ld offer_min_ms=%.3f offer_p50_ms=%.3f "
+           "offer_p90_ms=%.3f offer_max_ms=%.3f probes=%d\n",
+           options->agents + 1, depth, bench_percentile_ms(ns, n, 0),
+           bench_percentile_ms(ns, n, 0.5), bench_percentile_ms(ns, n, 0.9),
+           bench_percentile_ms(ns, n, 1), count);
 }
 
 static int s_scale_run(scale_t *run, const bench_options_t *options)
