@@ -20,7 +20,7 @@ KILLS_C = 6
 
 
 def submit_batch(tb, name):
-    return [sh.submit(tb, f"{name} {i}", "--channel", "chat") for i in range(BATCH)]
+    return sh.submit_many(tb, [f"{name} {i}" for i in range(BATCH)], channel="chat")
 
 
 def kill(tb):
@@ -50,10 +50,14 @@ def check_once(tb, ids, name):
 def test(tb):
     sh.start(tb, sla={"chat": {"first_response": f"{FIRST_RESPONSE_MS}ms",
                                "action": "escalate"}})
+    tb.pb()  # generate the protobuf module now, not between submit and kill
 
     # A: down from before the warnings until after the breaches.
     a = submit_batch(tb, "A")
     kill(tb)
+    killed_after_ms = sh.now_ms() - int(tb.redis.cmd("HGET", f"tier:t:{a[0]}", "created"))
+    check(killed_after_ms < WARN_MS, f"tierd was killed before the first warning was due "
+          f"({killed_after_ms} ms after the first ticket; test setup, machine too slow?)")
     time.sleep(FIRST_RESPONSE_MS / 1000 + 0.5)
     check(not any(sh.stored_sla_entries(tb, tid) for tid in a), "nothing fired while tierd was down")
     tb.tierd.restart()
