@@ -205,6 +205,21 @@ void worker_set_state(dispatch_t *self, worker_t *worker, Tier__V1__AgentState s
     self->dirty = true;
 }
 
+void dispatch_expect(dispatch_t *self, int level, const char *department)
+{
+    int slot = s_queue_slot(self, level, department);
+    if (slot < 0)
+        return;
+    self->depth[slot]++;
+    self->generation[slot]++;
+    self->dirty = true;
+}
+
+bool dispatch_dirty(const dispatch_t *self)
+{
+    return self->dirty;
+}
+
 void dispatch_set_depth(dispatch_t *self, int level, const char *department, uint32_t depth)
 {
     int slot = s_queue_slot(self, level, department);

@@ -48,6 +48,11 @@ void worker_set_state(dispatch_t *self, worker_t *worker, Tier__V1__AgentState s
 //  Keep the picture current from the events every state change produces:
 //  queue depths, and which agent gained or lost a ticket.
 void dispatch_on_event(dispatch_t *self, const Tier__V1__Event *event);
+//  A ticket is about to be queued (its intake is in the same batch): count
+//  it now, so that the plan can ask for it in that very batch.
+void dispatch_expect(dispatch_t *self, int level, const char *department);
+//  Whether something changed since the last plan.
+bool dispatch_dirty(const dispatch_t *self);
 //  Set a queue's depth (from tier_queues at start and periodically).
 void dispatch_set_depth(dispatch_t *self, int level, const char *department, uint32_t depth);
 

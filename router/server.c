@@ -27,7 +27,8 @@
 #define RENEWALS_PER_CALL    256  //  agents per presence renewal call
 #define LEASE_HEARTBEATS     2    //  Redis agent lease, in liveness periods
 #define RESULT_TEXT_MAX      65536
-#define REJECT_LOG_PER_SEC   20 //  bad input is counted always, logged up to this
+#define SEND_QUEUE_MAX       1000000 //  messages queued per peer before ZeroMQ drops
+#define REJECT_LOG_PER_SEC   20      //  bad input is counted always, logged up to this
 #define DEAD_LETTERS_DEFAULT 100
 
 //  What a store call was for, so its callback knows how to answer.
@@ -386,6 +387,7 @@ static void s_intake(server_t *self, const Tier__V1__Ticket *t, const char *clea
     }
     s_history_rule_args(self, &out, true);
     s_call_end(self, call);
+    dispatch_expect(self->dispatch, out.level, out.department);
     free(created);
     free(content);
 }
@@ -1558,8 +1560,10 @@ int server_run(server_t *self)
             s_reload(self);
         }
         int64_t wait = self->next_cron_ms - s_clock_ms();
-        //  More work already waiting (callbacks queued calls): don't sleep.
-        s_turn(self, store_pending(self->store) ? 0 : (int) (wait > 0 ? wait : 0));
+        //  More work already waiting (callbacks queued calls, or what they
+        //  reported freed capacity or filled a queue): don't sleep.
+        bool more = store_pending(self->store) || dispatch_dirty(self->dispatch);
+        s_turn(self, more ? 0 : (int) (wait > 0 ? wait : 0));
     }
     notify_stopping();
     log_notice("stopping: every acknowledged ticket is in Redis; workers keep their "
@@ -1576,6 +1580,11 @@ static zsock_t *s_bind(int type, const char *endpoint, const char *what)
         return NULL;
     }
     zsock_set_linger(sock, 0);
+    //  A ROUTER drops what it cannot queue for a peer, silently: an answer
+    //  or an offer lost that way is a stall (the peer waits for it). Queue a
+    //  great deal instead; a peer that stops reading is dropped by liveness.
+    zsock_set_sndhwm(sock, SEND_QUEUE_MAX);
+    zsock_set_rcvhwm(sock, SEND_QUEUE_MAX);
     return sock;
 }
 

@@ -353,3 +353,6 @@ end
 redis.register_function('tier_rollup', tier_rollup)
 redis.register_function{ function_name = 'tier_report', callback = tier_report,
                          flags = { 'no-writes' } }
+-- Callable inside tier_batch too (store.lua), like every other function.
+CALLS.tier_rollup = tier_rollup
+CALLS.tier_report = tier_report

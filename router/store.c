@@ -1,10 +1,11 @@
-/*  store.c — pipelined calls of the tierd Redis functions.
+/*  store.c — batched calls of the tierd Redis functions.
 
     hiredis is used synchronously on purpose: the router gathers every call a
-    batch of messages needs, writes them in one go and reads the replies in
-    one go (a pipeline). That keeps one round trip per batch, which is what
-    bounds throughput, without the callback maze of the async API, and keeps
-    the order of state changes equal to the order of calls.
+    turn of its loop needs and sends them as ONE command, `FCALL tier_batch`,
+    which runs them in order inside Redis and returns every result. One round
+    trip and one function call per turn, however many tickets it carries: that
+    is what bounds throughput, without the callback maze of the async API, and
+    the order of state changes stays the order of calls.
 */
 #include "store.h"
 #include "log.h"
@@ -14,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-#define REPLY_FIELDS   5 //  status reason seq events payload
+#define BACKOFF_MIN_MS  100
+#define BACKOFF_MAX_MS  5000
+#define REPLY_FIELDS    5    //  status reason seq events payload
+#define BATCH_CALLS_MAX 2000 //  calls per tier_batch command (bounds its run time)
+#define BATCH_HEADER    5    //  FCALL tier_batch 0 prefix count
 
 extern const char store_lua_source[];
 extern const size_t store_lua_size;
@@ -24,7 +27,20 @@ extern const size_t store_lua_size;
 typedef struct {
     store_done_fn *done; //  callback, may be NULL
     void *arg;           //  its argument
+    size_t first_arg;    //  index of its function name in the batch's arguments
+    size_t argc;         //  arguments from there (name, now, the function's own)
 } pending_t;
+
+//  Calls gathered for one flush: their arguments, back to back, and their
+//  callbacks. The store has two: one filling, one being sent.
+typedef struct {
+    char *bytes; //  every argument's bytes
+    size_t bytes_used, bytes_size;
+    size_t *arg_off, *arg_len; //  offset and length of each argument
+    size_t args, args_size;
+    pending_t *pending; //  the calls, in order
+    size_t pending_count, pending_size;
+} batch_t;
 
 struct _store_t {
     char *host;             //  from the URL
@@ -37,13 +53,14 @@ struct _store_t {
     char error[256];        //  why it is down
     int64_t next_try_ms;    //  backoff: no attempt before this
     int backoff_ms;         //  current backoff
-    char *bytes;            //  argument bytes of the call being built
-    size_t bytes_used, bytes_size;
-    size_t *arg_off, *arg_len; //  offsets and lengths into bytes
-    size_t args, args_size;    //  arguments of the call being built
-    const char **argv;         //  resolved pointers for hiredis
-    pending_t *pending;        //  calls queued, in order
-    size_t pending_count, pending_size;
+    batch_t filling;        //  calls being queued
+    batch_t sending;        //  calls of the flush under way
+    size_t call_start;      //  first argument of the call being built
+    const char **argv;      //  scratch for hiredis
+    size_t *argvlen;
+    size_t argv_size;
+    char (*counts)[24]; //  scratch: argument counts as text
+    size_t counts_size;
 };
 
 static void *s_grow(void *ptr, size_t *size, size_t need, size_t elem)
@@ -101,6 +118,14 @@ store_t *store_new(const store_config_t *config)
     return self;
 }
 
+static void s_batch_free(batch_t *batch)
+{
+    free(batch->bytes);
+    free(batch->arg_off);
+    free(batch->arg_len);
+    free(batch->pending);
+}
+
 void store_destroy(store_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -110,11 +135,11 @@ void store_destroy(store_t **self_p)
         redisFree(self->redis);
     free(self->host);
     free(self->prefix);
-    free(self->bytes);
-    free(self->arg_off);
-    free(self->arg_len);
+    s_batch_free(&self->filling);
+    s_batch_free(&self->sending);
     free(self->argv);
-    free(self->pending);
+    free(self->argvlen);
+    free(self->counts);
     free(self);
     *self_p = NULL;
 }
@@ -219,30 +244,29 @@ const char *store_error(store_t *self)
     return self->redis ? "" : self->error;
 }
 
-//  The three argument arrays share one capacity, args_size.
-static void s_reserve_args(store_t *self, size_t need)
+//  The two argument arrays share one capacity, args_size.
+static void s_reserve_args(batch_t *batch, size_t need)
 {
-    if (need <= self->args_size)
+    if (need <= batch->args_size)
         return;
-    size_t size = self->args_size;
-    self->arg_off = s_grow(self->arg_off, &size, need, sizeof(size_t));
-    size = self->args_size;
-    self->arg_len = s_grow(self->arg_len, &size, need, sizeof(size_t));
-    size = self->args_size;
-    self->argv = s_grow(self->argv, &size, need, sizeof(char *));
-    self->args_size = size;
+    size_t size = batch->args_size;
+    batch->arg_off = s_grow(batch->arg_off, &size, need, sizeof(size_t));
+    size = batch->args_size;
+    batch->arg_len = s_grow(batch->arg_len, &size, need, sizeof(size_t));
+    batch->args_size = size;
 }
 
 void store_arg_bin(store_t *self, const void *data, size_t size)
 {
-    self->bytes = s_grow(self->bytes, &self->bytes_size, self->bytes_used + size + 1, 1);
-    s_reserve_args(self, self->args + 1);
+    batch_t *batch = &self->filling;
+    batch->bytes = s_grow(batch->bytes, &batch->bytes_size, batch->bytes_used + size + 1, 1);
+    s_reserve_args(batch, batch->args + 1);
     if (size)
-        memcpy(self->bytes + self->bytes_used, data, size);
-    self->arg_off[self->args] = self->bytes_used;
-    self->arg_len[self->args] = size;
-    self->bytes_used += size;
-    self->args++;
+        memcpy(batch->bytes + batch->bytes_used, data, size);
+    batch->arg_off[batch->args] = batch->bytes_used;
+    batch->arg_len[batch->args] = size;
+    batch->bytes_used += size;
+    batch->args++;
 }
 
 void store_arg_str(store_t *self, const char *s)
@@ -259,12 +283,8 @@ void store_arg_u64(store_t *self, uint64_t value)
 
 void store_call_begin(store_t *self, const char *fn, int64_t now_ms)
 {
-    self->args = 0;
-    self->bytes_used = 0;
-    store_arg_str(self, "FCALL");
+    self->call_start = self->filling.args;
     store_arg_str(self, fn);
-    store_arg_str(self, "0");
-    store_arg_str(self, self->prefix);
     store_arg_u64(self, (uint64_t) now_ms);
 }
 
@@ -277,26 +297,21 @@ static void s_complete(pending_t *call, int code, const char *reason)
 
 void store_call_end(store_t *self, store_done_fn *done, void *arg)
 {
-    pending_t call = {done, arg};
+    batch_t *batch = &self->filling;
+    pending_t call = {done, arg, self->call_start, batch->args - self->call_start};
     if (!self->redis) {
+        batch->args = self->call_start; //  forget its arguments
         s_complete(&call, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE, self->error);
         return;
     }
-    for (size_t i = 0; i < self->args; i++)
-        self->argv[i] = self->bytes + self->arg_off[i];
-    if (redisAppendCommandArgv(self->redis, (int) self->args, self->argv, self->arg_len) !=
-        REDIS_OK) {
-        s_complete(&call, TIER__V1__ERROR_CODE__ERROR_INTERNAL, "cannot format redis command");
-        return;
-    }
-    self->pending =
-        s_grow(self->pending, &self->pending_size, self->pending_count + 1, sizeof(pending_t));
-    self->pending[self->pending_count++] = call;
+    batch->pending =
+        s_grow(batch->pending, &batch->pending_size, batch->pending_count + 1, sizeof(pending_t));
+    batch->pending[batch->pending_count++] = call;
 }
 
 size_t store_pending(store_t *self)
 {
-    return self->pending_count;
+    return self->filling.pending_count;
 }
 
 static int s_error_code(const char *status)
@@ -310,11 +325,6 @@ static int s_error_code(const char *status)
 
 static void s_deliver(pending_t *call, redisReply *reply)
 {
-    if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("redis function failed: %s", reply->str);
-        s_complete(call, TIER__V1__ERROR_CODE__ERROR_INTERNAL, reply->str);
-        return;
-    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != REPLY_FIELDS) {
         log_error("redis function returned an unexpected reply (type %d)", reply->type);
         s_complete(call, TIER__V1__ERROR_CODE__ERROR_INTERNAL, "unexpected reply from redis");
@@ -332,32 +342,96 @@ static void s_deliver(pending_t *call, redisReply *reply)
         call->done(call->arg, &result);
 }
 
+//  Append one `FCALL tier_batch 0 prefix count (fn now argc args...)...`
+//  command for calls [first, first + count) of the batch being sent.
+static int s_append_batch(store_t *self, size_t first, size_t count)
+{
+    batch_t *batch = &self->sending;
+    size_t need = BATCH_HEADER;
+    for (size_t i = first; i < first + count; i++)
+        need += batch->pending[i].argc + 1;
+    size_t size = self->argv_size; //  argv and argvlen share one capacity
+    self->argv = s_grow(self->argv, &size, need, sizeof(char *));
+    self->argvlen = s_grow(self->argvlen, &self->argv_size, need, sizeof(size_t));
+    self->counts = s_grow(self->counts, &self->counts_size, count + 1, sizeof(*self->counts));
+    size_t n = 0;
+#define ARG(p, len) (self->argv[n] = (p), self->argvlen[n] = (len), n++)
+    ARG("FCALL", 5);
+    ARG("tier_batch", 10);
+    ARG("0", 1);
+    ARG(self->prefix, strlen(self->prefix));
+    snprintf(self->counts[count], sizeof(self->counts[0]), "%zu", count);
+    ARG(self->counts[count], strlen(self->counts[count]));
+    for (size_t i = 0; i < count; i++) {
+        const pending_t *call = &batch->pending[first + i];
+        size_t a = call->first_arg;
+        ARG(batch->bytes + batch->arg_off[a], batch->arg_len[a]);         //  function
+        ARG(batch->bytes + batch->arg_off[a + 1], batch->arg_len[a + 1]); //  now
+        snprintf(self->counts[i], sizeof(self->counts[0]), "%zu", call->argc - 2);
+        ARG(self->counts[i], strlen(self->counts[i]));
+        for (size_t k = a + 2; k < a + call->argc; k++)
+            ARG(batch->bytes + batch->arg_off[k], batch->arg_len[k]);
+    }
+#undef ARG
+    return redisAppendCommandArgv(self->redis, (int) n, self->argv, self->argvlen) == REDIS_OK ? 0
+                                                                                               : -1;
+}
+
+//  Read one tier_batch reply and run its calls' callbacks.
+static int s_read_batch(store_t *self, size_t first, size_t count)
+{
+    void *raw = NULL;
+    if (redisGetReply(self->redis, &raw) != REDIS_OK || !raw) {
+        s_down(self, self->redis->errstr);
+        return -1;
+    }
+    redisReply *reply = raw;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != count) {
+        const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+        log_error("redis tier_batch failed: %s", why);
+        for (size_t i = 0; i < count; i++)
+            s_complete(&self->sending.pending[first + i], TIER__V1__ERROR_CODE__ERROR_INTERNAL,
+                       why);
+    } else
+        for (size_t i = 0; i < count; i++)
+            s_deliver(&self->sending.pending[first + i], reply->element[i]);
+    freeReplyObject(reply);
+    return 0;
+}
+
 int store_flush(store_t *self)
 {
-    size_t count = self->pending_count, done = 0;
+    //  Callbacks may queue further calls: they fill the other batch, which
+    //  the next flush sends.
+    batch_t sent = self->filling;
+    self->filling = self->sending;
+    self->sending = sent;
+    self->filling.args = self->filling.bytes_used = self->filling.pending_count = 0;
+    batch_t *batch = &self->sending;
+    size_t total = batch->pending_count, written = 0, done = 0;
     int rc = 0;
-    while (done < count) {
-        void *raw = NULL;
-        if (!self->redis || redisGetReply(self->redis, &raw) != REDIS_OK || !raw) {
-            s_down(self, self->redis ? self->redis->errstr : self->error);
-            rc = -1;
+    for (; self->redis && written < total; written += BATCH_CALLS_MAX) {
+        size_t count = total - written < BATCH_CALLS_MAX ? total - written : BATCH_CALLS_MAX;
+        if (s_append_batch(self, written, count)) {
+            s_down(self, "cannot format a redis command");
             break;
         }
-        //  The callback may queue further calls: they go into the next flush.
-        pending_t call = self->pending[done++];
-        s_deliver(&call, raw);
-        freeReplyObject(raw);
+    }
+    for (; self->redis && done < written && done < total; done += BATCH_CALLS_MAX) {
+        size_t count = total - done < BATCH_CALLS_MAX ? total - done : BATCH_CALLS_MAX;
+        if (s_read_batch(self, done, count))
+            break;
     }
     //  Redis went away mid-batch: whatever was not answered may or may not
     //  have been applied. Callers answer UNAVAILABLE; every operation is safe
     //  to retry (submits are idempotent on external_id, results on attempt).
-    for (; done < count; done++)
-        s_complete(&self->pending[done], TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-                   store_error(self));
-    //  Calls queued by callbacks sit after `count`: keep them for next time.
-    memmove(self->pending, self->pending + count,
-            (self->pending_count - count) * sizeof(pending_t));
-    self->pending_count -= count;
+    if (done < total) {
+        rc = -1;
+        for (size_t i = done; i < total; i++)
+            s_complete(&batch->pending[i], TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
+                       store_error(self));
+    }
+    batch->args = batch->bytes_used = batch->pending_count = 0;
     return rc;
 }
 

@@ -1019,6 +1019,53 @@ local function tier_snapshot(_, a)
   return finish('OK', '', { queues, agents_list() })
 end
 
+
+-- Every call of one router loop turn, in one FCALL: the functions above run
+-- one after the other, each atomically as before (and the whole batch too).
+-- args: prefix count (name now argc args...)...   Returns the results in order.
+local CALLS = {
+  tier_submit = tier_submit,
+  tier_assign = tier_assign,
+  tier_accept = tier_accept,
+  tier_respond = tier_respond,
+  tier_resolve = tier_resolve,
+  tier_escalate = tier_escalate,
+  tier_release = tier_release,
+  tier_defer = tier_defer,
+  tier_cancel = tier_cancel,
+  tier_message = tier_message,
+  tier_rate = tier_rate,
+  tier_requeue = tier_requeue,
+  tier_register = tier_register,
+  tier_heartbeat = tier_heartbeat,
+  tier_agent_state = tier_agent_state,
+  tier_agent_lost = tier_agent_lost,
+  tier_timers = tier_timers,
+  tier_rules_history = tier_rules_history,
+  tier_get = tier_get,
+  tier_dead_letters = tier_dead_letters,
+  tier_queues = tier_queues,
+  tier_agents = tier_agents,
+  tier_snapshot = tier_snapshot,
+}
+
+local function tier_batch(_, a)
+  local prefix, results, i = a[1], {}, 3
+  for c = 1, tonumber(a[2]) do
+    local fn, argc = CALLS[a[i]], tonumber(a[i + 2])
+    local args = { prefix, a[i + 1] }
+    for k = 1, argc do args[k + 2] = a[i + 2 + k] end
+    if fn then
+      results[c] = fn(nil, args)
+    else
+      results[c] = { 'INTERNAL', 'no function ' .. tostring(a[i]), 0, {}, {} }
+    end
+    i = i + 3 + argc
+  end
+  return results
+end
+
+redis.register_function('tier_batch', tier_batch)
 redis.register_function('tier_submit', tier_submit)
 redis.register_function('tier_assign', tier_assign)
 redis.register_function('tier_accept', tier_accept)
