@@ -2,7 +2,7 @@
 
     Reading order: report_call_begin (the request), then the payload parser
     (s_parse_*), the grouping (labels, merging, order) and the arithmetic
-    (s_fill_row), then report_reply_new, which ties them together.
+    (s_row_new), then report_reply_new, which ties them together.
 */
 #include "report.h"
 #include "tierjson.h"
