@@ -140,8 +140,37 @@ class Bench:
         """Until this fraction of the load is acknowledged."""
         target = int(self.count * fraction)
         timeout = timeout or max(60, 4 * self.count / self.rate)
-        harness.wait_until(lambda: self.load.acked_count() >= target or self.load.done.is_set(),
-                           timeout, f"{target} acknowledged submits", interval=0.01)
+
+        self.wait(lambda: self.load.acked_count() >= target or self.load.done.is_set(),
+                  timeout, f"{target} acknowledged submits", interval=0.01)
+
+    def wait(self, predicate, timeout, what, interval=0.05):
+        """harness.wait_until, but a tierd that died stops the wait at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_tierd()
+            try:
+                if predicate():
+                    return
+            except Exception:  # noqa: BLE001 - tierd restarting: try again
+                pass
+            if time.monotonic() >= deadline:
+                raise harness.TestFailure(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(interval)
+
+    def check_tierd(self):
+        """TestFailure if tierd exited by itself (crash, sanitizer abort)."""
+        if not self.tierd.alive():
+            raise harness.TestFailure(f"tierd exited with {self.tierd.proc.returncode}: "
+                                      f"{self.tierd.log()[-1500:]}")
+
+    def _revive_tierd(self, problems):
+        """A crashed tierd is a failure (added to problems); it is restarted
+        anyway so that the audit can still say what the crash cost."""
+        if not self.tierd.alive():
+            problems.append(f"tierd crashed (exit {self.tierd.proc.returncode}): "
+                            f"{self.tierd.log()[-1500:]}")
+            self.tierd.restart()
 
     def load_running(self):
         return not self.load.done.is_set()
@@ -175,20 +204,37 @@ class Bench:
 
     def finish(self, timeout=None):
         """Wait for the load and the work to end, audit, and return
-        (passed, line, verdict)."""
+        (passed, line, verdict, problems, tickets)."""
+        problems = []
         timeout = timeout or max(120, 3 * self.count / self.rate)
+        self._revive_tierd(problems)
         if not self.load.wait(timeout):
             self.load.stop()
         loaded = time.monotonic()
-        quiet = self._wait_quiet()
-        tickets = audit.fetch(self.pb, self.tierd.clients, list(self.load.acked.values()))
+        tickets, quiet = self._settle(problems)
         dead = self._requeue_dead(tickets)
         if dead:
-            quiet = self._wait_quiet()
-            tickets = audit.fetch(self.pb, self.tierd.clients, list(self.load.acked.values()))
+            tickets, quiet = self._settle(problems)
         count, ext_map = self._redis_view()
         verdict = audit.judge(self.pb, self.load, tickets, count, ext_map)
-        problems = self.after_quiet() if self.after_quiet else []
+        problems += self.after_quiet() if self.after_quiet else []
+        problems += self._end_problems(verdict, quiet)
+        problems += self.shutdown()
+        self.notes.setdefault("dead", len(dead))
+        return not problems, self._line(verdict, loaded), verdict, problems, tickets
+
+    def _settle(self, problems):
+        """Until every queue is empty, then every acknowledged ticket as
+        tierd has it. A tierd that crashed meanwhile is restarted (and the
+        crash recorded) so that the audit still says what it cost."""
+        quiet = self._wait_quiet()
+        self._revive_tierd(problems)
+        if not quiet:
+            quiet = self._wait_quiet()
+        return audit.fetch(self.pb, self.tierd.clients, list(self.load.acked.values())), quiet
+
+    def _end_problems(self, verdict, quiet):
+        problems = []
         ghosts, busy = self._agents_at_end()
         if not self.load.done.is_set() or len(self.load.acked) != self.count:
             problems.append(f"only {len(self.load.acked)} of {self.count} submits acknowledged")
@@ -202,10 +248,7 @@ class Bench:
             problems.append(f"agents still loaded: {busy}")
         if not verdict.ok():
             problems.append("audit failed")
-        problems += self.shutdown()
-        self.notes.setdefault("dead", len(dead))
-        line = self._line(verdict, loaded)
-        return not problems, line, verdict, problems, tickets
+        return problems
 
     def shutdown(self):
         """Stop workers and tierd the polite way (SIGTERM): each must exit 0.
@@ -226,8 +269,7 @@ class Bench:
 
     def _wait_quiet(self):
         try:
-            harness.wait_until(self._quiet, QUIET_TIMEOUT_S, "queues empty and agents idle",
-                               interval=0.5)
+            self.wait(self._quiet, QUIET_TIMEOUT_S, "queues empty and agents idle", interval=0.5)
             return True
         except harness.TestFailure:
             return False

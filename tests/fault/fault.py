@@ -40,7 +40,6 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import bench as benchmod  # noqa: E402
 from bench import Bench, LEASE_S  # noqa: E402
 import harness  # noqa: E402
 import netns  # noqa: E402
