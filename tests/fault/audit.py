@@ -127,6 +127,8 @@ class Verdict:
         self.misapplied = []    # (id, entries)
         self.responded_twice = []  # (id, [(attempt, agent, at_ms)])
         self.cancel_broken = [] # cancel acknowledged but the ticket was resolved
+        self.requeued = 0       # tickets tierd took back (requeued entries), all tickets
+        self.max_attempt = 0    # the most delivery attempts one ticket needed
 
     def ok(self):
         return not (self.lost or self.duplicated or self.misapplied or self.cancel_broken
@@ -148,6 +150,8 @@ def judge(pb, load, tickets, redis_ticket_count, redis_ext_map):
         state = pb.TicketState.Name(t.state)
         names = kinds(pb, t)
         terminal = [k for k in names if k in TERMINAL]
+        v.requeued += names.count("HISTORY_REQUEUED")
+        v.max_attempt = max(v.max_attempt, t.attempt)
         if state == "STATE_RESOLVED":
             v.resolved += 1
         elif state == "STATE_ABANDONED":

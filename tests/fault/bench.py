@@ -36,12 +36,20 @@ TIERD_CONFIG = """\
 heartbeat_ms = 200
 liveness = 3
 offer_timeout_ms = 1000
-max_attempts = 50
+max_attempts = {max_attempts}
 """
+MAX_ATTEMPTS = 50
 HEARTBEAT_MS = 200
 LIVENESS = 3
 LEASE_S = 2 * LIVENESS * HEARTBEAT_MS / 1000   # tierd: LEASE_HEARTBEATS x liveness
 
+# A poisoned handler cannot handle tickets whose id ends in 7 until the file
+# named by $FIXED exists (the operator fixed it): it releases them.
+POISON = """\
+[ -e "$FIXED" ] || case "$TIER_TICKET_ID" in
+  *7) cat >/dev/null; echo '{"action":"release","reason":"handler cannot read it"}'; exit 0 ;;
+esac
+"""
 HANDLER = """\
 cat >/dev/null
 case "$TIER_LEVEL:$TIER_TICKET_ID" in
@@ -58,7 +66,8 @@ STOP_TIMEOUT_S = 15          # SIGTERM to exit, for tierd and each worker
 
 
 class Bench:
-    def __init__(self, case, count, rate, aof=False, link=None, verbose_workers=False):
+    def __init__(self, case, count, rate, aof=False, link=None, verbose_workers=False,
+                 max_attempts=MAX_ATTEMPTS, poison=False):
         self.case = case
         self.count = count
         self.rate = rate
@@ -71,10 +80,13 @@ class Bench:
         extra = ()
         if link:
             extra = ("--workers", f"tcp://{link.host_ip}:{harness.free_port()}")
-        self.tierd = self.tb.start_tierd(config=TIERD_CONFIG, extra_args=extra)
+        self.tierd = self.tb.start_tierd(config=TIERD_CONFIG.format(max_attempts=max_attempts),
+                                         extra_args=extra)
         if link:
             self.tierd.workers = extra[1]
-        self.handler = self.tb.handler("work", HANDLER)
+        self.fixed = self.tb.path("fixed")    # POISON: the handler works once this exists
+        self.handler = self.tb.handler("work", f"FIXED={self.fixed}\n"
+                                       + (POISON if poison else "") + HANDLER)
         self.workers = {}            # agent -> harness.Daemon (latest process)
         self.retired = set()         # agents whose process was killed for good
         self.random = random.Random(os.environ.get("FAULT_SEED", case))
@@ -293,6 +305,9 @@ class Bench:
                   f"abandoned={v.abandoned}", f"misapplied={len(v.misapplied)}",
                   f"responded_twice={len(v.responded_twice)}"]
         fields += [f"{k}={val}" for k, val in self.notes.items()]
+        log = self.tierd.log()
+        fields += [f"requeued={v.requeued}", f"max_attempt={v.max_attempt}",
+                   f"agents_lost={log.count('silent for') + log.count('lease expired')}"]
         fields += [f"resends={self.load.resends}", f"unavailable={self.load.unavailable}",
                    f"load_s={loaded - self.started:.0f}",
                    f"total_s={time.monotonic() - self.started:.0f}"]

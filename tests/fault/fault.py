@@ -20,6 +20,9 @@ Cases (default: all, in this order):
                   everysec) killed and restarted three times
   lost_replies    every answer to a worker is "lost": workers resend each
                   result with the same request id; each applies once
+  dead_letters    a handler that cannot handle one ticket in ten: those are
+                  dead-lettered after max_attempts, listed by tierctl dead,
+                  and finish once requeued (tierctl requeue) after the fix
   netem           delay, loss and a cut between workers and tierd (network
                   namespace + veth + tc netem); needs root and sch_netem
   link_cut        the same link cut twice and rate-shaped (tbf) instead of
@@ -52,6 +55,7 @@ MIN_LOAD_S = 20              # smaller runs submit slower: faults need time to l
 STOP_S = 3 * LEASE_S         # SIGSTOP length: well past liveness and the lease
 LATE_CAPACITY = 4            # tickets the late worker holds when stopped
 FORGETFUL_WORKERS = 4        # lost_replies: workers that resend every result
+POISON_ATTEMPTS = 3          # dead_letters: max_attempts of that case's tierd
 
 
 class Skipped(Exception):
@@ -196,6 +200,26 @@ def case_lost_replies(b):
     b.start_load()
 
 
+def case_dead_letters(b):
+    b.start_load()
+    harness.check(b.load.wait(max(120, 3 * b.count / b.rate)), "the load was acknowledged")
+    harness.check(b._wait_quiet(), "queues empty: every poisoned ticket dead-lettered")
+    listed = b.tb.tierctl("dead", "--limit", b.count, tierd=b.tierd)["tickets"]
+    wrong = [t["id"] for t in listed if not t["id"].endswith("7")
+             or t["state"] != "dead" or t["attempt"] != POISON_ATTEMPTS]
+    harness.check(listed and not wrong, f"dead letters are the poisoned tickets, each offered "
+                                        f"{POISON_ATTEMPTS} times: {len(listed)} listed, "
+                                        f"wrong: {wrong[:5]}")
+    shown = b.tb.tierctl("show", listed[0]["id"], tierd=b.tierd)
+    reasons = [h["reason"] for h in shown["history"] if h["kind"] in ("released",
+                                                                       "dead_lettered")]
+    harness.check(len(reasons) == POISON_ATTEMPTS + 1, f"history says why: {reasons}")
+    b.notes["dead_listed"] = len(listed)
+    with open(b.fixed, "w"):
+        pass                                  # the operator fixed the handler
+    # finish() requeues every dead letter with tierctl requeue; they must end.
+
+
 def _impair(b, phases):
     """Run (at_fraction, action, hold_s) phases against the link while the
     load runs; hold_s > 0 restores the link afterwards."""
@@ -241,6 +265,7 @@ CASES = {
     "worker_sigstop": (case_worker_sigstop, {"verbose_workers": True, "fleet": False}),
     "redis_restart": (case_redis_restart, {"aof": True}),
     "lost_replies": (case_lost_replies, {"fleet": False}),
+    "dead_letters": (case_dead_letters, {"max_attempts": POISON_ATTEMPTS, "poison": True}),
     "netem": (case_netem, {"link": "netem"}),
     "link_cut": (case_link_cut, {"link": "cut"}),
 }
@@ -263,8 +288,8 @@ def run_case(name, args):
             return "skipped"
     b = None
     try:
-        b = Bench(name, args.count, args.rate, aof=opts.get("aof", False), link=link,
-                  verbose_workers=opts.get("verbose_workers", False))
+        b = Bench(name, args.count, args.rate, link=link,
+                  **{k: v for k, v in opts.items() if k not in ("link", "fleet")})
         if opts.get("fleet", True):
             b.start_fleet()
         error = None
