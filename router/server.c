@@ -1306,10 +1306,12 @@ static void s_on_result(void *arg, const store_result_t *result)
 {
     call_t *call = arg;
     server_t *self = call->server;
-    if (result->code == 0) {
-        s_apply_events(self, result);
+    //  A refused call changes nothing, but in a batch the last call carries
+    //  the queue events of the whole batch, whatever its own outcome.
+    s_apply_events(self, result);
+    if (result->code == 0)
         s_on_success(self, call, result);
-    } else
+    else
         s_on_failure(self, call, result);
     if (call->op == OP_ASSIGN)
         dispatch_assigned(self->dispatch, call->agent, call->asked,

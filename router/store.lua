@@ -24,7 +24,10 @@
 local P       -- key prefix, e.g. "tier:"
 local NOW     -- the router's clock, ms since the epoch
 local EVENTS  -- events produced by this call
-local TOUCHED -- queues whose depth changed in this call: key -> {level, dept}
+local TOUCHED -- queues whose depth changed in this call (or batch): key -> {level, dept}
+local DIRTY   -- tickets with hash fields still to write: id -> {field, value, ...}
+local TIMING  -- timer changes still to write: member -> due (string) or false
+local BATCH   -- true inside tier_batch: queue events and numbering at its end
 
 -- Enum values shared with tier.proto
 local QUEUED, OFFERED, ASSIGNED, RESOLVED, ABANDONED, DEFERRED, DEAD = 1, 2, 3, 4, 5, 6, 7
@@ -59,9 +62,13 @@ local function N(x) return string.format('%.0f', x) end
 -- library) fills them in; a transition calls KPI.x(...) when x is set, so
 -- the measurements are taken in the same atomic step as the change.
 local KPI = {}
+local save_pending -- set below: hooks read the ticket hash, so write first
 local function kpi(name, ...)
   local hook = KPI[name]
-  if hook then hook(...) end
+  if hook then
+    save_pending()
+    hook(...)
+  end
 end
 
 local function tkey(id) return P .. 't:' .. id end
@@ -72,11 +79,46 @@ local function wkey(agent) return P .. 'w:' .. agent end
 local function akey(agent) return P .. 'a:' .. agent end
 local TIMERS, AGENTS, SEQ, DEADQ
 
+-- Ticket hash writes are gathered per ticket and written with one HSET
+-- (save), before anything reads the hash again and at the end of the call.
+local function put(t, ...)
+  local fields = DIRTY[t.id]
+  if not fields then fields = {}; DIRTY[t.id] = fields end
+  local pairs_ = { ... }
+  for i = 1, #pairs_ do fields[#fields + 1] = pairs_[i] end
+end
+
+-- Timer changes too: one ZADD and one ZREM for all of a call's.
+local function timer_set(member, due) TIMING[member] = due end
+local function timer_del(member) TIMING[member] = false end
+
+local function save()
+  for id, fields in pairs(DIRTY) do
+    if #fields > 0 then redis.call('HSET', tkey(id), unpack(fields)) end
+  end
+  DIRTY = {}
+  local add, del = {}, {}
+  for member, due in pairs(TIMING) do
+    if due then
+      add[#add + 1] = due; add[#add + 1] = member
+    else
+      del[#del + 1] = member
+    end
+  end
+  if #add > 0 then redis.call('ZADD', P .. 'timers', unpack(add)) end
+  if #del > 0 then redis.call('ZREM', P .. 'timers', unpack(del)) end
+  TIMING = {}
+end
+
+save_pending = function() save() end
+
 local function begin(args)
   P = args[1]
   NOW = tonumber(args[2])
   EVENTS = {}
-  TOUCHED = {}
+  DIRTY = {}
+  TIMING = {}
+  if not BATCH then TOUCHED = {} end
   TIMERS, AGENTS, SEQ, DEADQ = P .. 'timers', P .. 'agents', P .. 'seq', P .. 'dead'
 end
 
@@ -138,16 +180,18 @@ local function sla_schedule(t, kind)
   local start, due = clock(t, kind)
   local stage = num(t['s' .. kind])
   if not start or stage >= 2 then
-    redis.call('ZREM', TIMERS, member)
+    timer_del(member)
     return
   end
   local at = due
   if stage == 0 then at = start + math.floor((due - start) * num(t.warn) / 100) end
-  redis.call('ZADD', TIMERS, N(at), member)
+  timer_set(member, N(at))
 end
 
 local function sla_clear(t)
-  redis.call('ZREM', TIMERS, 's:' .. t.id .. ':f', 's:' .. t.id .. ':r', 's:' .. t.id .. ':w')
+  timer_del('s:' .. t.id .. ':f')
+  timer_del('s:' .. t.id .. ':r')
+  timer_del('s:' .. t.id .. ':w')
 end
 
 -- The one place that orders a queue: the earliest of the ticket's SLA
@@ -166,7 +210,7 @@ end
 local function enqueue(t)
   t.state = QUEUED
   t.sw = '0'
-  redis.call('HSET', tkey(t.id), 'sw', 0)
+  put(t, 'sw', 0)
   redis.call('ZADD', qkey(t.level, t.dept), order(t), t.id)
   redis.call('ZADD', qtkey(t.level, t.dept), t.queued, t.id)
   TOUCHED[t.level .. ':' .. t.dept] = { t.level, t.dept }
@@ -176,18 +220,27 @@ end
 local function dequeue(t)
   redis.call('ZREM', qkey(t.level, t.dept), t.id)
   redis.call('ZREM', qtkey(t.level, t.dept), t.id)
-  redis.call('ZREM', TIMERS, 's:' .. t.id .. ':w')
+  timer_del('s:' .. t.id .. ':w')
   TOUCHED[t.level .. ':' .. t.dept] = { t.level, t.dept }
 end
 
--- Emit one QUEUE event per queue this call changed, then number every event.
-local function finish(status, reason, payload)
+-- One QUEUE event per queue changed (by this call, or in a batch by any).
+local function queue_events()
   for _, q in pairs(TOUCHED) do
     local level, dept = q[1], q[2]
     local oldest = redis.call('ZRANGE', qtkey(level, dept), 0, 0, 'WITHSCORES')
     event(E_QUEUE, nil, { level = level, dept = dept,
       depth = redis.call('ZCARD', qkey(level, dept)), oldest = oldest[2] or '0' })
   end
+  TOUCHED = {}
+end
+
+-- Write what is pending and number the call's events (in a batch, the
+-- batch numbers them all at its end, with one INCRBY).
+local function finish(status, reason, payload)
+  save()
+  if BATCH then return { status, reason or '', 0, EVENTS, payload or {} } end
+  queue_events()
   local seq = 0
   if #EVENTS > 0 then
     seq = redis.call('INCRBY', SEQ, #EVENTS)
@@ -198,17 +251,18 @@ local function finish(status, reason, payload)
 end
 
 local function fail(status, reason)
+  DIRTY = {}
+  TIMING = {}
   return { status, reason, 0, {}, {} }
 end
 
 -- Give a held ticket back to its queue: agent lost, offer expired, release.
 local function requeue(t, hkind, ekind, actor, reason)
-  redis.call('ZREM', TIMERS, 'o:' .. t.id .. ':' .. t.att)
+  timer_del('o:' .. t.id .. ':' .. t.att)
   redis.call('SREM', wkey(t.agent), t.id)
   local was = t.agent
   t.state = QUEUED; t.agent = ''; t.queued = N(NOW)
-  redis.call('HSET', tkey(t.id), 'state', QUEUED, 'agent', '', 'queued', t.queued,
-             'updated', N(NOW))
+  put(t, 'state', QUEUED, 'agent', '', 'queued', t.queued, 'updated', N(NOW))
   history(t.id, hkind, actor, { r = reason })
   enqueue(t)
   event(ekind, t, { agent = was, reason = reason })
@@ -233,6 +287,7 @@ local function duplicate(t, agent, att, reqid)
 end
 
 local function ticket_record(id)
+  save()
   return { id, redis.call('HGETALL', tkey(id)), redis.call('LRANGE', hkey(id), 0, -1) }
 end
 
@@ -276,7 +331,7 @@ end
 local function tier_submit(_, a)
   begin(a)
   local ext = a[3]
-  if a[21] ~= '' then redis.call('ZREM', TIMERS, a[21]) end
+  if a[21] ~= '' then timer_del(a[21]) end
   if ext ~= '' then
     local existing = redis.call('GET', P .. 'x:' .. ext)
     if existing then return finish('OK', '', { existing, 1 }) end
@@ -308,7 +363,7 @@ local function tier_submit(_, a)
       hits[#hits + 1] = { name, table.concat(what, ', ') }
     end
   end
-  redis.call('HSET', tkey(id), 'ext', ext, 'level', t.level, 'dept', t.dept, 'prio', a[6],
+  put(t, 'ext', ext, 'level', t.level, 'dept', t.dept, 'prio', a[6],
              'chan', a[7], 'vip', a[8], 'cust', a[9], 'subj', a[10], 'pb', a[11],
              'state', QUEUED, 'agent', '', 'att', 0, 'created', t.created,
              'updated', t.created, 'queued', t.queued, 'frt', 0, 'resolved', 0,
@@ -398,7 +453,7 @@ local function dead_letter(t, reason)
   dequeue(t)
   sla_clear(t)
   t.state = DEAD
-  redis.call('HSET', tkey(t.id), 'state', DEAD, 'agent', '', 'updated', N(NOW))
+  put(t, 'state', DEAD, 'agent', '', 'updated', N(NOW))
   redis.call('ZADD', DEADQ, N(NOW), t.id)
   history(t.id, H_DEAD_LETTERED, 'router', { r = reason })
   event(E_DEAD, t, { reason = reason })
@@ -406,10 +461,9 @@ end
 
 local function offer(t, agent, offer_ms)
   t.state = OFFERED; t.agent = agent
-  redis.call('HSET', tkey(t.id), 'state', OFFERED, 'agent', agent, 'att', t.att,
-             'updated', N(NOW))
+  put(t, 'state', OFFERED, 'agent', agent, 'att', t.att, 'updated', N(NOW))
   redis.call('SADD', wkey(agent), t.id)
-  redis.call('ZADD', TIMERS, N(NOW + offer_ms), 'o:' .. t.id .. ':' .. t.att)
+  timer_set('o:' .. t.id .. ':' .. t.att, N(NOW + offer_ms))
   history(t.id, H_OFFERED, agent, { r = 'attempt ' .. t.att })
   event(E_OFFERED, t)
 end
@@ -466,13 +520,13 @@ end
 -- Called once a result is known to be valid, before it changes anything else,
 -- so that a refused result leaves the ticket untouched.
 local function applying(t)
-  redis.call('HSET', tkey(t.id), 'lastreq', t.req, 'updated', N(NOW))
+  put(t, 'lastreq', t.req, 'updated', N(NOW))
 end
 
 local function accept_offer(t)
   if t.state ~= OFFERED then return end
-  redis.call('ZREM', TIMERS, 'o:' .. t.id .. ':' .. t.att)
-  redis.call('HSET', tkey(t.id), 'state', ASSIGNED)
+  timer_del('o:' .. t.id .. ':' .. t.att)
+  put(t, 'state', ASSIGNED)
   redis.call('HSET', akey(t.agent), 'misses', 0)
   t.state = ASSIGNED
   history(t.id, H_ASSIGNED, t.agent)
@@ -498,13 +552,13 @@ local function tier_respond(_, a)
   applying(t)
   accept_offer(t)
   if t.frt == '0' then
-    redis.call('HSET', tkey(t.id), 'frt', N(NOW))
-    redis.call('ZREM', TIMERS, 's:' .. t.id .. ':f')
+    put(t, 'frt', N(NOW))
+    timer_del('s:' .. t.id .. ':f')
     kpi('first_response', t)
   end
   if a[8] == '1' and num(t.paused) == 0 then
-    redis.call('HSET', tkey(t.id), 'paused', N(NOW))
-    redis.call('ZREM', TIMERS, 's:' .. t.id .. ':r')
+    put(t, 'paused', N(NOW))
+    timer_del('s:' .. t.id .. ':r')
   end
   redis.call('HINCRBY', tkey(t.id), 'resp', 1)
   kpi('response', t)
@@ -515,7 +569,7 @@ end
 
 -- Leave the agent's hands: no more offer timer, not in its held set.
 local function unhold(t)
-  redis.call('ZREM', TIMERS, 'o:' .. t.id .. ':' .. t.att)
+  timer_del('o:' .. t.id .. ':' .. t.att)
   redis.call('SREM', wkey(t.agent), t.id)
 end
 
@@ -530,9 +584,9 @@ local function tier_resolve(_, a)
   unhold(t)
   sla_clear(t)
   local followup = num(a[7 + t.level])
-  if followup > 0 then redis.call('ZADD', TIMERS, N(NOW + followup), 'u:' .. t.id) end
+  if followup > 0 then timer_set('u:' .. t.id, N(NOW + followup)) end
   t.state = RESOLVED
-  redis.call('HSET', tkey(t.id), 'state', RESOLVED, 'resolved', N(NOW))
+  put(t, 'state', RESOLVED, 'resolved', N(NOW))
   history(t.id, H_RESOLVED, t.agent, { x = a[7] })
   event(E_RESOLVED, t)
   kpi('resolved', t)
@@ -562,7 +616,7 @@ end
 local function escalate(t, to_level, to_dept, kind, actor, reason, notes, automatic)
   local from_level, from_dept, agent = t.level, t.dept, t.agent
   t.level, t.dept, t.agent, t.queued = to_level, to_dept, '', N(NOW)
-  redis.call('HSET', tkey(t.id), 'state', QUEUED, 'agent', '', 'level', to_level,
+  put(t, 'state', QUEUED, 'agent', '', 'level', to_level,
              'dept', to_dept, 'queued', t.queued, 'updated', N(NOW))
   redis.call('HINCRBY', tkey(t.id), 'esc', 1)
   if t.cust ~= '' then redis.call('SET', P .. 'ce:' .. t.cust, 1, 'PX', N(HISTORY_KEEP_MS)) end
@@ -600,9 +654,9 @@ local function tier_defer(_, a)
   unhold(t)
   local agent = t.agent
   t.state = DEFERRED
-  redis.call('HSET', tkey(t.id), 'state', DEFERRED, 'agent', '', 'promised', agent,
+  put(t, 'state', DEFERRED, 'agent', '', 'promised', agent,
              'promise', a[7])
-  redis.call('ZADD', TIMERS, a[7], 'd:' .. t.id)
+  timer_set('d:' .. t.id, a[7])
   history(t.id, H_DEFERRED, agent, { x = a[7], r = a[8] })
   event(E_DEFERRED, t, { agent = agent, reason = a[8] })
   kpi('deferred', t)
@@ -640,9 +694,10 @@ local function tier_cancel(_, a)
   if t.state == QUEUED then dequeue(t) end
   if agent ~= '' then unhold(t) end
   sla_clear(t)
-  redis.call('ZREM', TIMERS, 'd:' .. t.id, 'p:' .. t.id)
+  timer_del('d:' .. t.id)
+  timer_del('p:' .. t.id)
   t.state = ABANDONED
-  redis.call('HSET', tkey(t.id), 'state', ABANDONED, 'agent', '', 'resolved', N(NOW),
+  put(t, 'state', ABANDONED, 'agent', '', 'resolved', N(NOW),
              'updated', N(NOW))
   history(t.id, H_ABANDONED, 'customer', { r = a[4] })
   event(E_ABANDONED, t, { agent = agent, reason = a[4] })
@@ -655,13 +710,13 @@ local function tier_message(_, a)
   begin(a)
   local t, err, why = open_ticket(a[3])
   if not t then return fail(err, why) end
-  redis.call('HSET', tkey(t.id), 'updated', N(NOW))
+  put(t, 'updated', N(NOW))
   if num(t.paused) > 0 then
     -- The customer answered: the resolution clock runs again, its due time
     -- moved by the time spent waiting on the customer.
     if num(t.rdue) > 0 then t.rdue = N(num(t.rdue) + NOW - num(t.paused)) end
     t.paused = '0'
-    redis.call('HSET', tkey(t.id), 'paused', 0, 'rdue', t.rdue)
+    put(t, 'paused', 0, 'rdue', t.rdue)
     sla_schedule(t, 'r')
   end
   history(t.id, H_CUSTOMER_MESSAGE, 'customer', { x = a[4] })
@@ -677,7 +732,7 @@ local function tier_rate(_, a)
   if t.state ~= RESOLVED then
     return fail('INVALID_STATE', 'ticket ' .. t.id .. ' is not resolved; rate it after')
   end
-  redis.call('HSET', tkey(t.id), 'csat', a[4], 'updated', N(NOW))
+  put(t, 'csat', a[4], 'updated', N(NOW))
   history(t.id, H_RATED, 'customer', { x = a[4], r = a[5] })
   event(E_RATED, t, { csat = tonumber(a[4]) })
   kpi('rated', t, tonumber(a[4]))
@@ -718,7 +773,7 @@ local function tier_requeue(_, a)
   if level ~= 0 then t.level, t.dept = level, a[5] end
   redis.call('ZREM', DEADQ, t.id)
   t.state, t.agent, t.att, t.queued = QUEUED, '', 0, N(NOW)
-  redis.call('HSET', tkey(t.id), 'state', QUEUED, 'agent', '', 'att', 0, 'level', t.level,
+  put(t, 'state', QUEUED, 'agent', '', 'att', 0, 'level', t.level,
              'dept', t.dept, 'queued', t.queued, 'updated', N(NOW))
   history(t.id, H_REQUEUED, 'operator', { r = a[6] })
   enqueue(t)
@@ -841,7 +896,7 @@ local function sla_act(t, reason)
     local old = t.prio
     t.prio = t.prio + 1
     t.boost = N(num(t.boost) - priority_boost(t, old) + priority_boost(t, t.prio))
-    redis.call('HSET', tkey(t.id), 'prio', t.prio, 'boost', t.boost)
+    put(t, 'prio', t.prio, 'boost', t.boost)
     redis.call('ZADD', qkey(t.level, t.dept), order(t), t.id)
     history(t.id, H_SLA, 'sla', { x = 'priority raised to ' .. t.prio, r = reason, au = true })
   end
@@ -857,7 +912,7 @@ local function sla_fire(id, kind)
   if stage == 0 then
     stage = 1
     t[field] = '1'
-    redis.call('HSET', tkey(id), field, 1)
+    put(t, field, 1)
     local reason = SLA_NAMES[kind] .. ' target ' .. t.warn .. '% used'
     history(id, H_SLA, 'sla', { x = 'warning', r = reason, au = true })
     event(E_SLA_WARNING, t, { reason = reason })
@@ -865,7 +920,7 @@ local function sla_fire(id, kind)
   end
   if stage == 1 and NOW >= due then
     t[field] = '2'
-    redis.call('HSET', tkey(id), field, 2)
+    put(t, field, 2)
     local reason = SLA_NAMES[kind] .. ' target missed'
     history(id, H_SLA, 'sla', { x = 'breach', r = reason, au = true })
     event(E_SLA_BREACH, t, { reason = reason })
@@ -886,7 +941,7 @@ local function promise_due(id, offer_ms, grace_ms)
   local t = core(id)
   if not t or t.state ~= DEFERRED then return nil end
   local agent = t.promised
-  redis.call('ZADD', TIMERS, N(NOW + grace_ms), 'p:' .. id)
+  timer_set('p:' .. id, N(NOW + grace_ms))
   event(E_PROMISE_DUE, t, { agent = agent })
   if agent ~= '' and agent_available(agent) then
     t.att = t.att + 1
@@ -894,7 +949,7 @@ local function promise_due(id, offer_ms, grace_ms)
     return { agent, ticket_record(id) }
   end
   t.queued = N(NOW)
-  redis.call('HSET', tkey(id), 'state', QUEUED, 'queued', t.queued, 'updated', N(NOW))
+  put(t, 'state', QUEUED, 'queued', t.queued, 'updated', N(NOW))
   history(id, H_REQUEUED, 'router', { r = 'promise due; ' .. (agent ~= '' and agent or
           'the agent') .. ' is not available' })
   enqueue(t)
@@ -941,6 +996,7 @@ local function tier_timers(_, a)
   for _, m in ipairs(due) do
     -- Handling one timer may move another of the list (an escalation
     -- re-arms the wait clock): act only on what is still due.
+    save()
     local score = redis.call('ZSCORE', TIMERS, m)
     local kind, rest = m:sub(1, 1), m:sub(3)
     if not score or tonumber(score) > NOW then
@@ -965,7 +1021,7 @@ local function tier_timers(_, a)
       -- The router submits the follow-up (idempotently) and clears this
       -- timer then; until it does, it comes round again.
       if redis.call('EXISTS', tkey(rest)) == 1 then
-        redis.call('ZADD', TIMERS, N(NOW + FOLLOWUP_RETRY_MS), m)
+        timer_set(m, N(NOW + FOLLOWUP_RETRY_MS))
         followups[#followups + 1] = ticket_record(rest)
       end
     end
@@ -1051,6 +1107,8 @@ local CALLS = {
 
 local function tier_batch(_, a)
   local prefix, results, i = a[1], {}, 3
+  BATCH = true
+  TOUCHED = {}
   for c = 1, tonumber(a[2]) do
     local fn, argc = CALLS[a[i]], tonumber(a[i + 2])
     local args = { prefix, a[i + 1] }
@@ -1062,36 +1120,60 @@ local function tier_batch(_, a)
     end
     i = i + 3 + argc
   end
+  BATCH = false
+  -- The queues' new depths go with the last call; then one INCRBY numbers
+  -- every event of the batch, in order.
+  if #results > 0 then
+    EVENTS = results[#results][4]
+    queue_events()
+  end
+  local total = 0
+  for _, r in ipairs(results) do total = total + #r[4] end
+  local last = total > 0 and redis.call('INCRBY', SEQ, total)
+               or tonumber(redis.call('GET', SEQ) or '0')
+  local seq = last - total
+  for _, r in ipairs(results) do
+    seq = seq + #r[4]
+    r[3] = seq
+  end
   return results
 end
 
+-- Called on its own (tools, tests), a function numbers its own events.
+local function direct(fn)
+  return function(keys, args)
+    BATCH = false
+    return fn(keys, args)
+  end
+end
+
 redis.register_function('tier_batch', tier_batch)
-redis.register_function('tier_submit', tier_submit)
-redis.register_function('tier_assign', tier_assign)
-redis.register_function('tier_accept', tier_accept)
-redis.register_function('tier_respond', tier_respond)
-redis.register_function('tier_resolve', tier_resolve)
-redis.register_function('tier_escalate', tier_escalate)
-redis.register_function('tier_release', tier_release)
-redis.register_function('tier_defer', tier_defer)
-redis.register_function{ function_name = 'tier_rules_history', callback = tier_rules_history,
+redis.register_function('tier_submit', direct(tier_submit))
+redis.register_function('tier_assign', direct(tier_assign))
+redis.register_function('tier_accept', direct(tier_accept))
+redis.register_function('tier_respond', direct(tier_respond))
+redis.register_function('tier_resolve', direct(tier_resolve))
+redis.register_function('tier_escalate', direct(tier_escalate))
+redis.register_function('tier_release', direct(tier_release))
+redis.register_function('tier_defer', direct(tier_defer))
+redis.register_function{ function_name = 'tier_rules_history', callback = direct(tier_rules_history),
                          flags = { 'no-writes' } }
-redis.register_function('tier_cancel', tier_cancel)
-redis.register_function('tier_message', tier_message)
-redis.register_function('tier_rate', tier_rate)
-redis.register_function{ function_name = 'tier_get', callback = tier_get,
+redis.register_function('tier_cancel', direct(tier_cancel))
+redis.register_function('tier_message', direct(tier_message))
+redis.register_function('tier_rate', direct(tier_rate))
+redis.register_function{ function_name = 'tier_get', callback = direct(tier_get),
                          flags = { 'no-writes' } }
-redis.register_function{ function_name = 'tier_dead_letters', callback = tier_dead_letters,
+redis.register_function{ function_name = 'tier_dead_letters', callback = direct(tier_dead_letters),
                          flags = { 'no-writes' } }
-redis.register_function('tier_requeue', tier_requeue)
-redis.register_function('tier_register', tier_register)
-redis.register_function('tier_heartbeat', tier_heartbeat)
-redis.register_function('tier_agent_state', tier_agent_state)
-redis.register_function('tier_agent_lost', tier_agent_lost)
-redis.register_function('tier_timers', tier_timers)
-redis.register_function{ function_name = 'tier_queues', callback = tier_queues,
+redis.register_function('tier_requeue', direct(tier_requeue))
+redis.register_function('tier_register', direct(tier_register))
+redis.register_function('tier_heartbeat', direct(tier_heartbeat))
+redis.register_function('tier_agent_state', direct(tier_agent_state))
+redis.register_function('tier_agent_lost', direct(tier_agent_lost))
+redis.register_function('tier_timers', direct(tier_timers))
+redis.register_function{ function_name = 'tier_queues', callback = direct(tier_queues),
                          flags = { 'no-writes' } }
-redis.register_function{ function_name = 'tier_agents', callback = tier_agents,
+redis.register_function{ function_name = 'tier_agents', callback = direct(tier_agents),
                          flags = { 'no-writes' } }
-redis.register_function{ function_name = 'tier_snapshot', callback = tier_snapshot,
+redis.register_function{ function_name = 'tier_snapshot', callback = direct(tier_snapshot),
                          flags = { 'no-writes' } }
