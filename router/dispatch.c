@@ -236,7 +236,8 @@ static bool s_releases_agent(Tier__V1__EventKind kind)
            kind == TIER__V1__EVENT_KIND__EVENT_ESCALATED ||
            kind == TIER__V1__EVENT_KIND__EVENT_RELEASED ||
            kind == TIER__V1__EVENT_KIND__EVENT_REQUEUED ||
-           kind == TIER__V1__EVENT_KIND__EVENT_ABANDONED;
+           kind == TIER__V1__EVENT_KIND__EVENT_ABANDONED ||
+           kind == TIER__V1__EVENT_KIND__EVENT_DEFERRED;
 }
 
 static uint64_t s_generation(const dispatch_t *self, const worker_t *worker)
@@ -263,11 +264,12 @@ void dispatch_on_event(dispatch_t *self, const Tier__V1__Event *event)
     worker_t *worker = zhashx_lookup(self->by_agent, event->agent);
     if (!worker)
         return;
-    if (event->kind == TIER__V1__EVENT_KIND__EVENT_OFFERED)
+    if (event->kind == TIER__V1__EVENT_KIND__EVENT_OFFERED) {
         worker->held++;
-    else if (s_releases_agent(event->kind) && worker->held > 0) {
-        if (worker->held-- == worker->capacity)
-            worker->idle_since_ms = (int64_t) event->at_ms;
+        worker->idle_since_ms = (int64_t) event->at_ms; //  last activity, for longest idle
+    } else if (s_releases_agent(event->kind) && worker->held > 0) {
+        worker->held--;
+        worker->idle_since_ms = (int64_t) event->at_ms;
         worker->stalled = false;
         self->dirty = true;
     }

@@ -5,6 +5,7 @@
 */
 #include "config.h"
 #include "log.h"
+#include "rules.h"
 #include "server.h"
 
 #include <czmq.h>
@@ -110,6 +111,17 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
+        if (*config->rules_path) {
+            char err[512];
+            rules_t *rules = rules_load(config->rules_path, config, config->sla, err, sizeof(err));
+            if (!rules) {
+                fprintf(stderr, "tierd: %s\n", err);
+                config_destroy(&config);
+                return 2;
+            }
+            printf("# %s: %zu rules\n", config->rules_path, rules_count(rules));
+            rules_destroy(&rules);
+        }
         config_print(config);
         printf("# tierd: settings are valid\n");
         config_destroy(&config);

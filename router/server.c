@@ -315,8 +315,8 @@ static void s_sla_args(server_t *self, const Tier__V1__Ticket *t, const rules_ou
 {
     const sla_t *sla = self->config->sla;
     const sla_targets_t *targets = sla_targets(sla, out->sla_policy, out->priority);
-    store_arg_u64(self->store, (uint64_t) sla_due(sla, self->now_ms, targets->first_response_ms));
-    store_arg_u64(self->store, (uint64_t) sla_due(sla, self->now_ms, targets->resolution_ms));
+    store_arg_u64(self->store, (uint64_t) targets->first_response_ms);
+    store_arg_u64(self->store, (uint64_t) targets->resolution_ms);
     for (int level = 1; level <= SLA_LEVELS; level++)
         store_arg_u64(self->store, (uint64_t) targets->wait_ms[level]);
     store_arg_u64(self->store, (uint64_t) sla_warn_percent(sla));
@@ -378,6 +378,8 @@ static void s_intake(server_t *self, const Tier__V1__Ticket *t, const char *clea
     store_arg_bin(self->store, content, content_size);
     s_sla_args(self, t, &out);
     store_arg_str(self->store, clear_timer);
+    char business[64];
+    store_arg_str(self->store, sla_business_spec(self->config->sla, business, sizeof(business)));
     store_arg_u64(self->store, 1);
     store_arg_str(self->store, created);
     store_arg_u64(self->store, out.hit_count);

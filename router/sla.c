@@ -300,34 +300,22 @@ const sla_targets_t *sla_targets(const sla_t *self, const char *name, int priori
     return &p->targets[priority];
 }
 
-static bool s_open_at(const sla_t *self, const struct tm *local)
+const char *sla_business_spec(const sla_t *self, char *buf, size_t size)
 {
-    int minute = local->tm_hour * 60 + local->tm_min;
-    return (self->business_days & (1 << local->tm_wday)) && minute >= self->business_start_min &&
-           minute < self->business_end_min;
-}
-
-//  Walk business time minute by minute (bounded: at most a year of minutes).
-int64_t sla_due(const sla_t *self, int64_t start_ms, int64_t duration_ms)
-{
-    if (!duration_ms)
-        return 0;
-    if (!self->business_hours)
-        return start_ms + duration_ms;
-    int64_t t = start_ms, left = duration_ms;
-    for (int steps = 0; left > 0 && steps < 366 * 24 * 60; steps++) {
-        time_t seconds = (time_t) (t / 1000);
-        struct tm local;
-        localtime_r(&seconds, &local);
-        int64_t to_next_minute = MINUTE_MS - t % MINUTE_MS;
-        if (s_open_at(self, &local)) {
-            int64_t used = left < to_next_minute ? left : to_next_minute;
-            left -= used;
-            t += used;
-        } else
-            t += to_next_minute;
+    if (!self->business_hours) {
+        snprintf(buf, size, "%s", "");
+        return buf;
     }
-    return t;
+    char days[DAYS_A_WEEK + 1];
+    for (int d = 0; d < DAYS_A_WEEK; d++)
+        days[d] = self->business_days & (1 << d) ? '1' : '0';
+    days[DAYS_A_WEEK] = 0;
+    time_t now = time(NULL);
+    struct tm local;
+    localtime_r(&now, &local);
+    snprintf(buf, size, "%s,%d,%d,%ld", days, self->business_start_min, self->business_end_min,
+             (long) (local.tm_gmtoff / 60));
+    return buf;
 }
 
 int sla_warn_percent(const sla_t *self)

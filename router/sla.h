@@ -6,7 +6,8 @@
     config ("[sla premium]"); each may be refined per priority
     ("[sla chat urgent]"). Intake picks the channel's policy unless a rule
     names another. The deadlines are computed here once, at intake, and
-    stored on the ticket; Redis (store.lua) runs the clocks from there.
+    stored on the ticket as durations; Redis (store.lua) computes the due
+    times, in business hours when configured, and runs the clocks.
 */
 #ifndef TIER_SLA_H
 #define TIER_SLA_H
@@ -47,9 +48,10 @@ bool sla_known(const sla_t *self, const char *name);
 //  Unknown names fall back to "chat".
 const sla_targets_t *sla_targets(const sla_t *self, const char *name, int priority);
 
-//  The due time of `duration_ms` counted from `start_ms`, in business hours
-//  when configured (24/7 by default). 0 stays 0 (no target).
-int64_t sla_due(const sla_t *self, int64_t start_ms, int64_t duration_ms);
+//  Business hours as store.lua reads them: "0111110,480,1080,OFFSET" (open
+//  days from Sunday, opening and closing minute, UTC offset in minutes now),
+//  or "" for 24/7. Returns buf.
+const char *sla_business_spec(const sla_t *self, char *buf, size_t size);
 
 //  Warn at this share of each target, percent (default 80).
 int sla_warn_percent(const sla_t *self);

@@ -46,13 +46,17 @@ local LEVEL_MAX = 3
 local PRIORITY_MAX = 4
 
 -- The ticket fields most transitions need (the hash also holds pb, subj, ...)
--- SLA fields (set at intake from the policy): fdue/rdue first-response and
--- resolution due times, w1..w3 longest waits per level (durations), warn
--- (percent), act (action on breach), boost (ms earlier in the order), pbt
--- (boost per priority, "b1,b2,b3,b4"), paused (when the clock stopped, 0 if
--- running), sf/sr/sw (stage of each clock: 0 running, 1 warned, 2 breached).
+-- SLA fields (set at intake from the policy): ftgt/rtgt first-response and
+-- resolution targets and w1..w3 longest waits per level (business-time
+-- durations), bh business hours (see business_add), fdue/rdue the due times
+-- they give, rstart when the resolution clock started (moved on by pauses),
+-- warn (percent), act (action on breach), boost (ms earlier in the order),
+-- pbt (boost per priority, "b1,b2,b3,b4"), paused (when the clock stopped, 0
+-- if running), sf/sr/sw (stage of each clock: 0 running, 1 warned, 2
+-- breached).
 local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
                'created', 'queued', 'frt', 'lastreq', 'cust', 'fdue', 'rdue',
+               'ftgt', 'rtgt', 'rstart', 'bh', 'ext',
                'w1', 'w2', 'w3', 'warn', 'act', 'boost', 'pbt', 'paused',
                'sf', 'sr', 'sw', 'promised', 'vip' }
 
@@ -160,32 +164,60 @@ local function num(x) return tonumber(x) or 0 end
 -- target; the stage on the ticket (sf/sr/sw) makes each fire exactly once.
 
 -- start and due time of a clock, or nil when it is not running.
+-- Business hours ("0111110,480,1080,-180": open days Sunday first, opening
+-- and closing minute of local time, and the UTC offset in minutes at
+-- intake; "" = 24/7): the time `duration` of business time after `start`.
+local DAY_MS, MINUTE_MS = 86400000, 60000
+local EPOCH_WEEKDAY = 4 -- 1970-01-01 was a Thursday
+
+local function business_add(spec, start, duration)
+  if not spec or spec == '' or duration <= 0 then return start + duration end
+  local days, open_min, close_min, offset = spec:match('^([01]+),(%d+),(%d+),(-?%d+)$')
+  if not days then return start + duration end
+  local off = tonumber(offset) * MINUTE_MS
+  local t, left = start + off, duration
+  for _ = 1, 800 do -- two years of days at most
+    local day = t - t % DAY_MS
+    local weekday = (math.floor(day / DAY_MS) + EPOCH_WEEKDAY) % 7
+    local open, close = day + open_min * MINUTE_MS, day + close_min * MINUTE_MS
+    if days:sub(weekday + 1, weekday + 1) == '1' and t < close then
+      if t < open then t = open end
+      if left <= close - t then return t + left - off end
+      left = left - (close - t)
+    end
+    t = day + DAY_MS
+  end
+  return t - off
+end
+
+-- start, due and warning time of a clock, or nil when it is not running.
 local function clock(t, kind)
+  local start, target
   if kind == 'f' then
     if t.frt ~= '0' and t.frt ~= '' then return nil end
-    if num(t.fdue) > 0 then return num(t.created), num(t.fdue) end
+    start, target = num(t.created), num(t.ftgt)
   elseif kind == 'r' then
     if num(t.paused) > 0 then return nil end
-    if num(t.rdue) > 0 then return num(t.created), num(t.rdue) end
+    start, target = num(t.rstart), num(t.rtgt)
+    if start == 0 then start = num(t.created) end
   else
     if t.state ~= QUEUED then return nil end
-    local wait = num(t['w' .. t.level])
-    if wait > 0 then return num(t.queued), num(t.queued) + wait end
+    start, target = num(t.queued), num(t['w' .. t.level])
   end
-  return nil
+  if target <= 0 then return nil end
+  return start, business_add(t.bh, start, target),
+         business_add(t.bh, start, math.floor(target * num(t.warn) / 100))
 end
 
 local function sla_schedule(t, kind)
   local member = 's:' .. t.id .. ':' .. kind
-  local start, due = clock(t, kind)
+  local start, due, warn_at = clock(t, kind)
   local stage = num(t['s' .. kind])
   if not start or stage >= 2 then
     timer_del(member)
     return
   end
-  local at = due
-  if stage == 0 then at = start + math.floor((due - start) * num(t.warn) / 100) end
-  timer_set(member, N(at))
+  timer_set(member, N(stage == 0 and warn_at or due))
 end
 
 local function sla_clear(t)
@@ -323,7 +355,7 @@ local function rule_decision(t, name, action)
 end
 
 -- args: prefix now ext level dept prio chan vip cust subject pb
---       fdue rdue w1 w2 w3 warn act boost pbt clear_timer
+--       ftgt rtgt w1 w2 w3 warn act boost pbt clear_timer business_hours
 --       nhist hist... nhits (rule action)... nrules (name contacts window
 --       escalated level dept)...
 -- Content rules were applied by the router (their decisions come as hits);
@@ -340,10 +372,13 @@ local function tier_submit(_, a)
   local t = { id = id, level = tonumber(a[4]), dept = a[5], prio = tonumber(a[6]),
               chan = tonumber(a[7]), vip = a[8], cust = a[9], created = N(NOW),
               queued = N(NOW), state = QUEUED, agent = '', att = 0, frt = '0',
-              fdue = a[12], rdue = a[13], w1 = a[14], w2 = a[15], w3 = a[16],
+              ftgt = a[12], rtgt = a[13], w1 = a[14], w2 = a[15], w3 = a[16], bh = a[22],
               warn = a[17], act = a[18], boost = a[19], pbt = a[20], paused = '0',
               sf = '0', sr = '0', sw = '0' }
-  local i = 22
+  t.rstart = t.created
+  t.fdue = num(t.ftgt) > 0 and N(business_add(t.bh, NOW, num(t.ftgt))) or '0'
+  t.rdue = num(t.rtgt) > 0 and N(business_add(t.bh, NOW, num(t.rtgt))) or '0'
+  local i = 23
   local nhist = tonumber(a[i]); i = i + 1
   local hist = { unpack(a, i, i + nhist - 1) }; i = i + nhist
   local nhits = tonumber(a[i]); i = i + 1
@@ -368,6 +403,7 @@ local function tier_submit(_, a)
              'state', QUEUED, 'agent', '', 'att', 0, 'created', t.created,
              'updated', t.created, 'queued', t.queued, 'frt', 0, 'resolved', 0,
              'csat', 0, 'resp', 0, 'esc', 0, 'lastreq', '', 'fdue', t.fdue, 'rdue', t.rdue,
+             'ftgt', t.ftgt, 'rtgt', t.rtgt, 'rstart', t.rstart, 'bh', t.bh,
              'w1', t.w1, 'w2', t.w2, 'w3', t.w3, 'warn', t.warn, 'act', t.act,
              'boost', t.boost, 'pbt', t.pbt, 'paused', 0, 'sf', 0, 'sr', 0, 'sw', 0)
   if nhist > 0 then redis.call('RPUSH', hkey(id), unpack(hist)) end
@@ -584,7 +620,7 @@ local function tier_resolve(_, a)
   unhold(t)
   sla_clear(t)
   local followup = num(a[7 + t.level])
-  if followup > 0 then timer_set('u:' .. t.id, N(NOW + followup)) end
+  if followup > 0 and t.ext:sub(1, 9) ~= 'followup:' then timer_set('u:' .. t.id, N(NOW + followup)) end
   t.state = RESOLVED
   put(t, 'state', RESOLVED, 'resolved', N(NOW))
   history(t.id, H_RESOLVED, t.agent, { x = a[7] })
@@ -714,9 +750,10 @@ local function tier_message(_, a)
   if num(t.paused) > 0 then
     -- The customer answered: the resolution clock runs again, its due time
     -- moved by the time spent waiting on the customer.
-    if num(t.rdue) > 0 then t.rdue = N(num(t.rdue) + NOW - num(t.paused)) end
+    t.rstart = N((num(t.rstart) > 0 and num(t.rstart) or num(t.created)) + NOW - num(t.paused))
+    if num(t.rtgt) > 0 then t.rdue = N(business_add(t.bh, num(t.rstart), num(t.rtgt))) end
     t.paused = '0'
-    put(t, 'paused', 0, 'rdue', t.rdue)
+    put(t, 'paused', 0, 'rdue', t.rdue, 'rstart', t.rstart)
     sla_schedule(t, 'r')
   end
   history(t.id, H_CUSTOMER_MESSAGE, 'customer', { x = a[4] })
@@ -891,14 +928,16 @@ local function sla_act(t, reason)
   if t.state ~= QUEUED or action == SLA_NOTIFY then return end
   if action == SLA_ESCALATE and t.level < LEVEL_MAX then
     dequeue(t)
-    escalate(t, t.level + 1, '', ESC_HIERARCHICAL, 'sla', reason, '', true)
+    escalate(t, t.level + 1, t.dept, ESC_HIERARCHICAL, 'sla', reason, '', true)
   elseif t.prio < PRIORITY_MAX then
     local old = t.prio
     t.prio = t.prio + 1
     t.boost = N(num(t.boost) - priority_boost(t, old) + priority_boost(t, t.prio))
     put(t, 'prio', t.prio, 'boost', t.boost)
     redis.call('ZADD', qkey(t.level, t.dept), order(t), t.id)
-    history(t.id, H_SLA, 'sla', { x = 'priority raised to ' .. t.prio, r = reason, au = true })
+    local names = { 'low', 'normal', 'high', 'urgent' }
+    history(t.id, H_SLA, 'sla', { x = 'priority raised to ' .. names[t.prio], r = reason,
+            au = true })
   end
 end
 
