@@ -63,6 +63,7 @@ static const setting_t s_settings[] = {
     {"workers", "followup_L2", KIND_DURATION, offsetof(config_t, followup_ms[2]), 0, 0, "none"},
     {"workers", "followup_L3", KIND_DURATION, offsetof(config_t, followup_ms[3]), 0, 0, "none"},
     {"workers", "promise_grace", KIND_DURATION, offsetof(config_t, promise_grace_ms), 0, 0, "5m"},
+    STR("metrics", "listen", metrics_listen, "127.0.0.1:9464"),
     {"log", "level", KIND_LOGLEVEL, offsetof(config_t, log_level), 0, 0, "info"},
 };
 #define SETTINGS (sizeof(s_settings) / sizeof(s_settings[0]))
@@ -184,6 +185,8 @@ static int s_apply(config_t *self, const setting_t *s, const char *value, char *
 int config_set(config_t *self, const char *section, const char *key, const char *value, char *err,
                size_t err_size)
 {
+    if (strcmp(section, "grades") == 0)
+        return grades_set(&self->grades, key, value, err, err_size);
     if (strncmp(section, "sla", 3) == 0 && (section[3] == 0 || section[3] == ' '))
         return sla_set(self->sla, section, key, value, err, err_size);
     const setting_t *closest = NULL;
@@ -210,6 +213,7 @@ config_t *config_new(void)
 {
     config_t *self = calloc(1, sizeof(config_t));
     self->sla = sla_new();
+    grades_init(&self->grades);
     char err[256];
     for (size_t i = 0; i < SETTINGS; i++) {
         int rc = s_apply(self, &s_settings[i], s_settings[i].fallback, err, sizeof(err));
@@ -315,4 +319,5 @@ void config_print(const config_t *self)
             printf("\n");
         }
     }
+    grades_print(&self->grades, stdout);
 }

@@ -7,6 +7,7 @@
 #ifndef TIER_CONFIG_H
 #define TIER_CONFIG_H
 
+#include "grades.h"
 #include "sla.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,6 +40,8 @@ typedef struct {
     int64_t followup_ms[CONFIG_LEVELS + 1]; //  [workers] followup_L1..3, 0 = off
     int64_t promise_grace_ms;               //  [workers] promise_grace: then a promise is missed
     sla_t *sla;                             //  [sla], [sla NAME], [sla NAME PRIORITY]
+    char *metrics_listen;                   //  [metrics] listen: HOST:PORT of /metrics, or "off"
+    grades_t grades;                        //  [grades]: limits of the service grades
 } config_t;
 
 //  A config with every default set.

@@ -73,6 +73,8 @@ void events_decode(const redisReply *array, uint64_t seq, int64_t now_ms, Tier__
     event->channel = (Tier__V1__Channel) store_u64(store_elem(array, STORE_EV_CHANNEL));
     event->priority = (Tier__V1__Priority) store_u64(store_elem(array, STORE_EV_PRIORITY));
     event->csat = (uint32_t) store_u64(store_elem(array, STORE_EV_CSAT));
+    event->created_ms = store_u64(store_elem(array, STORE_EV_CREATED));
+    event->queued_ms = store_u64(store_elem(array, STORE_EV_QUEUED));
     event->agent_state = (Tier__V1__AgentState) store_u64(store_elem(array, STORE_EV_AGENT_STATE));
 }
 

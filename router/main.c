@@ -26,6 +26,7 @@ static void s_usage(FILE *out)
             "  --workers EP       workers' ROUTER endpoint     (default tcp://127.0.0.1:5561)\n"
             "  --events EP        events PUB endpoint          (default tcp://127.0.0.1:5562)\n"
             "  --log-level LEVEL  error, warning, notice, info or debug\n"
+            "  --metrics ADDR     HOST:PORT of GET /metrics (default 127.0.0.1:9464), or off\n"
             "  --version, --help\n");
 }
 
@@ -35,7 +36,7 @@ static const struct {
 } s_flag_keys[] = {
     {"redis", "redis", "url"},        {"clients", "router", "clients"},
     {"workers", "router", "workers"}, {"events", "router", "events"},
-    {"log-level", "log", "level"},
+    {"log-level", "log", "level"},    {"metrics", "metrics", "listen"},
 };
 
 static int s_apply_flags(config_t *config, int argc, char **argv)
@@ -47,6 +48,7 @@ static int s_apply_flags(config_t *config, int argc, char **argv)
                                             {"workers", required_argument, 0, 'w'},
                                             {"events", required_argument, 0, 'e'},
                                             {"log-level", required_argument, 0, 'l'},
+                                            {"metrics", required_argument, 0, 'm'},
                                             {"version", no_argument, 0, 'V'},
                                             {"help", no_argument, 0, 'h'},
                                             {0, 0, 0, 0}};

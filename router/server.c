@@ -6,8 +6,11 @@
 #include "server.h"
 #include "dispatch.h"
 #include "events.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
+#include "report.h"
 #include "rules.h"
 #include "sla.h"
 #include "store.h"
@@ -19,13 +22,15 @@
 #include <string.h>
 #include <time.h>
 
-#define BATCH_MAX            512  //  messages read per socket per turn
-#define CRON_MS              100  //  periodic work interval
-#define DEPTH_REFRESH_MS     5000 //  re-read every queue depth from Redis
-#define STATUS_MS            1000 //  systemd STATUS= line
-#define TIMERS_PER_CRON      1000 //  due timers handled per cron
-#define RENEWALS_PER_CALL    256  //  agents per presence renewal call
-#define LEASE_HEARTBEATS     2    //  Redis agent lease, in liveness periods
+#define BATCH_MAX            512     //  messages read per socket per turn
+#define CRON_MS              100     //  periodic work interval
+#define DEPTH_REFRESH_MS     5000    //  re-read every queue depth from Redis
+#define ROLLUP_MS            3600000 //  roll KPI minutes an idle system left into hours
+#define ROLLUP_MINUTES       10      //  minutes rolled up per call, at most
+#define STATUS_MS            1000    //  systemd STATUS= line
+#define TIMERS_PER_CRON      1000    //  due timers handled per cron
+#define RENEWALS_PER_CALL    256     //  agents per presence renewal call
+#define LEASE_HEARTBEATS     2       //  Redis agent lease, in liveness periods
 #define RESULT_TEXT_MAX      65536
 #define SEND_QUEUE_MAX       1000000 //  messages queued per peer before ZeroMQ drops
 #define REJECT_LOG_PER_SEC   20      //  bad input is counted always, logged up to this
@@ -53,6 +58,8 @@ typedef enum {
     OP_REQUEUE,
     OP_RULES_TEST,
     OP_FOLLOWUP,
+    OP_REPORT,
+    OP_ROLLUP,
 } op_t;
 
 typedef struct {
@@ -69,14 +76,17 @@ typedef struct {
 } call_t;
 
 struct _server_t {
-    config_t *config;     //  borrowed
-    zsock_t *clients;     //  ROUTER for integrators
-    zsock_t *workers;     //  ROUTER for workers
-    events_t *events;     //  PUB
-    store_t *store;       //  Redis
-    dispatch_t *dispatch; //  workers and plan
-    rules_t *rules;       //  intake rules (never NULL)
-    int64_t now_ms;       //  clock of the current turn
+    config_t *config;       //  borrowed
+    zsock_t *clients;       //  ROUTER for integrators
+    zsock_t *workers;       //  ROUTER for workers
+    events_t *events;       //  PUB
+    store_t *store;         //  Redis
+    dispatch_t *dispatch;   //  workers and plan
+    rules_t *rules;         //  intake rules (never NULL)
+    metrics_t *metrics;     //  what GET /metrics shows
+    http_t *http;           //  serves /metrics; NULL when [metrics] listen = off
+    int64_t next_rollup_ms; //  next tier_rollup call
+    int64_t now_ms;         //  clock of the current turn
     int64_t next_cron_ms, next_depths_ms, next_status_ms;
     uint64_t received;                                              //  messages read
     uint64_t rejected[TIER__V1__ERROR_CODE__ERROR_BAD_REQUEST + 1]; //  by code
@@ -179,6 +189,7 @@ static void s_count_reject(server_t *self, int code, const char *who, const char
 {
     if (code > 0 && code <= TIER__V1__ERROR_CODE__ERROR_BAD_REQUEST)
         self->rejected[code]++;
+    metrics_rejected(self->metrics, code);
     int64_t second = self->now_ms / 1000;
     if (second != self->reject_log_second) {
         self->reject_log_second = second;
@@ -264,6 +275,7 @@ static void s_apply_events(server_t *self, const store_result_t *result)
         events_decode(result->events->element[i], result->seq_last - count + 1 + i, self->now_ms,
                       &event);
         dispatch_on_event(self->dispatch, &event);
+        metrics_on_event(self->metrics, &event);
         events_publish(self->events, &event);
     }
 }
@@ -544,6 +556,16 @@ static void s_client_request(server_t *self, zmsg_t *envelope, Tier__V1__ClientR
     case TIER__V1__CLIENT_REQUEST__BODY_REQUEUE:
         s_requeue(self, envelope, id, req->requeue);
         break;
+    case TIER__V1__CLIENT_REQUEST__BODY_REPORT: {
+        char reason[256];
+        int code =
+            report_call_begin(self->store, req->report, self->now_ms, reason, sizeof(reason));
+        if (code)
+            s_client_error(self, envelope, id, code, reason);
+        else
+            s_call_end(self, s_call_new(self, OP_REPORT, envelope, id));
+        break;
+    }
     case TIER__V1__CLIENT_REQUEST__BODY_RULES_TEST:
         s_rules_test(self, envelope, id, req->rules_test);
         break;
@@ -925,6 +947,22 @@ static void s_read_back(server_t *self, call_t *call)
     s_call_end(self, get);
 }
 
+static void s_on_report(server_t *self, call_t *call, const store_result_t *result)
+{
+    Tier__V1__ReportReply *report = report_reply_new(result->payload, &self->config->grades);
+    if (!report) {
+        s_client_error(self, call->envelope, call->request_id, TIER__V1__ERROR_CODE__ERROR_INTERNAL,
+                       "report payload is malformed");
+        return;
+    }
+    Tier__V1__ClientReply reply = TIER__V1__CLIENT_REPLY__INIT;
+    reply.request_id = call->request_id;
+    reply.body_case = TIER__V1__CLIENT_REPLY__BODY_REPORT;
+    reply.report = report;
+    s_client_reply(self, call->envelope, &reply);
+    report_reply_destroy(&report);
+}
+
 static void s_on_queues(server_t *self, call_t *call, const store_result_t *result)
 {
     size_t count = result->payload->elements;
@@ -943,6 +981,8 @@ static void s_on_queues(server_t *self, call_t *call, const store_result_t *resu
         ptrs[i] = &infos[i];
         if (call->op == OP_DEPTHS)
             dispatch_set_depth(self->dispatch, infos[i].level, infos[i].department, infos[i].depth);
+        metrics_set_queue(self->metrics, infos[i].level, infos[i].department, infos[i].depth,
+                          infos[i].oldest_ms);
     }
     if (call->op == OP_QUEUES) {
         Tier__V1__QueuesReply queues = TIER__V1__QUEUES_REPLY__INIT;
@@ -1272,6 +1312,9 @@ static void s_on_success(server_t *self, call_t *call, const store_result_t *res
     case OP_RULES_TEST:
         s_on_rules_test(self, call, result);
         break;
+    case OP_REPORT:
+        s_on_report(self, call, result);
+        break;
     case OP_FOLLOWUP:
         log_info("follow-up ticket %s created", store_str(store_elem(result->payload, 0)));
         break;
@@ -1300,6 +1343,7 @@ static void s_on_success(server_t *self, call_t *call, const store_result_t *res
         break;
     case OP_AGENT_LOST:
     case OP_HEARTBEAT:
+    case OP_ROLLUP:
         break;
     }
 }
@@ -1476,6 +1520,13 @@ static void s_cron(server_t *self)
     if (store_reconnect(self->store, self->now_ms) == 0 && !was_up)
         self->next_depths_ms = 0; //  just (re)connected: re-read the queues
     s_check_liveness(self);
+    metrics_redis_up(self->metrics, store_up(self->store));
+    if (store_up(self->store) && self->now_ms >= self->next_rollup_ms) {
+        store_call_begin(self->store, "tier_rollup", self->now_ms);
+        store_arg_u64(self->store, ROLLUP_MINUTES);
+        s_call_simple(self, OP_ROLLUP);
+        self->next_rollup_ms = self->now_ms + ROLLUP_MS;
+    }
     if (store_up(self->store)) {
         s_renew_presence(self);
         store_call_begin(self->store, "tier_timers", self->now_ms);
@@ -1607,6 +1658,9 @@ server_t *server_new(config_t *config)
         return NULL;
     }
     self->dispatch = dispatch_new(config);
+    self->metrics = metrics_new();
+    if (strcmp(config->metrics_listen, METRICS_LISTEN_OFF) != 0) //  NULL: logged, goes on
+        self->http = http_new(config->metrics_listen, self->metrics);
     self->rules = s_load_rules(self);
     if (!self->rules)
         server_destroy(&self);
@@ -1619,6 +1673,8 @@ void server_destroy(server_t **self_p)
         return;
     server_t *self = *self_p;
     rules_destroy(&self->rules);
+    http_destroy(&self->http);
+    metrics_destroy(&self->metrics);
     dispatch_destroy(&self->dispatch);
     store_destroy(&self->store);
     events_destroy(&self->events);

@@ -758,6 +758,7 @@ local function tier_message(_, a)
   end
   history(t.id, H_CUSTOMER_MESSAGE, 'customer', { x = a[4] })
   event(E_MESSAGE, t)
+  kpi('customer_message', t)
   return finish('OK', '', {})
 end
 
