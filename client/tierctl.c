@@ -1003,7 +1003,7 @@ static void s_print_report_row(const Tier__V1__ReportRow *r, const char *key, in
            s_share(r->one_touch_rate, resolved, one_touch),
            s_share(r->self_service_rate, resolved, self),
            s_share(r->escalation_rate, any, escalated), csat,
-           s_share(r->sla_attainment, r->sla_attainment > 0, sla), *r->grade ? r->grade : "-");
+           s_share(r->sla_attainment, r->sla_responses > 0, sla), *r->grade ? r->grade : "-");
 }
 
 static void s_print_report(const Tier__V1__ReportReply *r, const char *since)

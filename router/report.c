@@ -318,6 +318,10 @@ static Tier__V1__ReportRow *s_row_new(const tally_t *t, const parsed_t *p, grade
     row->csat = s_ratio(n[C_RATINGS_4_5], n[C_RATINGS]);
     row->ratings = (uint64_t) n[C_RATINGS];
     row->sla_attainment = s_ratio(n[C_SLA_MET], n[C_SLA_MET] + n[C_SLA_MISSED]);
+    row->sla_responses = (uint64_t) (n[C_SLA_MET] + n[C_SLA_MISSED]);
+    row->csat_score = s_ratio(n[C_RATING_SUM], n[C_RATINGS]);
+    row->escalated_hierarchical = (uint64_t) n[C_ESC_H];
+    row->escalated_functional = (uint64_t) n[C_ESC_F];
     row->grade = (char *) grades_name(grade); //  static: never freed
     row->grade_level = grade;
     if (!row->key) {
