@@ -67,18 +67,6 @@ local function bucket_key(name, start, dim)
   return P .. 'k:' .. name .. ':' .. N(start) .. ':' .. dim
 end
 
--- Add counts (counter name -> increment) under one value to a hash; true
--- when a field was new. A new key always starts with a new field, so the
--- caller sets its expiry then, and an old key is touched again only when a
--- counter first appears in it.
-local function add_counts(key, value, counts)
-  local fresh = false
-  for counter, n in pairs(counts) do
-    if redis.call('HINCRBY', key, value .. '|' .. counter, n) == n then fresh = true end
-  end
-  return fresh
-end
-
 -- Add a HGETALL array to a hash (a minute into its hour or day).
 local function add_flat(key, fields)
   local fresh = false
@@ -134,35 +122,72 @@ local function rollup(limit)
 end
 
 local NOWHERE = {}
+local TALLY = {} -- counts not yet written: "minute|dim" -> { minute, dim, fields }
+local BOTS = {}  -- agent -> is a bot, for the flush's life
 
 -- Add counts (counter -> increment) to the minute of NOW, under the ticket's
 -- channel, level, department and agent, or the level, department and agent
--- given in `at` (an escalation counts where it left from). This runs in
--- nearly every transition: it builds each string once.
+-- given in `at` (an escalation counts where it left from). Counts are only
+-- gathered here; KPI.flush writes them once per batch of calls (store.lua),
+-- so a thousand resolutions in one minute cost one HINCRBY per field, not a
+-- thousand.
 local function tally(t, counts, at)
   at = at or NOWHERE
   local minute = NOW - NOW % MINUTE
-  local late = minute <= rollup(1)
-  local base = P .. 'k:m:' .. N(minute) .. ':'
   local values = { tostring(t.chan), tostring(at.level or t.level), at.dept or t.dept,
                    at.agent or t.agent }
-  local pending = false
   for i, dim in ipairs(DIMS) do
     local value = values[i]
     if dim ~= 'agent' or value ~= '' then
-      local key = base .. dim
-      if add_counts(key, value, counts) then
-        keep(key, minute + MINUTE, MINUTE_KEEP_S)
-        pending = true
+      local slot = minute .. '|' .. dim
+      local entry = TALLY[slot]
+      if not entry then
+        entry = { minute = minute, dim = dim, fields = {} }
+        TALLY[slot] = entry
       end
-      if late then roll_into(minute, dim, add_counts, value, counts) end
+      for counter, n in pairs(counts) do
+        local field = value .. '|' .. counter
+        entry.fields[field] = (entry.fields[field] or 0) + n
+      end
     end
   end
-  if pending and not late then redis.call('ZADD', pending_key(), minute, minute) end
+end
+
+-- Add gathered fields (field -> increment) to a hash; true when one was new.
+local function add_fields(key, fields)
+  local fresh = false
+  for field, n in pairs(fields) do
+    if redis.call('HINCRBY', key, field, n) == n then fresh = true end
+  end
+  return fresh
+end
+
+-- Write what tally gathered: each minute bucket once; a late minute (one
+-- already rolled up) straight into its hour and day too.
+KPI.flush = function()
+  if next(TALLY) == nil then return end
+  local rolled = rollup(1)
+  local pending = {}
+  for _, e in pairs(TALLY) do
+    local key = bucket_key('m', e.minute, e.dim)
+    if add_fields(key, e.fields) then
+      keep(key, e.minute + MINUTE, MINUTE_KEEP_S)
+      pending[e.minute] = true
+    end
+    if e.minute <= rolled then
+      roll_into(e.minute, e.dim, add_fields, e.fields)
+      pending[e.minute] = nil
+    end
+  end
+  for minute in pairs(pending) do redis.call('ZADD', pending_key(), N(minute), N(minute)) end
+  TALLY = {}
+  BOTS = {}
 end
 
 local function is_bot(agent)
-  return agent ~= '' and redis.call('HGET', akey(agent), 'bot') == '1'
+  if agent == '' then return false end
+  if BOTS[agent] == nil then BOTS[agent] = redis.call('HGET', akey(agent), 'bot') == '1' end
+  return BOTS[agent]
 end
 
 KPI.created = function(t)
@@ -172,7 +197,7 @@ end
 -- An assignment is a ticket handled at a level: the base of the escalation
 -- rate. Whether a person ever held the ticket decides self-service later.
 KPI.assigned = function(t)
-  if not is_bot(t.agent) then redis.call('HSET', tkey(t.id), 'k_person', 1) end
+  if not is_bot(t.agent) then put(t, 'k_person', 1) end
   tally(t, { handled = 1 })
 end
 
@@ -320,6 +345,7 @@ local REPORT_DIMS = { channel = 'chan', level = 'level', department = 'dept', ag
 -- (ms) of the UTC hour, which the router turns into local time.
 local function tier_report(_, a)
   begin(a)
+  KPI.flush() -- counts of earlier calls of the same batch
   local by = a[5]
   local by_time = by == 'hour' or by == 'day'
   local dim = REPORT_DIMS[by]

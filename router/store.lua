@@ -272,6 +272,7 @@ end
 local function finish(status, reason, payload)
   save()
   if BATCH then return { status, reason or '', 0, EVENTS, payload or {} } end
+  if KPI.flush then KPI.flush() end
   queue_events()
   local seq = 0
   if #EVENTS > 0 then
@@ -1161,6 +1162,7 @@ local function tier_batch(_, a)
     i = i + 3 + argc
   end
   BATCH = false
+  if KPI.flush then KPI.flush() end
   -- The queues' new depths go with the last call; then one INCRBY numbers
   -- every event of the batch, in order.
   if #results > 0 then
