@@ -252,8 +252,13 @@ static void s_on_event(bench_events_t *self, zmq_msg_t *body)
         tier__v1__event__unpack(NULL, zmq_msg_size(body), (const uint8_t *) zmq_msg_data(body));
     if (!event)
         return;
-    if (self->last_seq && event->seq > self->last_seq + 1)
+    if (self->last_seq && event->seq > self->last_seq + 1) {
         self->missed += event->seq - self->last_seq - 1;
+        if (getenv("TIER_BENCH_PROGRESS"))
+            fprintf(stderr, "tier_bench: events %llu..%llu missing (next: kind %d ticket %s)\n",
+                    (unsigned long long) self->last_seq + 1, (unsigned long long) event->seq - 1,
+                    event->kind, event->ticket_id);
+    }
     if (event->seq > self->last_seq)
         self->last_seq = event->seq;
     if (event->kind == TIER__V1__EVENT_KIND__EVENT_RESOLVED &&

@@ -149,8 +149,14 @@ stop_stack() {
 # to the results, its stderr to a log shown on failure.
 bench() {
   local name=$1; shift
-  local err="$tmp/$name.err"
-  if ! "$bench" "$@" >"$tmp/$name.out" 2>"$err"; then
+  local err="$tmp/$name.err" pid
+  # In the background so that a signal to run.sh is handled at once (bash
+  # runs traps only between commands); the trap then ends tier_bench, whose
+  # workers and tierd die with it.
+  "$bench" "$@" >"$tmp/$name.out" 2>"$err" &
+  pid=$!
+  pids+=("$pid")
+  if ! wait "$pid"; then
     note "tier_bench $name failed:"; cat "$tmp/$name.out" "$err" >&2
     note "tierd log:"; tail -20 "$TIERD_LOG" >&2
     exit 1
@@ -182,6 +188,7 @@ count_start() {
     -e syscalls:sys_enter_write --filter "fd == $fd" \
     -e syscalls:sys_enter_read --filter "fd == $fd" 2>/dev/null &
   COUNT_PID=$!
+  pids+=("$COUNT_PID")
   sleep 0.3
 }
 
