@@ -3,6 +3,8 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer (TIER_SANITIZE=ON).
 #
 #   tests/run-sanitized.sh [BUILD_DIR]      (default: build-sanitize)
+#   TIER_SANITIZE_LABELS='^(tier|fault)$' tests/run-sanitized.sh
+#                                           (the fault suite's smoke run too)
 #
 # A second build directory, so the ordinary build is untouched. Any sanitizer
 # report fails the run, also one from a daemon (tierd, tier-worker) whose test
@@ -26,9 +28,10 @@ mkdir -p "$REPORTS"
 # the faulty step; log_path: reports survive the harness removing its logs.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$REPORTS/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$REPORTS/ubsan"
-# The fault suite and the benchmark have their own runs; here the behaviour tests.
+# By default the behaviour tests; the fault suite (label fault) on request.
+LABELS=${TIER_SANITIZE_LABELS:-^tier\$}
 status=0
-ctest --test-dir "$BUILD" -L '^tier$' --output-on-failure || status=$?
+ctest --test-dir "$BUILD" -L "$LABELS" --output-on-failure || status=$?
 
 if [ -n "$(ls -A "$REPORTS")" ]; then
   echo "run-sanitized: sanitizer reports:" >&2

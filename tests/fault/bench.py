@@ -222,18 +222,20 @@ class Bench:
         self._revive_tierd(problems)
         if not self.load.wait(timeout):
             self.load.stop()
-        loaded = time.monotonic()
+        self.phases = {"load_s": time.monotonic()}
         tickets, quiet = self._settle(problems)
         dead = self._requeue_dead(tickets)
         if dead:
             tickets, quiet = self._settle(problems)
         count, ext_map = self._redis_view()
         verdict = audit.judge(self.pb, self.load, tickets, count, ext_map)
+        self.phases["audit_s"] = time.monotonic()
         problems += self.after_quiet() if self.after_quiet else []
         problems += self._end_problems(verdict, quiet)
         problems += self.shutdown()
+        self.phases["total_s"] = time.monotonic()
         self.notes.setdefault("dead", len(dead))
-        return not problems, self._line(verdict, loaded), verdict, problems, tickets
+        return not problems, self._line(verdict), verdict, problems, tickets
 
     def _settle(self, problems):
         """Until every queue is empty, then every acknowledged ticket as
@@ -299,7 +301,7 @@ class Bench:
         busy = sorted(f"{a.id}={a.load}" for a in self.agents().values() if a.load)
         return ghosts, busy
 
-    def _line(self, v, loaded):
+    def _line(self, v):
         fields = [f"case={self.case}", f"acked={v.acked}", f"resolved={v.resolved}",
                   f"lost={len(v.lost)}", f"duplicated={len(v.duplicated)}",
                   f"abandoned={v.abandoned}", f"misapplied={len(v.misapplied)}",
@@ -309,8 +311,7 @@ class Bench:
         fields += [f"requeued={v.requeued}", f"max_attempt={v.max_attempt}",
                    f"agents_lost={log.count('silent for') + log.count('lease expired')}"]
         fields += [f"resends={self.load.resends}", f"unavailable={self.load.unavailable}",
-                   f"load_s={loaded - self.started:.0f}",
-                   f"total_s={time.monotonic() - self.started:.0f}"]
+                   *(f"{k}={t - self.started:.0f}" for k, t in self.phases.items())]
         return " ".join(fields)
 
     # -- evidence
