@@ -141,8 +141,11 @@ def case_worker_sigstop(b):
                    late_not_registered=fields["not_registered"],
                    late_stale_on_register=fields["stale_on_register"],
                    late_stale_results=fields["stale_results"], late_applied=fields["applied"])
+    # The late worker proves refusal deterministically. A stopped tier-worker
+    # may finish its tickets in the instant before SIGSTOP lands, so its
+    # refusals are reported, not required; anything it got applied late
+    # would show in the audit (misapplied, duplicated).
     harness.check(late_ok, f"late results all refused: {fields}")
-    harness.check(not holding or refused, "the stopped workers' late results were refused")
 
 
 def case_redis_restart(b):
@@ -204,17 +207,23 @@ def case_dead_letters(b):
     b.start_load()
     harness.check(b.load.wait(max(120, 3 * b.count / b.rate)), "the load was acknowledged")
     harness.check(b._wait_quiet(), "queues empty: every poisoned ticket dead-lettered")
-    listed = b.tb.tierctl("dead", "--limit", b.count, tierd=b.tierd)["tickets"]
-    wrong = [t["id"] for t in listed if not t["id"].endswith("7")
-             or t["state"] != "dead" or t["attempt"] != POISON_ATTEMPTS]
-    harness.check(listed and not wrong, f"dead letters are the poisoned tickets, each offered "
-                                        f"{POISON_ATTEMPTS} times: {len(listed)} listed, "
-                                        f"wrong: {wrong[:5]}")
-    shown = b.tb.tierctl("show", listed[0]["id"], tierd=b.tierd)
+    listed = {t["id"]: t for t in
+              b.tb.tierctl("dead", "--limit", b.count, tierd=b.tierd)["tickets"]}
+    poisoned = {tid for tid in b.load.acked.values()
+                if tid.endswith("7") and tid not in b.load.cancelled}
+    missing = sorted(poisoned - set(listed))
+    wrong = [tid for tid in poisoned & set(listed)
+             if listed[tid]["state"] != "dead" or listed[tid]["attempt"] != POISON_ATTEMPTS]
+    harness.check(poisoned and not missing and not wrong,
+                  f"every poisoned ticket is a dead letter offered {POISON_ATTEMPTS} times: "
+                  f"{len(poisoned)} poisoned, missing {missing[:5]}, wrong {wrong[:5]}")
+    shown = b.tb.tierctl("show", sorted(poisoned)[0], tierd=b.tierd)
     reasons = [h["reason"] for h in shown["history"] if h["kind"] in ("released",
                                                                        "dead_lettered")]
     harness.check(len(reasons) == POISON_ATTEMPTS + 1, f"history says why: {reasons}")
-    b.notes["dead_listed"] = len(listed)
+    # Others may be dead too (offers timing out on a loaded machine): they
+    # are requeued like the rest and must finish.
+    b.notes.update(dead_listed=len(listed), dead_poisoned=len(poisoned))
     with open(b.fixed, "w"):
         pass                                  # the operator fixed the handler
     # finish() requeues every dead letter with tierctl requeue; they must end.
