@@ -58,13 +58,11 @@ FORGETFUL_WORKERS = 4        # lost_replies: workers that resend every result
 POISON_ATTEMPTS = 3          # dead_letters: max_attempts of that case's tierd
 
 
-class Skipped(Exception):
-    pass
-
-
 # ---------------------------------------------------------------------------
-# Cases: each gets a Bench with the fleet up and returns nothing; the bench
-# audits afterwards. Faults are spread over the load by acknowledged count.
+# Cases: each gets a Bench (with the tier-worker fleet up unless its options
+# say "fleet": False), starts the load, injects its fault and returns; the
+# bench audits afterwards. Faults are spread over the load by acknowledged
+# count, so they land while tickets are arriving whatever the machine's speed.
 
 def case_router_sigkill(b):
     b.start_load()
@@ -76,7 +74,6 @@ def case_router_sigkill(b):
         time.sleep(b.random.uniform(0.1, 1.0))
         b.tierd.restart()
     b.notes["tierd_kills"] = kills
-    harness.check(kills == 5, "tierd was killed five times")
 
 
 def case_worker_sigkill(b):
