@@ -511,6 +511,10 @@ local function tier_assign(_, a)
   local agent, n, offer_ms, max_att = a[3], tonumber(a[4]), tonumber(a[5]), tonumber(a[6])
   local queues = { unpack(a, 8, 7 + tonumber(a[7])) }
   local limits = channel_limits(agent)
+  -- Redis has the last word on capacity: an offer made elsewhere in this
+  -- batch (a promise coming due) counts too.
+  local cap = tonumber(redis.call('HGET', akey(agent), 'cap') or '0')
+  if cap > 0 then n = math.min(n, cap - redis.call('SCARD', wkey(agent))) end
   local offered = {}
   while #offered < n do
     local id, q = best_head(queues, limits)
