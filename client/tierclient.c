@@ -53,9 +53,11 @@ static void s_clear_error(tierclient_t *self)
 
 tierclient_t *tierclient_new(const char *endpoint, int timeout_ms)
 {
-    if (!endpoint) return NULL;
+    if (!endpoint)
+        return NULL;
     tierclient_t *self = calloc(1, sizeof(tierclient_t));
-    if (!self) return NULL;
+    if (!self)
+        return NULL;
     self->endpoint = strdup(endpoint);
     self->dealer = zsock_new(ZMQ_DEALER);
     self->retries = TIERCLIENT_DEFAULT_RETRIES;
@@ -65,7 +67,8 @@ tierclient_t *tierclient_new(const char *endpoint, int timeout_ms)
         zsock_set_sndhwm(self->dealer, HWM_MESSAGES);
         zsock_set_rcvhwm(self->dealer, HWM_MESSAGES);
         tierclient_set_timeout(self, timeout_ms);
-        if (zsock_attach(self->dealer, endpoint, false) == 0) return self;
+        if (zsock_attach(self->dealer, endpoint, false) == 0)
+            return self;
     }
     tierclient_destroy(&self);
     return NULL;
@@ -73,7 +76,8 @@ tierclient_t *tierclient_new(const char *endpoint, int timeout_ms)
 
 void tierclient_destroy(tierclient_t **self_p)
 {
-    if (!self_p || !*self_p) return;
+    if (!self_p || !*self_p)
+        return;
     tierclient_t *self = *self_p;
     zsock_destroy(&self->dealer);
     free(self->endpoint);
@@ -100,11 +104,14 @@ int tierclient_errcode(tierclient_t *self)
 
 const char *tierclient_errname(tierclient_t *self)
 {
-    if (self->errcode == TIERCLIENT_TIMEOUT) return "TIMEOUT";
-    if (self->errcode == TIERCLIENT_FAILED) return "FAILED";
+    if (self->errcode == TIERCLIENT_TIMEOUT)
+        return "TIMEOUT";
+    if (self->errcode == TIERCLIENT_FAILED)
+        return "FAILED";
     const ProtobufCEnumValue *v =
         protobuf_c_enum_descriptor_get_value(&tier__v1__error_code__descriptor, self->errcode);
-    if (!v) return "UNKNOWN";
+    if (!v)
+        return "UNKNOWN";
     const char *suffix = strchr(v->name, '_'); // "ERROR_UNKNOWN_TICKET" -> "UNKNOWN_TICKET"
     return suffix ? suffix + 1 : v->name;
 }
@@ -129,7 +136,8 @@ static int s_send(tierclient_t *self, const Tier__V1__ClientRequest *request)
         return -1;
     }
     tier__v1__client_request__pack(request, zframe_data(frame));
-    if (zframe_send(&frame, self->dealer, 0) == 0) return 0;
+    if (zframe_send(&frame, self->dealer, 0) == 0)
+        return 0;
     zframe_destroy(&frame);
     s_set_error(self, TIERCLIENT_FAILED,
                 "cannot send to %s within %d ms: %s (too many requests in flight?)", self->endpoint,
@@ -145,10 +153,11 @@ static int s_wait(tierclient_t *self, int64_t deadline)
     long wait_ms = -1;
     if (deadline >= 0) {
         int64_t left = deadline - zclock_mono();
-        wait_ms = left > 0 ? (long)left : 0;
+        wait_ms = left > 0 ? (long) left : 0;
     }
     int rc = zmq_poll(&item, 1, wait_ms);
-    if (rc < 0) return -1;
+    if (rc < 0)
+        return -1;
     return rc > 0 && (item.revents & ZMQ_POLLIN);
 }
 
@@ -193,7 +202,8 @@ static Tier__V1__ClientReply *s_await(tierclient_t *self, uint64_t request_id, i
     while (true) {
         int ready = s_wait(self, deadline);
         if (ready <= 0) {
-            if (!garbled) s_set_wait_error(self, ready, self->timeout_ms); // else keep s_read's
+            if (!garbled)
+                s_set_wait_error(self, ready, self->timeout_ms); // else keep s_read's
             return NULL;
         }
         Tier__V1__ClientReply *reply = s_read(self);
@@ -205,7 +215,8 @@ static Tier__V1__ClientReply *s_await(tierclient_t *self, uint64_t request_id, i
         // with one request in flight, that refusal is ours.
         bool refused_unread = reply->request_id == UNDECODABLE_ID && reply->error &&
                               reply->error->code != TIER__V1__ERROR_CODE__ERROR_NONE;
-        if (reply->request_id == request_id || refused_unread) return reply;
+        if (reply->request_id == request_id || refused_unread)
+            return reply;
         tier__v1__client_reply__free_unpacked(reply, NULL); // stale: an earlier call's
     }
 }
@@ -222,7 +233,8 @@ static Tier__V1__ClientReply *s_check(tierclient_t *self, Tier__V1__ClientReply 
     bool has_hint = error->hint && *error->hint;
     s_set_error(self, error->code, "%s%s%s%s", error->reason ? error->reason : "",
                 has_hint ? " (" : "", has_hint ? error->hint : "", has_hint ? ")" : "");
-    if (!*self->errstr) s_set_error(self, error->code, "refused without a reason");
+    if (!*self->errstr)
+        s_set_error(self, error->code, "refused without a reason");
     tier__v1__client_reply__free_unpacked(reply, NULL);
     return NULL;
 }
@@ -237,11 +249,14 @@ static Tier__V1__ClientReply *s_call(tierclient_t *self, Tier__V1__ClientRequest
     request->protocol_version = PROTOCOL_VERSION;
     int tries = 1 + (resend ? self->retries : 0);
     for (int attempt = 0; attempt < tries; attempt++) {
-        if (s_send(self, request)) return NULL;
+        if (s_send(self, request))
+            return NULL;
         Tier__V1__ClientReply *reply =
             s_await(self, request->request_id, zclock_mono() + self->timeout_ms);
-        if (reply) return s_check(self, reply);
-        if (self->errcode != TIERCLIENT_TIMEOUT) return NULL;
+        if (reply)
+            return s_check(self, reply);
+        if (self->errcode != TIERCLIENT_TIMEOUT)
+            return NULL;
     }
     if (tries > 1)
         s_set_error(self, TIERCLIENT_TIMEOUT, "no answer from %s within %d ms, %d tries",
@@ -254,7 +269,8 @@ static Tier__V1__ClientReply *s_call(tierclient_t *self, Tier__V1__ClientRequest
 static Tier__V1__ClientReply *s_expect(tierclient_t *self, Tier__V1__ClientReply *reply,
                                        Tier__V1__ClientReply__BodyCase body_case, const char *what)
 {
-    if (!reply || reply->body_case == body_case) return reply;
+    if (!reply || reply->body_case == body_case)
+        return reply;
     s_set_error(self, TIERCLIENT_FAILED, "%s answered without %s (a router bug?)", self->endpoint,
                 what);
     tier__v1__client_reply__free_unpacked(reply, NULL);
@@ -267,7 +283,8 @@ static Tier__V1__Ticket *s_ticket_call(tierclient_t *self, Tier__V1__ClientReque
 {
     Tier__V1__ClientReply *reply = s_expect(self, s_call(self, request, resend),
                                             TIER__V1__CLIENT_REPLY__BODY_TICKET, "a ticket");
-    if (!reply) return NULL;
+    if (!reply)
+        return NULL;
     Tier__V1__Ticket *ticket = reply->ticket;
     // Detach it: protobuf-c allocates each sub-message on its own, and
     // free_unpacked skips a oneof member whose case is not set.
@@ -281,7 +298,8 @@ static Tier__V1__Ticket *s_ticket_call(tierclient_t *self, Tier__V1__ClientReque
 static int s_make_external_id(tierclient_t *self, char *buffer, size_t size)
 {
     unsigned char bytes[EXTERNAL_ID_BYTES];
-    if (size < 2 * sizeof bytes + 1 || getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes) {
+    if (size < 2 * sizeof bytes + 1 ||
+        getrandom(bytes, sizeof bytes, 0) != (ssize_t) sizeof bytes) {
         s_set_error(self, TIERCLIENT_FAILED, "cannot make an external_id: %s", strerror(errno));
         return -1;
     }
@@ -314,7 +332,8 @@ int tierclient_submit(tierclient_t *self, const Tier__V1__Ticket *ticket, char *
 {
     char external_id[2 * EXTERNAL_ID_BYTES + 1] = "";
     bool made_up = !ticket->external_id || !*ticket->external_id;
-    if (made_up && s_make_external_id(self, external_id, sizeof external_id)) return -1;
+    if (made_up && s_make_external_id(self, external_id, sizeof external_id))
+        return -1;
     Tier__V1__Ticket copy;
     s_submit_ticket(ticket, external_id, &copy);
     Tier__V1__SubmitRequest submit = TIER__V1__SUBMIT_REQUEST__INIT;
@@ -324,14 +343,16 @@ int tierclient_submit(tierclient_t *self, const Tier__V1__Ticket *ticket, char *
     request.submit = &submit;
     Tier__V1__ClientReply *reply = s_expect(self, s_call(self, &request, true),
                                             TIER__V1__CLIENT_REPLY__BODY_SUBMITTED, "an id");
-    if (!reply) return -1;
+    if (!reply)
+        return -1;
     int rc = 0;
     if (id_p && !(*id_p = strdup(reply->submitted->id ? reply->submitted->id : ""))) {
         s_set_error(self, TIERCLIENT_FAILED, "out of memory");
         rc = -1;
     }
     // A made-up external_id is known only to our own earlier tries.
-    if (duplicate_p) *duplicate_p = made_up ? false : reply->submitted->duplicate;
+    if (duplicate_p)
+        *duplicate_p = made_up ? false : reply->submitted->duplicate;
     tier__v1__client_reply__free_unpacked(reply, NULL);
     return rc;
 }
@@ -339,7 +360,7 @@ int tierclient_submit(tierclient_t *self, const Tier__V1__Ticket *ticket, char *
 Tier__V1__Ticket *tierclient_get(tierclient_t *self, const char *id, bool with_history)
 {
     Tier__V1__GetRequest get = TIER__V1__GET_REQUEST__INIT;
-    get.id = (char *)id;
+    get.id = (char *) id;
     get.with_history = with_history;
     Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
     request.body_case = TIER__V1__CLIENT_REQUEST__BODY_GET;
@@ -350,8 +371,8 @@ Tier__V1__Ticket *tierclient_get(tierclient_t *self, const char *id, bool with_h
 Tier__V1__Ticket *tierclient_cancel(tierclient_t *self, const char *id, const char *reason)
 {
     Tier__V1__CancelRequest cancel = TIER__V1__CANCEL_REQUEST__INIT;
-    cancel.id = (char *)id;
-    cancel.reason = (char *)(reason ? reason : "");
+    cancel.id = (char *) id;
+    cancel.reason = (char *) (reason ? reason : "");
     Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
     request.body_case = TIER__V1__CLIENT_REQUEST__BODY_CANCEL;
     request.cancel = &cancel;
@@ -361,8 +382,8 @@ Tier__V1__Ticket *tierclient_cancel(tierclient_t *self, const char *id, const ch
 Tier__V1__Ticket *tierclient_message(tierclient_t *self, const char *id, const char *text)
 {
     Tier__V1__CustomerMessageRequest message = TIER__V1__CUSTOMER_MESSAGE_REQUEST__INIT;
-    message.id = (char *)id;
-    message.text = (char *)text;
+    message.id = (char *) id;
+    message.text = (char *) text;
     Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
     request.body_case = TIER__V1__CLIENT_REQUEST__BODY_MESSAGE;
     request.message = &message;
@@ -373,9 +394,9 @@ Tier__V1__Ticket *tierclient_rate(tierclient_t *self, const char *id, unsigned c
                                   const char *comment)
 {
     Tier__V1__RateRequest rate = TIER__V1__RATE_REQUEST__INIT;
-    rate.id = (char *)id;
+    rate.id = (char *) id;
     rate.csat = csat;
-    rate.comment = (char *)(comment ? comment : "");
+    rate.comment = (char *) (comment ? comment : "");
     Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
     request.body_case = TIER__V1__CLIENT_REQUEST__BODY_RATE;
     request.rate = &rate;
@@ -390,7 +411,8 @@ Tier__V1__QueuesReply *tierclient_queues(tierclient_t *self)
     request.queues = &queues;
     Tier__V1__ClientReply *reply =
         s_expect(self, s_call(self, &request, true), TIER__V1__CLIENT_REPLY__BODY_QUEUES, "queues");
-    if (!reply) return NULL;
+    if (!reply)
+        return NULL;
     Tier__V1__QueuesReply *result = reply->queues;
     reply->queues = NULL;
     reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
@@ -406,7 +428,8 @@ Tier__V1__AgentsReply *tierclient_agents(tierclient_t *self)
     request.agents = &agents;
     Tier__V1__ClientReply *reply =
         s_expect(self, s_call(self, &request, true), TIER__V1__CLIENT_REPLY__BODY_AGENTS, "agents");
-    if (!reply) return NULL;
+    if (!reply)
+        return NULL;
     Tier__V1__AgentsReply *result = reply->agents;
     reply->agents = NULL;
     reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
@@ -422,7 +445,8 @@ Tier__V1__SnapshotReply *tierclient_snapshot(tierclient_t *self)
     request.snapshot = &snapshot;
     Tier__V1__ClientReply *reply = s_expect(self, s_call(self, &request, true),
                                             TIER__V1__CLIENT_REPLY__BODY_SNAPSHOT, "a snapshot");
-    if (!reply) return NULL;
+    if (!reply)
+        return NULL;
     Tier__V1__SnapshotReply *result = reply->snapshot;
     reply->snapshot = NULL;
     reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
@@ -440,7 +464,8 @@ Tier__V1__DeadLettersReply *tierclient_dead_letters(tierclient_t *self, unsigned
     Tier__V1__ClientReply *reply =
         s_expect(self, s_call(self, &request, true), TIER__V1__CLIENT_REPLY__BODY_DEAD_LETTERS,
                  "dead letters");
-    if (!reply) return NULL;
+    if (!reply)
+        return NULL;
     Tier__V1__DeadLettersReply *result = reply->dead_letters;
     reply->dead_letters = NULL;
     reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
@@ -452,10 +477,10 @@ Tier__V1__Ticket *tierclient_requeue(tierclient_t *self, const char *id, Tier__V
                                      const char *department, const char *reason)
 {
     Tier__V1__RequeueRequest requeue = TIER__V1__REQUEUE_REQUEST__INIT;
-    requeue.id = (char *)id;
+    requeue.id = (char *) id;
     requeue.level = level;
-    requeue.department = (char *)(department ? department : "");
-    requeue.reason = (char *)(reason ? reason : "");
+    requeue.department = (char *) (department ? department : "");
+    requeue.reason = (char *) (reason ? reason : "");
     Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
     request.body_case = TIER__V1__CLIENT_REQUEST__BODY_REQUEUE;
     request.requeue = &requeue;
@@ -474,7 +499,8 @@ Tier__V1__RulesTestReply *tierclient_rules_test(tierclient_t *self, const Tier__
     Tier__V1__ClientReply *reply =
         s_expect(self, s_call(self, &request, true), TIER__V1__CLIENT_REPLY__BODY_RULES_TEST,
                  "a rules test");
-    if (!reply) return NULL;
+    if (!reply)
+        return NULL;
     Tier__V1__RulesTestReply *result = reply->rules_test;
     reply->rules_test = NULL;
     reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
@@ -488,13 +514,14 @@ Tier__V1__ReportReply *tierclient_report(tierclient_t *self, uint64_t since_ms, 
     Tier__V1__ReportRequest report = TIER__V1__REPORT_REQUEST__INIT;
     report.since_ms = since_ms;
     report.until_ms = until_ms;
-    report.by = (char *)(by ? by : "");
+    report.by = (char *) (by ? by : "");
     Tier__V1__ClientRequest request = TIER__V1__CLIENT_REQUEST__INIT;
     request.body_case = TIER__V1__CLIENT_REQUEST__BODY_REPORT;
     request.report = &report;
-    Tier__V1__ClientReply *reply =
-        s_expect(self, s_call(self, &request, true), TIER__V1__CLIENT_REPLY__BODY_REPORT, "a report");
-    if (!reply) return NULL;
+    Tier__V1__ClientReply *reply = s_expect(self, s_call(self, &request, true),
+                                            TIER__V1__CLIENT_REPLY__BODY_REPORT, "a report");
+    if (!reply)
+        return NULL;
     Tier__V1__ReportReply *result = reply->report;
     reply->report = NULL;
     reply->body_case = TIER__V1__CLIENT_REPLY__BODY__NOT_SET;
@@ -506,7 +533,8 @@ uint64_t tierclient_send_submit(tierclient_t *self, const Tier__V1__Ticket *tick
 {
     char external_id[2 * EXTERNAL_ID_BYTES + 1] = "";
     bool made_up = !ticket->external_id || !*ticket->external_id;
-    if (made_up && s_make_external_id(self, external_id, sizeof external_id)) return 0;
+    if (made_up && s_make_external_id(self, external_id, sizeof external_id))
+        return 0;
     Tier__V1__Ticket copy;
     s_submit_ticket(ticket, external_id, &copy);
     Tier__V1__SubmitRequest submit = TIER__V1__SUBMIT_REQUEST__INIT;
@@ -516,7 +544,8 @@ uint64_t tierclient_send_submit(tierclient_t *self, const Tier__V1__Ticket *tick
     request.protocol_version = PROTOCOL_VERSION;
     request.body_case = TIER__V1__CLIENT_REQUEST__BODY_SUBMIT;
     request.submit = &submit;
-    if (s_send(self, &request)) return 0;
+    if (s_send(self, &request))
+        return 0;
     s_clear_error(self);
     return request.request_id;
 }
@@ -530,7 +559,8 @@ int tierclient_recv(tierclient_t *self, int timeout_ms, Tier__V1__ClientReply **
         s_set_wait_error(self, ready, timeout_ms);
         return -1;
     }
-    if (!(*reply_p = s_read(self))) return -1;
+    if (!(*reply_p = s_read(self)))
+        return -1;
     s_clear_error(self);
     return 0;
 }

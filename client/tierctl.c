@@ -112,9 +112,12 @@ static int s_next_option(options_t *opts, int argc, char **argv, const struct op
 static int s_expect_args(options_t *opts, int argc, char **argv, int min, int max)
 {
     int count = argc - optind;
-    if (opts->exit_code != EXIT_CONTINUE) return -1;
-    if (count < min) s_usage_error(opts, "missing argument: %s", opts->command->usage);
-    if (count > max) s_usage_error(opts, "unexpected argument \"%s\"", argv[optind + max]);
+    if (opts->exit_code != EXIT_CONTINUE)
+        return -1;
+    if (count < min)
+        s_usage_error(opts, "missing argument: %s", opts->command->usage);
+    if (count > max)
+        s_usage_error(opts, "unexpected argument \"%s\"", argv[optind + max]);
     return opts->exit_code == EXIT_CONTINUE ? 0 : -1;
 }
 
@@ -130,10 +133,12 @@ static long s_parse_count(const char *text)
 static void s_parse_enum(options_t *opts, const ProtobufCEnumDescriptor *d, const char *option,
                          const char *text, int *value)
 {
-    if (tierjson_enum_value(d, text, value) == 0 && *value != 0) return;
+    if (tierjson_enum_value(d, text, value) == 0 && *value != 0)
+        return;
     fprintf(stderr, "tierctl %s: --%s \"%s\" is not one of:", opts->command->name, option, text);
     for (unsigned i = 0; i < d->n_values; i++)
-        if (d->values[i].value) fprintf(stderr, " %s", tierjson_enum_name(d, d->values[i].value));
+        if (d->values[i].value)
+            fprintf(stderr, " %s", tierjson_enum_name(d, d->values[i].value));
     fprintf(stderr, "\n");
     opts->exit_code = EXIT_USAGE;
 }
@@ -144,19 +149,20 @@ static void s_parse_enum(options_t *opts, const ProtobufCEnumDescriptor *d, cons
 // "12:03:04.120", local time.
 static const char *s_clock(uint64_t ms, char *buffer)
 {
-    time_t seconds = (time_t)(ms / MS_PER_SECOND);
+    time_t seconds = (time_t) (ms / MS_PER_SECOND);
     struct tm tm;
     localtime_r(&seconds, &tm);
     size_t len = strftime(buffer, TEXT_MAX, "%H:%M:%S", &tm);
-    snprintf(buffer + len, TEXT_MAX - len, ".%03u", (unsigned)(ms % MS_PER_SECOND));
+    snprintf(buffer + len, TEXT_MAX - len, ".%03u", (unsigned) (ms % MS_PER_SECOND));
     return buffer;
 }
 
 // "2024-11-22 12:03:04", local time; "-" for 0 (not yet).
 static const char *s_date(uint64_t ms, char *buffer)
 {
-    if (!ms) return "-";
-    time_t seconds = (time_t)(ms / MS_PER_SECOND);
+    if (!ms)
+        return "-";
+    time_t seconds = (time_t) (ms / MS_PER_SECOND);
     struct tm tm;
     localtime_r(&seconds, &tm);
     strftime(buffer, TEXT_MAX, "%Y-%m-%d %H:%M:%S", &tm);
@@ -185,8 +191,9 @@ static const char *s_duration(uint64_t ms, char *buffer)
 // How long ago ms was, as a duration; "-" for 0 (never).
 static const char *s_ago(uint64_t ms, char *buffer)
 {
-    uint64_t now = (uint64_t)zclock_time();
-    if (!ms) return "-";
+    uint64_t now = (uint64_t) zclock_time();
+    if (!ms)
+        return "-";
     return s_duration(now > ms ? now - ms : 0, buffer);
 }
 
@@ -212,12 +219,15 @@ static char *s_join(char **items, size_t count, const char *sep)
     for (size_t i = 0; i < count; i++)
         size += strlen(items[i]) + strlen(sep);
     char *joined = calloc(1, size);
-    if (!joined) return NULL;
+    if (!joined)
+        return NULL;
     for (size_t i = 0; i < count; i++) {
-        if (i) strcat(joined, sep);
+        if (i)
+            strcat(joined, sep);
         strcat(joined, items[i]);
     }
-    if (!count) strcpy(joined, "-");
+    if (!count)
+        strcpy(joined, "-");
     return joined;
 }
 
@@ -281,7 +291,8 @@ static int s_finish_ticket(options_t *opts, tierclient_t *client, Tier__V1__Tick
         rc = s_print_json(tierjson_ticket(ticket));
     else
         print(ticket);
-    if (ticket) tier__v1__ticket__free_unpacked(ticket, NULL);
+    if (ticket)
+        tier__v1__ticket__free_unpacked(ticket, NULL);
     tierclient_destroy(&client);
     return rc;
 }
@@ -331,15 +342,15 @@ static void s_submit_option(options_t *opts, int c, Tier__V1__Ticket *t, Tier__V
         break;
     case 'c':
         s_parse_enum(opts, &tier__v1__channel__descriptor, "channel", optarg, &value);
-        t->channel = (Tier__V1__Channel)value;
+        t->channel = (Tier__V1__Channel) value;
         break;
     case 'r':
         s_parse_enum(opts, &tier__v1__priority__descriptor, "priority", optarg, &value);
-        t->priority = (Tier__V1__Priority)value;
+        t->priority = (Tier__V1__Priority) value;
         break;
     case 'l':
         s_parse_enum(opts, &tier__v1__level__descriptor, "level", optarg, &value);
-        t->level = (Tier__V1__Level)value;
+        t->level = (Tier__V1__Level) value;
         break;
     }
 }
@@ -378,8 +389,9 @@ static int s_cmd_submit(options_t *opts, int argc, char **argv)
     ticket.channel = TIER__V1__CHANNEL__CHANNEL_CHAT;
     ticket.priority = TIER__V1__PRIORITY__PRIORITY_NORMAL;
     ticket.level = TIER__V1__LEVEL__LEVEL_L1;
-    char **tags = calloc((size_t)argc, sizeof(char *)); // no more tags than arguments
-    if (!tags) return EXIT_REFUSED;
+    char **tags = calloc((size_t) argc, sizeof(char *)); // no more tags than arguments
+    if (!tags)
+        return EXIT_REFUSED;
     ticket.tags = tags;
     int c;
     while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
@@ -418,9 +430,12 @@ static void s_print_history_entry(const Tier__V1__HistoryEntry *h)
         printf(" %s -> %s ", s_place(h->from_level, h->from_department, from),
                s_place(h->to_level, h->to_department, to));
     bool has_text = *h->text, has_reason = *h->reason;
-    if (*h->actor) printf(" %s%s", h->actor, has_text || has_reason ? ":" : "");
-    if (has_text) printf(" %s", h->text);
-    if (has_reason) printf(has_text ? " (%s)" : " %s", h->reason);
+    if (*h->actor)
+        printf(" %s%s", h->actor, has_text || has_reason ? ":" : "");
+    if (has_text)
+        printf(" %s", h->text);
+    if (has_reason)
+        printf(has_text ? " (%s)" : " %s", h->reason);
     printf("%s\n", h->automatic ? " [automatic]" : "");
 }
 
@@ -430,8 +445,10 @@ static void s_print_customer(const Tier__V1__Customer *cu)
     bool named = *cu->name, known = *cu->id;
     printf("  customer  %s%s%s%s%s", named || known ? cu->name : "-", named && known ? " (" : "",
            cu->id, named && known ? ")" : "", cu->vip ? " VIP" : "");
-    if (*cu->email) printf(" %s", cu->email);
-    if (*cu->phone) printf(" %s", cu->phone);
+    if (*cu->email)
+        printf(" %s", cu->email);
+    if (*cu->phone)
+        printf(" %s", cu->phone);
     printf("\n");
 }
 
@@ -443,21 +460,28 @@ static void s_print_ticket(const Tier__V1__Ticket *t)
            tierjson_enum_name(&tier__v1__ticket_state__descriptor, t->state),
            s_place(t->level, t->department, place));
     printf("  subject   %s\n", t->subject);
-    if (cu) s_print_customer(cu);
+    if (cu)
+        s_print_customer(cu);
     printf("  channel   %s   priority %s   attempt %u\n",
            tierjson_enum_name(&tier__v1__channel__descriptor, t->channel),
            tierjson_enum_name(&tier__v1__priority__descriptor, t->priority), t->attempt);
-    if (*t->agent) printf("  agent     %s\n", t->agent);
+    if (*t->agent)
+        printf("  agent     %s\n", t->agent);
     char *tags = s_join(t->tags, t->n_tags, ", ");
-    if (t->n_tags && tags) printf("  tags      %s\n", tags);
+    if (t->n_tags && tags)
+        printf("  tags      %s\n", tags);
     free(tags);
-    if (*t->external_id) printf("  external  %s\n", t->external_id);
+    if (*t->external_id)
+        printf("  external  %s\n", t->external_id);
     printf("  created   %s   queued %s\n", s_date(t->created_ms, a), s_date(t->queued_ms, b));
     printf("  first response %s   resolved %s\n", s_date(t->first_response_ms, c),
            s_date(t->resolved_ms, d));
-    if (t->csat) printf("  csat      %u\n", t->csat);
-    if (*t->body) printf("  body      %s\n", t->body);
-    if (t->n_history) printf("history\n");
+    if (t->csat)
+        printf("  csat      %u\n", t->csat);
+    if (*t->body)
+        printf("  body      %s\n", t->body);
+    if (t->n_history)
+        printf("history\n");
     for (size_t i = 0; i < t->n_history; i++)
         s_print_history_entry(t->history[i]);
 }
@@ -467,9 +491,11 @@ static int s_cmd_show(options_t *opts, int argc, char **argv)
     static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
-    if (s_expect_args(opts, argc, argv, 1, 1)) return opts->exit_code;
+    if (s_expect_args(opts, argc, argv, 1, 1))
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
+    if (!client)
+        return opts->exit_code;
     Tier__V1__Ticket *ticket = tierclient_get(client, argv[optind], true);
     return s_finish_ticket(opts, client, ticket, s_print_ticket);
 }
@@ -484,10 +510,13 @@ static int s_cmd_cancel(options_t *opts, int argc, char **argv)
     const char *reason = "";
     int c;
     while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
-        if (c == 'r') reason = optarg;
-    if (s_expect_args(opts, argc, argv, 1, 1)) return opts->exit_code;
+        if (c == 'r')
+            reason = optarg;
+    if (s_expect_args(opts, argc, argv, 1, 1))
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
+    if (!client)
+        return opts->exit_code;
     Tier__V1__Ticket *ticket = tierclient_cancel(client, argv[optind], reason);
     return s_finish_ticket(opts, client, ticket, s_print_ok);
 }
@@ -497,9 +526,11 @@ static int s_cmd_reply(options_t *opts, int argc, char **argv)
     static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
-    if (s_expect_args(opts, argc, argv, 2, 2)) return opts->exit_code;
+    if (s_expect_args(opts, argc, argv, 2, 2))
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, 1); // a message is never resent: give it all the time
-    if (!client) return opts->exit_code;
+    if (!client)
+        return opts->exit_code;
     Tier__V1__Ticket *ticket = tierclient_message(client, argv[optind], argv[optind + 1]);
     return s_finish_ticket(opts, client, ticket, s_print_ok);
 }
@@ -511,8 +542,10 @@ static int s_cmd_rate(options_t *opts, int argc, char **argv)
     const char *comment = "";
     int c;
     while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
-        if (c == 'c') comment = optarg;
-    if (s_expect_args(opts, argc, argv, 2, 2)) return opts->exit_code;
+        if (c == 'c')
+            comment = optarg;
+    if (s_expect_args(opts, argc, argv, 2, 2))
+        return opts->exit_code;
     // Range is the router's to judge (ERROR_BAD_RATING); here only "a number".
     char *end;
     unsigned long csat = strtoul(argv[optind + 1], &end, 10);
@@ -521,8 +554,9 @@ static int s_cmd_rate(options_t *opts, int argc, char **argv)
         return opts->exit_code;
     }
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
-    Tier__V1__Ticket *ticket = tierclient_rate(client, argv[optind], (unsigned)csat, comment);
+    if (!client)
+        return opts->exit_code;
+    Tier__V1__Ticket *ticket = tierclient_rate(client, argv[optind], (unsigned) csat, comment);
     return s_finish_ticket(opts, client, ticket, s_print_ok);
 }
 
@@ -531,9 +565,9 @@ static int s_cmd_rate(options_t *opts, int argc, char **argv)
 
 static void s_print_queues(const Tier__V1__QueuesReply *reply)
 {
-    int width = (int)strlen("DEPARTMENT");
+    int width = (int) strlen("DEPARTMENT");
     for (size_t i = 0; i < reply->n_queues; i++) {
-        int len = (int)strlen(reply->queues[i]->department);
+        int len = (int) strlen(reply->queues[i]->department);
         width = len > width ? len : width;
     }
     printf("LEVEL  %-*s  DEPTH  OLDEST WAIT\n", width, "DEPARTMENT");
@@ -551,9 +585,11 @@ static int s_cmd_queues(options_t *opts, int argc, char **argv)
     static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
-    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    if (s_expect_args(opts, argc, argv, 0, 0))
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
+    if (!client)
+        return opts->exit_code;
     Tier__V1__QueuesReply *reply = tierclient_queues(client);
     int rc = reply ? EXIT_OK : s_failed(opts, client);
     if (reply && opts->json) {
@@ -564,7 +600,8 @@ static int s_cmd_queues(options_t *opts, int argc, char **argv)
         rc = s_print_json(json);
     } else if (reply)
         s_print_queues(reply);
-    if (reply) tier__v1__queues_reply__free_unpacked(reply, NULL);
+    if (reply)
+        tier__v1__queues_reply__free_unpacked(reply, NULL);
     tierclient_destroy(&client);
     return rc;
 }
@@ -575,7 +612,7 @@ static int s_joined_length(char **items, size_t count)
     size_t len = count ? count - 1 : 1;
     for (size_t i = 0; i < count; i++)
         len += strlen(items[i]);
-    return (int)len;
+    return (int) len;
 }
 
 static int s_max(int a, int b)
@@ -586,9 +623,9 @@ static int s_max(int a, int b)
 // Prints the agents table, the id and departments columns as wide as needed.
 static void s_print_agents(Tier__V1__AgentInfo **agents, size_t count)
 {
-    int id_width = (int)strlen("AGENT"), departments_width = (int)strlen("DEPARTMENTS");
+    int id_width = (int) strlen("AGENT"), departments_width = (int) strlen("DEPARTMENTS");
     for (size_t i = 0; i < count; i++) {
-        id_width = s_max(id_width, (int)strlen(agents[i]->id));
+        id_width = s_max(id_width, (int) strlen(agents[i]->id));
         departments_width = s_max(
             departments_width, s_joined_length(agents[i]->departments, agents[i]->n_departments));
     }
@@ -627,28 +664,32 @@ static int s_cmd_agents(options_t *opts, int argc, char **argv)
     static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
-    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    if (s_expect_args(opts, argc, argv, 0, 0))
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
+    if (!client)
+        return opts->exit_code;
     Tier__V1__AgentsReply *reply = tierclient_agents(client);
     int rc = reply ? EXIT_OK : s_failed(opts, client);
     if (reply && opts->json)
         rc = s_print_json(s_agents_json(reply));
     else if (reply)
         s_print_agents(reply->agents, reply->n_agents);
-    if (reply) tier__v1__agents_reply__free_unpacked(reply, NULL);
+    if (reply)
+        tier__v1__agents_reply__free_unpacked(reply, NULL);
     tierclient_destroy(&client);
     return rc;
 }
 
 static void s_print_snapshot(const Tier__V1__SnapshotReply *s)
 {
-    printf("as of event %llu\n", (unsigned long long)s->seq);
+    printf("as of event %llu\n", (unsigned long long) s->seq);
     size_t waiting = 0;
     for (size_t i = 0; i < s->n_queues; i++) {
         const Tier__V1__QueueContents *q = s->queues[i];
         char place[TEXT_MAX], wait[TEXT_MAX];
-        if (!q->n_tickets) continue; // a lead wants to see where work is, not every empty queue
+        if (!q->n_tickets)
+            continue; // a lead wants to see where work is, not every empty queue
         waiting += q->n_tickets;
         printf("%s: %zu waiting\n", s_place(q->level, q->department, place), q->n_tickets);
         for (size_t j = 0; j < q->n_tickets; j++) {
@@ -659,7 +700,8 @@ static void s_print_snapshot(const Tier__V1__SnapshotReply *s)
                    s_ago(t->queued_ms, wait), t->subject);
         }
     }
-    if (!waiting) printf("no tickets waiting\n");
+    if (!waiting)
+        printf("no tickets waiting\n");
     printf("\n");
     s_print_agents(s->agents, s->n_agents);
 }
@@ -669,16 +711,19 @@ static int s_cmd_snapshot(options_t *opts, int argc, char **argv)
     static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
-    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    if (s_expect_args(opts, argc, argv, 0, 0))
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
+    if (!client)
+        return opts->exit_code;
     Tier__V1__SnapshotReply *reply = tierclient_snapshot(client);
     int rc = reply ? EXIT_OK : s_failed(opts, client);
     if (reply && opts->json)
         rc = s_print_json(tierjson_snapshot(reply));
     else if (reply)
         s_print_snapshot(reply);
-    if (reply) tier__v1__snapshot_reply__free_unpacked(reply, NULL);
+    if (reply)
+        tier__v1__snapshot_reply__free_unpacked(reply, NULL);
     tierclient_destroy(&client);
     return rc;
 }
@@ -693,10 +738,10 @@ static void s_print_dead(const Tier__V1__DeadLettersReply *reply)
         printf("no dead letters\n");
         return;
     }
-    int id_width = (int)strlen("ID"), department_width = (int)strlen("DEPARTMENT");
+    int id_width = (int) strlen("ID"), department_width = (int) strlen("DEPARTMENT");
     for (size_t i = 0; i < reply->n_tickets; i++) {
-        id_width = s_max(id_width, (int)strlen(reply->tickets[i]->id));
-        department_width = s_max(department_width, (int)strlen(reply->tickets[i]->department));
+        id_width = s_max(id_width, (int) strlen(reply->tickets[i]->id));
+        department_width = s_max(department_width, (int) strlen(reply->tickets[i]->department));
     }
     printf("%-*s  LEVEL  %-*s  ATTEMPTS  SUBJECT\n", id_width, "ID", department_width,
            "DEPARTMENT");
@@ -726,16 +771,19 @@ static int s_cmd_dead(options_t *opts, int argc, char **argv)
     while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
         if (c == 'n' && (limit = s_parse_count(optarg)) < 0)
             s_usage_error(opts, "--limit \"%s\" is not a positive number", optarg);
-    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    if (s_expect_args(opts, argc, argv, 0, 0))
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
-    Tier__V1__DeadLettersReply *reply = tierclient_dead_letters(client, (unsigned)limit);
+    if (!client)
+        return opts->exit_code;
+    Tier__V1__DeadLettersReply *reply = tierclient_dead_letters(client, (unsigned) limit);
     int rc = reply ? EXIT_OK : s_failed(opts, client);
     if (reply && opts->json)
         rc = s_print_json(s_dead_json(reply));
     else if (reply)
         s_print_dead(reply);
-    if (reply) tier__v1__dead_letters_reply__free_unpacked(reply, NULL);
+    if (reply)
+        tier__v1__dead_letters_reply__free_unpacked(reply, NULL);
     tierclient_destroy(&client);
     return rc;
 }
@@ -750,19 +798,24 @@ static int s_cmd_requeue(options_t *opts, int argc, char **argv)
     const char *reason = "", *department = "";
     int level = 0, c;
     while ((c = s_next_option(opts, argc, argv, longopts)) != -1) {
-        if (c == 'r') reason = optarg;
-        if (c == 'd') department = optarg;
-        if (c == 'l') s_parse_enum(opts, &tier__v1__level__descriptor, "level", optarg, &level);
+        if (c == 'r')
+            reason = optarg;
+        if (c == 'd')
+            department = optarg;
+        if (c == 'l')
+            s_parse_enum(opts, &tier__v1__level__descriptor, "level", optarg, &level);
     }
     if (s_expect_args(opts, argc, argv, 1, 1) == 0 && !*reason)
         s_usage_error(opts, "%s", "--reason is required (it is kept in the ticket's history)");
     if (opts->exit_code == EXIT_CONTINUE && *department && !level)
         s_usage_error(opts, "%s", "--department needs --level (the queue is level/department)");
-    if (opts->exit_code != EXIT_CONTINUE) return opts->exit_code;
+    if (opts->exit_code != EXIT_CONTINUE)
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
+    if (!client)
+        return opts->exit_code;
     Tier__V1__Ticket *ticket =
-        tierclient_requeue(client, argv[optind], (Tier__V1__Level)level, department, reason);
+        tierclient_requeue(client, argv[optind], (Tier__V1__Level) level, department, reason);
     return s_finish_ticket(opts, client, ticket, s_print_ok);
 }
 
@@ -779,14 +832,17 @@ static char *s_read_stdin(options_t *opts)
     char *text = NULL;
     while (size <= STDIN_MAX) {
         char *grown = realloc(text, size + STDIN_CHUNK + 1);
-        if (!grown) break;
+        if (!grown)
+            break;
         text = grown;
         size_t n = fread(text + size, 1, STDIN_CHUNK, stdin);
         size += n;
         text[size] = '\0';
-        if (n < STDIN_CHUNK && (feof(stdin) || ferror(stdin))) break;
+        if (n < STDIN_CHUNK && (feof(stdin) || ferror(stdin)))
+            break;
     }
-    if (text && !ferror(stdin) && size <= STDIN_MAX) return text;
+    if (text && !ferror(stdin) && size <= STDIN_MAX)
+        return text;
     s_usage_error(opts, "%s",
                   size > STDIN_MAX ? "the ticket on stdin is larger than 1 MiB"
                                    : "cannot read the ticket from stdin");
@@ -801,7 +857,8 @@ static char *s_read_stdin(options_t *opts)
 static cJSON *s_read_ticket(options_t *opts, Tier__V1__Ticket *ticket)
 {
     char *text = s_read_stdin(opts);
-    if (!text) return NULL;
+    if (!text)
+        return NULL;
     const char *end = NULL;
     cJSON *json = cJSON_ParseWithOpts(text, &end, true);
     if (!json) {
@@ -814,11 +871,14 @@ static cJSON *s_read_ticket(options_t *opts, Tier__V1__Ticket *ticket)
         json = NULL;
     }
     free(text);
-    if (!json) return NULL;
-    if (!cJSON_HasObjectItem(json, "channel")) ticket->channel = TIER__V1__CHANNEL__CHANNEL_CHAT;
+    if (!json)
+        return NULL;
+    if (!cJSON_HasObjectItem(json, "channel"))
+        ticket->channel = TIER__V1__CHANNEL__CHANNEL_CHAT;
     if (!cJSON_HasObjectItem(json, "priority"))
         ticket->priority = TIER__V1__PRIORITY__PRIORITY_NORMAL;
-    if (!cJSON_HasObjectItem(json, "level")) ticket->level = TIER__V1__LEVEL__LEVEL_L1;
+    if (!cJSON_HasObjectItem(json, "level"))
+        ticket->level = TIER__V1__LEVEL__LEVEL_L1;
     return json;
 }
 
@@ -826,7 +886,8 @@ static cJSON *s_read_ticket(options_t *opts, Tier__V1__Ticket *ticket)
 static const char *s_due(uint64_t ms, char *buffer)
 {
     char duration[TEXT_MAX];
-    if (!ms) return "no target";
+    if (!ms)
+        return "no target";
     snprintf(buffer, TEXT_MAX, "due in %s", s_duration(ms, duration));
     return buffer;
 }
@@ -838,7 +899,7 @@ static void s_print_rules_test(const Tier__V1__RulesTestReply *r)
     char place[TEXT_MAX], first[TEXT_MAX], resolution[TEXT_MAX];
     int width = 0;
     for (size_t i = 0; i < r->n_hits; i++)
-        width = s_max(width, (int)strlen(r->hits[i]->rule));
+        width = s_max(width, (int) strlen(r->hits[i]->rule));
     printf(r->n_hits ? "rules fired:\n" : "no rule fired\n");
     for (size_t i = 0; i < r->n_hits; i++)
         printf("  %-*s  %s\n", width, r->hits[i]->rule, r->hits[i]->action);
@@ -858,14 +919,16 @@ static int s_cmd_rules(options_t *opts, int argc, char **argv)
     static const struct option longopts[] = {COMMON_OPTIONS, END_OPTIONS};
     while (s_next_option(opts, argc, argv, longopts) != -1)
         ;
-    if (s_expect_args(opts, argc, argv, 1, 1)) return opts->exit_code;
+    if (s_expect_args(opts, argc, argv, 1, 1))
+        return opts->exit_code;
     if (strcmp(argv[optind], "test") != 0) {
         s_usage_error(opts, "unknown rules command \"%s\" (there is: test)", argv[optind]);
         return opts->exit_code;
     }
     Tier__V1__Ticket ticket;
     cJSON *json = s_read_ticket(opts, &ticket);
-    if (!json) return opts->exit_code;
+    if (!json)
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
     Tier__V1__RulesTestReply *reply = client ? tierclient_rules_test(client, &ticket) : NULL;
     int rc = !client ? opts->exit_code : reply ? EXIT_OK : s_failed(opts, client);
@@ -873,7 +936,8 @@ static int s_cmd_rules(options_t *opts, int argc, char **argv)
         rc = s_print_json(tierjson_rules_test(reply));
     else if (reply)
         s_print_rules_test(reply);
-    if (reply) tier__v1__rules_test_reply__free_unpacked(reply, NULL);
+    if (reply)
+        tier__v1__rules_test_reply__free_unpacked(reply, NULL);
     tierclient_destroy(&client);
     tierjson_ticket_clear(&ticket);
     cJSON_Delete(json);
@@ -883,9 +947,9 @@ static int s_cmd_rules(options_t *opts, int argc, char **argv)
 // ---------------------------------------------------------------------------
 // report
 
-#define MS_PER_WEEK (7 * MS_PER_DAY)
-#define PERCENT     100.0
-#define SINCE_TEXT  "24h" // --since default, as the router's own default range
+#define MS_PER_WEEK     (7 * MS_PER_DAY)
+#define PERCENT         100.0
+#define SINCE_TEXT      "24h"                // --since default, as the router's own default range
 #define TENTHS_BELOW_MS (10 * MS_PER_SECOND) // durations shown with tenths of a second
 
 static const char *s_groupings[] = {"channel", "level", "department", "agent", "hour", "day"};
@@ -900,7 +964,8 @@ static uint64_t s_parse_since(const char *text)
     } units[] = {{"", MS_PER_SECOND}, {"s", MS_PER_SECOND}, {"m", MS_PER_MINUTE},
                  {"h", MS_PER_HOUR},  {"d", MS_PER_DAY},    {"w", MS_PER_WEEK}};
     char *end;
-    if (!isdigit((unsigned char)*text)) return 0;
+    if (!isdigit((unsigned char) *text))
+        return 0;
     unsigned long long count = strtoull(text, &end, 10);
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strcmp(end, units[i].suffix) == 0 && count <= UINT64_MAX / units[i].ms)
@@ -915,18 +980,18 @@ static bool s_add_report_fields(cJSON *json, const Tier__V1__ReportRow *row, boo
     const ProtobufCMessageDescriptor *d = row->base.descriptor;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const char *member = (const char *)row + f->offset;
+        const char *member = (const char *) row + f->offset;
         cJSON *item = NULL;
         if (f->label == PROTOBUF_C_LABEL_REPEATED || (!with_key && strcmp(f->name, "key") == 0))
             continue;
         if (f->type == PROTOBUF_C_TYPE_DOUBLE)
-            item = cJSON_CreateNumber(*(const double *)member);
+            item = cJSON_CreateNumber(*(const double *) member);
         else if (f->type == PROTOBUF_C_TYPE_UINT64)
-            item = cJSON_CreateNumber((double)*(const uint64_t *)member);
+            item = cJSON_CreateNumber((double) *(const uint64_t *) member);
         else if (f->type == PROTOBUF_C_TYPE_UINT32)
-            item = cJSON_CreateNumber(*(const uint32_t *)member);
+            item = cJSON_CreateNumber(*(const uint32_t *) member);
         else if (f->type == PROTOBUF_C_TYPE_STRING)
-            item = cJSON_CreateString(*(char *const *)member ? *(char *const *)member : "");
+            item = cJSON_CreateString(*(char *const *) member ? *(char *const *) member : "");
         else
             continue;
         if (!item || !cJSON_AddItemToObject(json, f->name, item)) {
@@ -942,8 +1007,8 @@ static cJSON *s_report_json(const Tier__V1__ReportReply *r)
 {
     static const Tier__V1__ReportRow empty = TIER__V1__REPORT_ROW__INIT;
     cJSON *json = cJSON_CreateObject();
-    bool ok = json && cJSON_AddNumberToObject(json, "since_ms", (double)r->since_ms) &&
-              cJSON_AddNumberToObject(json, "until_ms", (double)r->until_ms) &&
+    bool ok = json && cJSON_AddNumberToObject(json, "since_ms", (double) r->since_ms) &&
+              cJSON_AddNumberToObject(json, "until_ms", (double) r->until_ms) &&
               cJSON_AddStringToObject(json, "by", r->by) &&
               s_add_report_fields(json, r->total ? r->total : &empty, false);
     cJSON *rows = ok ? cJSON_AddArrayToObject(json, "rows") : NULL;
@@ -965,7 +1030,8 @@ static cJSON *s_report_json(const Tier__V1__ReportReply *r)
 // "42%", or "-" when there is nothing to take a share of.
 static const char *s_share(double rate, bool any, char *buffer)
 {
-    if (!any) return "-";
+    if (!any)
+        return "-";
     snprintf(buffer, TEXT_MAX, "%.0f%%", rate * PERCENT);
     return buffer;
 }
@@ -974,9 +1040,11 @@ static const char *s_share(double rate, bool any, char *buffer)
 // where a team lead still reads tenths), or "-" without data.
 static const char *s_seconds(double seconds, bool any, char *buffer)
 {
-    uint64_t ms = (uint64_t)(seconds * MS_PER_SECOND + 0.5);
-    if (!any) return "-";
-    if (ms < MS_PER_SECOND || ms >= TENTHS_BELOW_MS) return s_duration(ms, buffer);
+    uint64_t ms = (uint64_t) (seconds * MS_PER_SECOND + 0.5);
+    if (!any)
+        return "-";
+    if (ms < MS_PER_SECOND || ms >= TENTHS_BELOW_MS)
+        return s_duration(ms, buffer);
     snprintf(buffer, TEXT_MAX, "%.1fs", seconds);
     return buffer;
 }
@@ -989,11 +1057,11 @@ static void s_print_report_row(const Tier__V1__ReportRow *r, const char *key, in
     bool resolved = r->resolved > 0, any = r->created || r->resolved || r->escalated;
     if (r->ratings)
         snprintf(csat, sizeof csat, "%s (%llu)", s_share(r->csat, true, share),
-                 (unsigned long long)r->ratings);
+                 (unsigned long long) r->ratings);
     else
         snprintf(csat, sizeof csat, "-");
     printf("%-*s  %7llu  %8llu  %5s  %7s  %8s  %10s  %7s  %7s  %7s  %4s  %5s  %9s  %4s  %s\n",
-           width, key, (unsigned long long)r->created, (unsigned long long)r->resolved,
+           width, key, (unsigned long long) r->created, (unsigned long long) r->resolved,
            s_share(r->abandonment_rate, r->created > 0, abandoned),
            s_seconds(r->frt_seconds, r->responded > 0, frt),
            s_seconds(r->response_seconds, r->response_seconds > 0, response),
@@ -1010,40 +1078,43 @@ static void s_print_report(const Tier__V1__ReportReply *r, const char *since)
 {
     static const Tier__V1__ReportRow empty = TIER__V1__REPORT_ROW__INIT;
     char from[TEXT_MAX], to[TEXT_MAX];
-    int width = (int)strlen(*r->by ? r->by : "total");
+    int width = (int) strlen(*r->by ? r->by : "total");
     for (size_t i = 0; i < r->n_rows; i++)
-        width = s_max(width, (int)strlen(r->rows[i]->key));
+        width = s_max(width, (int) strlen(r->rows[i]->key));
     printf("service levels of the last %s: %s to %s%s%s\n\n", since, s_date(r->since_ms, from),
            s_date(r->until_ms, to), *r->by ? ", by " : "", r->by);
     char header[TEXT_MAX];
     snprintf(header, sizeof header, "%s", *r->by ? r->by : "total");
     for (char *c = header; *c; c++)
-        *c = (char)toupper((unsigned char)*c);
+        *c = (char) toupper((unsigned char) *c);
     printf("%-*s  %7s  %8s  %5s  %7s  %8s  %10s  %7s  %7s  %7s  %4s  %5s  %9s  %4s  %s\n", width,
            header, "CREATED", "RESOLVED", "ABAND", "FRT", "RESPONSE", "RESOLUTION", "P50", "P90",
            "1-TOUCH", "SELF", "ESCAL", "CSAT", "SLA", "GRADE");
     for (size_t i = 0; i < r->n_rows; i++)
         s_print_report_row(r->rows[i], r->rows[i]->key, width);
-    if (r->n_rows) printf("\n");
+    if (r->n_rows)
+        printf("\n");
     s_print_report_row(r->total ? r->total : &empty, "TOTAL", width);
-    printf("\nFRT: mean first response. RESOLUTION: mean; P50, P90 estimated from buckets. "
-           "ABAND: of created.\n1-TOUCH, SELF (resolved by a bot alone): of resolved. ESCAL: of "
-           "assignments. CSAT: 4-5\nratings of all ratings (how many). SLA: first responses "
-           "within target. GRADE: the seed's,\nby channel; the total's is its weakest channel's.\n");
+    printf(
+        "\nFRT: mean first response. RESOLUTION: mean; P50, P90 estimated from buckets. "
+        "ABAND: of created.\n1-TOUCH, SELF (resolved by a bot alone): of resolved. ESCAL: of "
+        "assignments. CSAT: 4-5\nratings of all ratings (how many). SLA: first responses "
+        "within target. GRADE: the seed's,\nby channel; the total's is its weakest channel's.\n");
 }
 
 static int s_cmd_report(options_t *opts, int argc, char **argv)
 {
     static const struct option longopts[] = {{"since", required_argument, NULL, 's'},
-                                              {"by", required_argument, NULL, 'b'},
-                                              COMMON_OPTIONS,
-                                              END_OPTIONS};
+                                             {"by", required_argument, NULL, 'b'},
+                                             COMMON_OPTIONS,
+                                             END_OPTIONS};
     const char *since = SINCE_TEXT, *by = "";
     int c;
     while ((c = s_next_option(opts, argc, argv, longopts)) != -1) {
         if (c == 's' && !s_parse_since(since = optarg))
             s_usage_error(opts, "--since \"%s\" is not a duration like 30m, 24h, 7d or 2w", optarg);
-        if (c == 'b') by = optarg;
+        if (c == 'b')
+            by = optarg;
     }
     bool known = false;
     for (size_t i = 0; i < GROUPINGS; i++)
@@ -1051,18 +1122,20 @@ static int s_cmd_report(options_t *opts, int argc, char **argv)
     if (opts->exit_code == EXIT_CONTINUE && *by && !known)
         s_usage_error(opts, "--by \"%s\" is not channel, level, department, agent, hour or day",
                       by);
-    if (s_expect_args(opts, argc, argv, 0, 0)) return opts->exit_code;
+    if (s_expect_args(opts, argc, argv, 0, 0))
+        return opts->exit_code;
     tierclient_t *client = s_connect(opts, CALL_TRIES);
-    if (!client) return opts->exit_code;
-    uint64_t now = (uint64_t)zclock_time(), range = s_parse_since(since);
-    Tier__V1__ReportReply *reply =
-        tierclient_report(client, now > range ? now - range : 1, 0, by);
+    if (!client)
+        return opts->exit_code;
+    uint64_t now = (uint64_t) zclock_time(), range = s_parse_since(since);
+    Tier__V1__ReportReply *reply = tierclient_report(client, now > range ? now - range : 1, 0, by);
     int rc = reply ? EXIT_OK : s_failed(opts, client);
     if (reply && opts->json)
         rc = s_print_json(s_report_json(reply));
     else if (reply)
         s_print_report(reply, since);
-    if (reply) tier__v1__report_reply__free_unpacked(reply, NULL);
+    if (reply)
+        tier__v1__report_reply__free_unpacked(reply, NULL);
     tierclient_destroy(&client);
     return rc;
 }
@@ -1073,24 +1146,31 @@ static int s_cmd_report(options_t *opts, int argc, char **argv)
 static void s_print_event(const Tier__V1__Event *e)
 {
     char at[TEXT_MAX], place[TEXT_MAX], from[TEXT_MAX], wait[TEXT_MAX];
-    printf("%s #%llu %-10s", s_clock(e->at_ms, at), (unsigned long long)e->seq,
+    printf("%s #%llu %-10s", s_clock(e->at_ms, at), (unsigned long long) e->seq,
            tierjson_enum_name(&tier__v1__event_kind__descriptor, e->kind));
-    if (*e->ticket_id) printf(" %s", e->ticket_id);
+    if (*e->ticket_id)
+        printf(" %s", e->ticket_id);
     if (e->from_level || *e->from_department)
         printf(" %s ->", s_place(e->from_level, e->from_department, from));
-    if (e->level || *e->department) printf(" %s", s_place(e->level, e->department, place));
+    if (e->level || *e->department)
+        printf(" %s", s_place(e->level, e->department, place));
     if (e->kind == TIER__V1__EVENT_KIND__EVENT_QUEUE)
         printf(" depth %u%s%s", e->depth, e->oldest_ms ? " oldest " : "",
                e->oldest_ms ? s_ago(e->oldest_ms, wait) : "");
-    if (e->channel) printf(" %s", tierjson_enum_name(&tier__v1__channel__descriptor, e->channel));
+    if (e->channel)
+        printf(" %s", tierjson_enum_name(&tier__v1__channel__descriptor, e->channel));
     if (e->priority)
         printf(" %s", tierjson_enum_name(&tier__v1__priority__descriptor, e->priority));
-    if (*e->agent) printf(" agent %s", e->agent);
+    if (*e->agent)
+        printf(" agent %s", e->agent);
     if (e->agent_state)
         printf(" %s", tierjson_enum_name(&tier__v1__agent_state__descriptor, e->agent_state));
-    if (e->attempt) printf(" attempt %u", e->attempt);
-    if (e->csat) printf(" csat %u", e->csat);
-    if (*e->reason) printf(": %s", e->reason);
+    if (e->attempt)
+        printf(" attempt %u", e->attempt);
+    if (e->csat)
+        printf(" csat %u", e->csat);
+    if (*e->reason)
+        printf(": %s", e->reason);
     printf("\n");
     fflush(stdout);
 }
@@ -1107,7 +1187,8 @@ static zsock_t *s_subscribe(options_t *opts, int argc, char **argv)
     }
     for (int i = optind; i < argc; i++)
         zsock_set_subscribe(sub, argv[i]);
-    if (optind == argc) zsock_set_subscribe(sub, DEFAULT_TOPIC);
+    if (optind == argc)
+        zsock_set_subscribe(sub, DEFAULT_TOPIC);
     return sub;
 }
 
@@ -1115,7 +1196,8 @@ static zsock_t *s_subscribe(options_t *opts, int argc, char **argv)
 static bool s_seen(uint64_t seq, uint64_t *last_seq)
 {
     bool restarted = *last_seq > seq && *last_seq - seq > SEQ_RESET_WINDOW;
-    if (seq <= *last_seq && !restarted) return true;
+    if (seq <= *last_seq && !restarted)
+        return true;
     *last_seq = seq;
     return false;
 }
@@ -1132,7 +1214,8 @@ static Tier__V1__Event *s_recv_event(options_t *opts, zsock_t *sub)
                 ? tier__v1__event__unpack(NULL, zframe_size(frame), zframe_data(frame))
                 : NULL;
         zmsg_destroy(&msg);
-        if (event) return event;
+        if (event)
+            return event;
         fprintf(stderr, "tierctl: dropped a message from %s that is not an event\n", opts->events);
     }
     return NULL;
@@ -1147,9 +1230,11 @@ static int s_cmd_watch(options_t *opts, int argc, char **argv)
     while ((c = s_next_option(opts, argc, argv, longopts)) != -1)
         if (c == 'n' && (count = s_parse_count(optarg)) < 0)
             s_usage_error(opts, "--count \"%s\" is not a positive number", optarg);
-    if (opts->exit_code != EXIT_CONTINUE) return opts->exit_code;
+    if (opts->exit_code != EXIT_CONTINUE)
+        return opts->exit_code;
     zsock_t *sub = s_subscribe(opts, argc, argv);
-    if (!sub) return opts->exit_code;
+    if (!sub)
+        return opts->exit_code;
     uint64_t last_seq = 0;
     Tier__V1__Event *event;
     while (count != 0 && (event = s_recv_event(opts, sub))) {
@@ -1158,7 +1243,8 @@ static int s_cmd_watch(options_t *opts, int argc, char **argv)
                 s_print_json(tierjson_event(event));
             else
                 s_print_event(event);
-            if (count > 0) count--;
+            if (count > 0)
+                count--;
         }
         tier__v1__event__free_unpacked(event, NULL);
     }
@@ -1233,18 +1319,27 @@ static int s_parse_globals(options_t *opts, int argc, char **argv)
     int c;
     while (opts->exit_code == EXIT_CONTINUE &&
            (c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-        if (c == 'r') opts->router = optarg;
-        if (c == 'e') opts->events = optarg;
-        if (c == 'j') opts->json = true;
-        if (c == 't' && (opts->timeout_ms = (int)s_parse_count(optarg)) < 0)
+        if (c == 'r')
+            opts->router = optarg;
+        if (c == 'e')
+            opts->events = optarg;
+        if (c == 'j')
+            opts->json = true;
+        if (c == 't' && (opts->timeout_ms = (int) s_parse_count(optarg)) < 0)
             s_usage_error(opts, "--timeout \"%s\" is not a positive number of ms", optarg);
-        if (c == 'h') s_print_usage(stdout);
-        if (c == 'h') opts->exit_code = EXIT_OK;
-        if (c == ':') s_usage_error(opts, "option %s needs a value", argv[optind - 1]);
-        if (c == '?') s_usage_error(opts, "unknown option %s", argv[optind - 1]);
+        if (c == 'h')
+            s_print_usage(stdout);
+        if (c == 'h')
+            opts->exit_code = EXIT_OK;
+        if (c == ':')
+            s_usage_error(opts, "option %s needs a value", argv[optind - 1]);
+        if (c == '?')
+            s_usage_error(opts, "unknown option %s", argv[optind - 1]);
     }
-    if (opts->exit_code != EXIT_CONTINUE) return -1;
-    if (optind < argc) return optind;
+    if (opts->exit_code != EXIT_CONTINUE)
+        return -1;
+    if (optind < argc)
+        return optind;
     s_print_usage(stderr);
     opts->exit_code = EXIT_USAGE;
     return -1;
@@ -1254,11 +1349,14 @@ int main(int argc, char **argv)
 {
     options_t opts = {getenv("TIER_ROUTER"), getenv("TIER_EVENTS"), DEFAULT_TIMEOUT_MS, false, NULL,
                       EXIT_CONTINUE};
-    if (!opts.router || !*opts.router) opts.router = DEFAULT_ROUTER;
-    if (!opts.events || !*opts.events) opts.events = DEFAULT_EVENTS;
+    if (!opts.router || !*opts.router)
+        opts.router = DEFAULT_ROUTER;
+    if (!opts.events || !*opts.events)
+        opts.events = DEFAULT_EVENTS;
     opterr = 0; // we say what was wrong ourselves, naming the command
     int first = s_parse_globals(&opts, argc, argv);
-    if (first < 0) return opts.exit_code;
+    if (first < 0)
+        return opts.exit_code;
     for (size_t i = 0; i < COMMAND_COUNT; i++) {
         if (strcmp(argv[first], s_commands[i].name) == 0) {
             opts.command = &s_commands[i];

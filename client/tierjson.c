@@ -50,24 +50,28 @@ static bool s_is_level(const ProtobufCEnumDescriptor *d)
 static char *s_text_form(const ProtobufCEnumDescriptor *d, const char *value_name)
 {
     const char *suffix = s_suffix(value_name);
-    if (strcmp(suffix, UNSPECIFIED_SUFFIX) == 0) return strdup("");
+    if (strcmp(suffix, UNSPECIFIED_SUFFIX) == 0)
+        return strdup("");
     char *text = strdup(suffix);
-    if (!text || s_is_level(d)) return text; // levels keep "L1", as people write them
+    if (!text || s_is_level(d))
+        return text; // levels keep "L1", as people write them
     for (char *c = text; *c; c++)
-        *c = (char)tolower((unsigned char)*c);
+        *c = (char) tolower((unsigned char) *c);
     return text;
 }
 
 static s_names_t *s_names_new(const ProtobufCEnumDescriptor *d)
 {
     s_names_t *self = calloc(1, sizeof(s_names_t));
-    if (!self) return NULL;
+    if (!self)
+        return NULL;
     self->descriptor = d;
     self->names = calloc(d->n_values ? d->n_values : 1, sizeof(char *));
     bool ok = self->names != NULL;
     for (unsigned i = 0; ok && i < d->n_values; i++)
         ok = (self->names[i] = s_text_form(d, d->values[i].name)) != NULL;
-    if (ok) return self;
+    if (ok)
+        return self;
     for (unsigned i = 0; self->names && i < d->n_values; i++)
         free(self->names[i]);
     free(self->names);
@@ -93,9 +97,11 @@ static s_names_t *s_names_of(const ProtobufCEnumDescriptor *d)
 const char *tierjson_enum_name(const ProtobufCEnumDescriptor *d, int value)
 {
     const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
-    if (!v) return UNKNOWN_NAME;
+    if (!v)
+        return UNKNOWN_NAME;
     s_names_t *names = s_names_of(d);
-    if (!names) return UNKNOWN_NAME;
+    if (!names)
+        return UNKNOWN_NAME;
     return names->names[v - d->values];
 }
 
@@ -107,7 +113,8 @@ const char *tierjson_enum_suffix(const ProtobufCEnumDescriptor *d, int value)
 
 int tierjson_enum_value(const ProtobufCEnumDescriptor *d, const char *name, int *value)
 {
-    if (!name) return -1;
+    if (!name)
+        return -1;
     for (unsigned i = 0; i < d->n_values; i++) {
         const ProtobufCEnumValue *v = &d->values[i];
         bool unspecified = strcmp(s_suffix(v->name), UNSPECIFIED_SUFFIX) == 0;
@@ -156,7 +163,8 @@ static bool s_add_strings(cJSON *json, const char *key, char **values, size_t co
 // Takes ownership of item, also on failure.
 static bool s_add_item(cJSON *json, const char *key, cJSON *item)
 {
-    if (item && cJSON_AddItemToObject(json, key, item)) return true;
+    if (item && cJSON_AddItemToObject(json, key, item))
+        return true;
     cJSON_Delete(item);
     return false;
 }
@@ -164,7 +172,8 @@ static bool s_add_item(cJSON *json, const char *key, cJSON *item)
 // Deletes json and returns NULL unless ok: the end of every builder.
 static cJSON *s_finish(cJSON *json, bool ok)
 {
-    if (ok) return json;
+    if (ok)
+        return json;
     cJSON_Delete(json);
     return NULL;
 }
@@ -172,7 +181,8 @@ static cJSON *s_finish(cJSON *json, bool ok)
 static cJSON *s_customer(const Tier__V1__Customer *c)
 {
     static const Tier__V1__Customer empty = TIER__V1__CUSTOMER__INIT;
-    if (!c) c = &empty;
+    if (!c)
+        c = &empty;
     cJSON *json = cJSON_CreateObject();
     bool ok = json && s_add_string(json, "id", c->id) && s_add_string(json, "name", c->name) &&
               s_add_bool(json, "vip", c->vip) && s_add_string(json, "email", c->email) &&
@@ -184,7 +194,7 @@ cJSON *tierjson_history_entry(const Tier__V1__HistoryEntry *h)
 {
     cJSON *json = cJSON_CreateObject();
     bool ok =
-        json && s_add_number(json, "at_ms", (double)h->at_ms) &&
+        json && s_add_number(json, "at_ms", (double) h->at_ms) &&
         s_add_enum(json, "kind", &tier__v1__history_kind__descriptor, h->kind) &&
         s_add_string(json, "actor", h->actor) && s_add_string(json, "text", h->text) &&
         s_add_string(json, "reason", h->reason) &&
@@ -222,11 +232,11 @@ cJSON *tierjson_ticket(const Tier__V1__Ticket *t)
               s_add_strings(json, "tags", t->tags, t->n_tags) &&
               s_add_enum(json, "state", &tier__v1__ticket_state__descriptor, t->state) &&
               s_add_string(json, "agent", t->agent) && s_add_number(json, "attempt", t->attempt) &&
-              s_add_number(json, "created_ms", (double)t->created_ms) &&
-              s_add_number(json, "updated_ms", (double)t->updated_ms) &&
-              s_add_number(json, "queued_ms", (double)t->queued_ms) &&
-              s_add_number(json, "first_response_ms", (double)t->first_response_ms) &&
-              s_add_number(json, "resolved_ms", (double)t->resolved_ms) &&
+              s_add_number(json, "created_ms", (double) t->created_ms) &&
+              s_add_number(json, "updated_ms", (double) t->updated_ms) &&
+              s_add_number(json, "queued_ms", (double) t->queued_ms) &&
+              s_add_number(json, "first_response_ms", (double) t->first_response_ms) &&
+              s_add_number(json, "resolved_ms", (double) t->resolved_ms) &&
               s_add_number(json, "csat", t->csat) && s_add_history(json, t);
     return s_finish(json, ok);
 }
@@ -234,8 +244,8 @@ cJSON *tierjson_ticket(const Tier__V1__Ticket *t)
 cJSON *tierjson_event(const Tier__V1__Event *e)
 {
     cJSON *json = cJSON_CreateObject();
-    bool ok = json && s_add_number(json, "seq", (double)e->seq) &&
-              s_add_number(json, "at_ms", (double)e->at_ms) &&
+    bool ok = json && s_add_number(json, "seq", (double) e->seq) &&
+              s_add_number(json, "at_ms", (double) e->at_ms) &&
               s_add_enum(json, "kind", &tier__v1__event_kind__descriptor, e->kind) &&
               s_add_string(json, "ticket_id", e->ticket_id) &&
               s_add_enum(json, "level", &tier__v1__level__descriptor, e->level) &&
@@ -244,7 +254,7 @@ cJSON *tierjson_event(const Tier__V1__Event *e)
               s_add_enum(json, "from_level", &tier__v1__level__descriptor, e->from_level) &&
               s_add_string(json, "from_department", e->from_department) &&
               s_add_string(json, "reason", e->reason) && s_add_number(json, "depth", e->depth) &&
-              s_add_number(json, "oldest_ms", (double)e->oldest_ms) &&
+              s_add_number(json, "oldest_ms", (double) e->oldest_ms) &&
               s_add_enum(json, "state", &tier__v1__ticket_state__descriptor, e->state) &&
               s_add_enum(json, "agent_state", &tier__v1__agent_state__descriptor, e->agent_state) &&
               s_add_enum(json, "channel", &tier__v1__channel__descriptor, e->channel) &&
@@ -259,8 +269,8 @@ cJSON *tierjson_queue_info(const Tier__V1__QueueInfo *q)
     bool ok = json && s_add_enum(json, "level", &tier__v1__level__descriptor, q->level) &&
               s_add_string(json, "department", q->department) &&
               s_add_number(json, "depth", q->depth) &&
-              s_add_number(json, "oldest_ms", (double)q->oldest_ms) &&
-              s_add_number(json, "oldest_wait_ms", (double)q->oldest_wait_ms);
+              s_add_number(json, "oldest_ms", (double) q->oldest_ms) &&
+              s_add_number(json, "oldest_wait_ms", (double) q->oldest_wait_ms);
     return s_finish(json, ok);
 }
 
@@ -273,7 +283,7 @@ cJSON *tierjson_agent_info(const Tier__V1__AgentInfo *a)
               s_add_number(json, "capacity", a->capacity) && s_add_number(json, "load", a->load) &&
               s_add_enum(json, "state", &tier__v1__agent_state__descriptor, a->state) &&
               s_add_bool(json, "bot", a->bot) &&
-              s_add_number(json, "last_seen_ms", (double)a->last_seen_ms) &&
+              s_add_number(json, "last_seen_ms", (double) a->last_seen_ms) &&
               s_add_strings(json, "tickets", a->tickets, a->n_tickets);
     return s_finish(json, ok);
 }
@@ -284,7 +294,7 @@ static cJSON *s_queued_ticket(const Tier__V1__QueuedTicket *t)
     bool ok = json && s_add_string(json, "id", t->id) &&
               s_add_enum(json, "priority", &tier__v1__priority__descriptor, t->priority) &&
               s_add_enum(json, "channel", &tier__v1__channel__descriptor, t->channel) &&
-              s_add_number(json, "queued_ms", (double)t->queued_ms) &&
+              s_add_number(json, "queued_ms", (double) t->queued_ms) &&
               s_add_string(json, "subject", t->subject);
     return s_finish(json, ok);
 }
@@ -306,7 +316,7 @@ static cJSON *s_queue_contents(const Tier__V1__QueueContents *q)
 cJSON *tierjson_snapshot(const Tier__V1__SnapshotReply *s)
 {
     cJSON *json = cJSON_CreateObject();
-    bool ok = json && s_add_number(json, "seq", (double)s->seq);
+    bool ok = json && s_add_number(json, "seq", (double) s->seq);
     cJSON *queues = ok ? cJSON_AddArrayToObject(json, "queues") : NULL;
     cJSON *agents = queues ? cJSON_AddArrayToObject(json, "agents") : NULL;
     ok = ok && agents;
@@ -341,8 +351,8 @@ cJSON *tierjson_rules_test(const Tier__V1__RulesTestReply *r)
     }
     ok = ok && s_add_item(json, "ticket", tierjson_ticket(r->ticket ? r->ticket : &empty)) &&
          s_add_string(json, "sla_policy", r->sla_policy) &&
-         s_add_number(json, "first_response_due_ms", (double)r->first_response_due_ms) &&
-         s_add_number(json, "resolution_due_ms", (double)r->resolution_due_ms);
+         s_add_number(json, "first_response_due_ms", (double) r->first_response_due_ms) &&
+         s_add_number(json, "resolution_due_ms", (double) r->resolution_due_ms);
     return s_finish(json, ok);
 }
 
@@ -418,9 +428,10 @@ static int s_fail_enum(const char *key, const char *text, const ProtobufCEnumDes
 {
     int len = snprintf(s_error, sizeof s_error, "\"%s\": \"%s\" is not one of", key, text);
     const char *separator = " ";
-    for (unsigned i = 0; i < d->n_values && len > 0 && (size_t)len < sizeof s_error; i++) {
-        if (!d->values[i].value) continue; // "" is accepted but not worth suggesting
-        len += snprintf(s_error + len, sizeof s_error - (size_t)len, "%s%s", separator,
+    for (unsigned i = 0; i < d->n_values && len > 0 && (size_t) len < sizeof s_error; i++) {
+        if (!d->values[i].value)
+            continue; // "" is accepted but not worth suggesting
+        len += snprintf(s_error + len, sizeof s_error - (size_t) len, "%s%s", separator,
                         tierjson_enum_name(d, d->values[i].value));
         separator = ", ";
     }
@@ -430,9 +441,10 @@ static int s_fail_enum(const char *key, const char *text, const ProtobufCEnumDes
 // A JSON number that is a whole number from 0 to max.
 static int s_read_whole(const cJSON *item, const char *key, double max, double *value)
 {
-    if (!cJSON_IsNumber(item)) return s_fail("\"%s\" must be a number", key);
+    if (!cJSON_IsNumber(item))
+        return s_fail("\"%s\" must be a number", key);
     *value = item->valuedouble;
-    if (*value < 0 || *value > max || *value != (double)(uint64_t)*value)
+    if (*value < 0 || *value > max || *value != (double) (uint64_t) *value)
         return s_fail("\"%s\": %g is not a whole number from 0 to %.0f", key, *value, max);
     return 0;
 }
@@ -440,31 +452,36 @@ static int s_read_whole(const cJSON *item, const char *key, double max, double *
 // Stores one JSON value into the field of the struct at base.
 static int s_read_field(const cJSON *item, const s_field_t *f, void *base)
 {
-    char *field = (char *)base + f->offset;
+    char *field = (char *) base + f->offset;
     double number = 0;
     int value = 0;
     switch (f->type) {
     case S_STRING:
-        if (!cJSON_IsString(item)) return s_fail("\"%s\" must be a string", f->key);
-        *(char **)field = item->valuestring;
+        if (!cJSON_IsString(item))
+            return s_fail("\"%s\" must be a string", f->key);
+        *(char **) field = item->valuestring;
         return 0;
     case S_BOOL:
-        if (!cJSON_IsBool(item)) return s_fail("\"%s\" must be true or false", f->key);
-        *(protobuf_c_boolean *)field = cJSON_IsTrue(item);
+        if (!cJSON_IsBool(item))
+            return s_fail("\"%s\" must be true or false", f->key);
+        *(protobuf_c_boolean *) field = cJSON_IsTrue(item);
         return 0;
     case S_ENUM:
-        if (!cJSON_IsString(item)) return s_fail("\"%s\" must be a string", f->key);
+        if (!cJSON_IsString(item))
+            return s_fail("\"%s\" must be a string", f->key);
         if (tierjson_enum_value(f->enum_d, item->valuestring, &value))
             return s_fail_enum(f->key, item->valuestring, f->enum_d);
-        *(int *)field = value; // protobuf-c forces its enums to int size
+        *(int *) field = value; // protobuf-c forces its enums to int size
         return 0;
     case S_UINT32:
-        if (s_read_whole(item, f->key, UINT32_LIMIT, &number)) return -1;
-        *(uint32_t *)field = (uint32_t)number;
+        if (s_read_whole(item, f->key, UINT32_LIMIT, &number))
+            return -1;
+        *(uint32_t *) field = (uint32_t) number;
         return 0;
     case S_UINT64:
-        if (s_read_whole(item, f->key, JSON_INT_MAX, &number)) return -1;
-        *(uint64_t *)field = (uint64_t)number;
+        if (s_read_whole(item, f->key, JSON_INT_MAX, &number))
+            return -1;
+        *(uint64_t *) field = (uint64_t) number;
         return 0;
     }
     return s_fail("\"%s\": unreadable field type", f->key);
@@ -473,7 +490,8 @@ static int s_read_field(const cJSON *item, const s_field_t *f, void *base)
 static const s_field_t *s_field_named(const s_field_t *table, size_t count, const char *key)
 {
     for (size_t i = 0; i < count; i++)
-        if (strcmp(table[i].key, key) == 0) return &table[i];
+        if (strcmp(table[i].key, key) == 0)
+            return &table[i];
     return NULL;
 }
 
@@ -482,28 +500,35 @@ static const s_field_t *s_field_named(const s_field_t *table, size_t count, cons
 static int s_read_object(const cJSON *object, const s_field_t *table, size_t count, void *base,
                          const char *what)
 {
-    if (!cJSON_IsObject(object)) return s_fail("the %s must be a JSON object", what);
+    if (!cJSON_IsObject(object))
+        return s_fail("the %s must be a JSON object", what);
     const cJSON *item;
     cJSON_ArrayForEach(item, object)
     {
         const s_field_t *f = item->string ? s_field_named(table, count, item->string) : NULL;
-        if (!f) return s_fail("unknown %s key \"%s\"", what, item->string ? item->string : "");
-        if (!cJSON_IsNull(item) && s_read_field(item, f, base)) return -1;
+        if (!f)
+            return s_fail("unknown %s key \"%s\"", what, item->string ? item->string : "");
+        if (!cJSON_IsNull(item) && s_read_field(item, f, base))
+            return -1;
     }
     return 0;
 }
 
 static int s_read_tags(const cJSON *tags, Tier__V1__Ticket *t)
 {
-    if (!tags || cJSON_IsNull(tags)) return 0;
-    if (!cJSON_IsArray(tags)) return s_fail("\"tags\" must be an array of strings");
+    if (!tags || cJSON_IsNull(tags))
+        return 0;
+    if (!cJSON_IsArray(tags))
+        return s_fail("\"tags\" must be an array of strings");
     int count = cJSON_GetArraySize(tags);
-    t->tags = calloc((size_t)count + 1, sizeof(char *));
-    if (!t->tags) return s_fail("out of memory reading \"tags\"");
+    t->tags = calloc((size_t) count + 1, sizeof(char *));
+    if (!t->tags)
+        return s_fail("out of memory reading \"tags\"");
     const cJSON *tag;
     cJSON_ArrayForEach(tag, tags)
     {
-        if (!cJSON_IsString(tag)) return s_fail("\"tags\" must be an array of strings");
+        if (!cJSON_IsString(tag))
+            return s_fail("\"tags\" must be an array of strings");
         t->tags[t->n_tags++] = tag->valuestring;
     }
     return 0;
@@ -511,9 +536,11 @@ static int s_read_tags(const cJSON *tags, Tier__V1__Ticket *t)
 
 static int s_read_customer(const cJSON *customer, Tier__V1__Ticket *t)
 {
-    if (!customer || cJSON_IsNull(customer)) return 0;
+    if (!customer || cJSON_IsNull(customer))
+        return 0;
     t->customer = malloc(sizeof(Tier__V1__Customer));
-    if (!t->customer) return s_fail("out of memory reading \"customer\"");
+    if (!t->customer)
+        return s_fail("out of memory reading \"customer\"");
     tier__v1__customer__init(t->customer);
     if (s_read_object(customer, s_customer_fields, FIELD_COUNT(s_customer_fields), t->customer,
                       CUSTOMER_KEY) == 0)
@@ -534,15 +561,19 @@ int tierjson_ticket_from(const cJSON *json, Tier__V1__Ticket *t)
 {
     tier__v1__ticket__init(t);
     s_error[0] = '\0';
-    if (!cJSON_IsObject(json)) return s_fail("the ticket must be a JSON object");
+    if (!cJSON_IsObject(json))
+        return s_fail("the ticket must be a JSON object");
     const cJSON *item;
     cJSON_ArrayForEach(item, json)
     {
         const char *key = item->string ? item->string : "";
-        if (s_special_key(key)) continue;
+        if (s_special_key(key))
+            continue;
         const s_field_t *f = s_field_named(s_ticket_fields, FIELD_COUNT(s_ticket_fields), key);
-        if (!f) return s_fail("unknown ticket key \"%s\"", key);
-        if (!cJSON_IsNull(item) && s_read_field(item, f, t)) return -1;
+        if (!f)
+            return s_fail("unknown ticket key \"%s\"", key);
+        if (!cJSON_IsNull(item) && s_read_field(item, f, t))
+            return -1;
     }
     if (s_read_tags(cJSON_GetObjectItemCaseSensitive(json, TAGS_KEY), t) ||
         s_read_customer(cJSON_GetObjectItemCaseSensitive(json, CUSTOMER_KEY), t)) {
