@@ -82,29 +82,41 @@ void bench_ticket_fini(bench_ticket_t *self);
 //  Makes ticket number i; stamped: carry the send time in a tag.
 void bench_ticket_next(bench_ticket_t *self, long i, bool stamped);
 
-//  Pipelined submits with at most `window` unanswered.
+//  Pipelined submits with at most `window` unanswered. A submit answered
+//  ERROR_UNAVAILABLE (Redis is down or slow, per the protocol: "retry the
+//  same request") is sent again after RETRY_MS, as an integrator would; it
+//  is the same ticket (same external_id), so it cannot be created twice.
 typedef struct {
-    tierclient_t *client; //  owned
-    long sent;            //  submits sent
-    long acked;           //  answered with success
-    long failed;          //  answered with an error (first ones are printed)
-    char **ids;           //  ticket ids in answer order, or NULL: not kept
-    long ids_size;        //  entries allocated in ids
+    tierclient_t *client;   //  owned
+    bench_ticket_t *ticket; //  borrowed: rebuilt for resends
+    long sent;              //  submits sent, resends included
+    long answered;          //  answers of any kind
+    long acked;             //  answered with success
+    long failed;            //  answered with an error other than UNAVAILABLE
+    long retried;           //  answered UNAVAILABLE, so sent again
+    long *numbers;          //  ticket number of each request id
+    size_t numbers_size;    //  entries allocated in numbers
+    long *retry;            //  ticket numbers waiting to be sent again
+    size_t retry_count;     //  entries used in retry
+    size_t retry_size;      //  entries allocated in retry
+    int64_t retry_at_ns;    //  when to send them
+    char **ids;             //  ticket ids in answer order, or NULL: not kept
+    long ids_size;          //  entries allocated in ids
 } bench_submitter_t;
 
-//  NULL if the client cannot be created.
-bench_submitter_t *bench_submitter_new(const char *endpoint, bool keep_ids);
+//  NULL if the client cannot be created. ticket is used to rebuild resends.
+bench_submitter_t *bench_submitter_new(const char *endpoint, bool keep_ids, bench_ticket_t *ticket);
 void bench_submitter_destroy(bench_submitter_t **self_p);
-//  Sends ticket. Returns 0 or -1.
-int bench_submitter_send(bench_submitter_t *self, const bench_ticket_t *ticket);
-//  Reads every answer waiting, without blocking.
+//  Sends ticket, made by bench_ticket_next(ticket, number, ...). 0 or -1.
+int bench_submitter_send(bench_submitter_t *self, const bench_ticket_t *ticket, long number);
+//  Reads every answer waiting, without blocking, and sends due resends.
 void bench_submitter_read(bench_submitter_t *self);
-//  Answers still owed.
+//  Answers still owed, resends waiting included.
 long bench_submitter_in_flight(const bench_submitter_t *self);
-//  Submits n tickets as fast as the router answers (window in flight) and
-//  waits for every answer. Returns 0, or -1 if any failed or timed out.
-int bench_submitter_run(bench_submitter_t *self, bench_ticket_t *ticket, long first, long n,
-                        int window);
+//  Submits tickets first .. first + n - 1 as fast as the router answers
+//  (window in flight) and waits for every answer. Returns 0, or -1 if any
+//  failed or nothing was answered for a long time.
+int bench_submitter_run(bench_submitter_t *self, long first, long n, int window);
 
 //  The event stream (topic all/), counting resolutions and missed events.
 typedef struct {

@@ -99,7 +99,7 @@ static long s_depth(scale_t *run, int level)
 
 static int s_fill(scale_t *run, long n, int window)
 {
-    int rc = bench_submitter_run(run->submitter, &run->ticket, run->submitted, n, window);
+    int rc = bench_submitter_run(run->submitter, run->submitted, n, window);
     run->submitted += n;
     return rc;
 }
@@ -209,7 +209,7 @@ int bench_scale(const bench_options_t *options)
     run.busy = bench_workers_new(options->exe, &config);
     if (run.busy && bench_workers_wait_ready(run.busy, READY_TIMEOUT_MS))
         bench_workers_destroy(&run.busy);
-    run.submitter = run.busy ? bench_submitter_new(options->clients, false) : NULL;
+    run.submitter = run.busy ? bench_submitter_new(options->clients, false, &run.ticket) : NULL;
     int rc = run.submitter && s_scale_run(&run, options) == 0 ? 0 : 1;
     tierworker_destroy(&run.probe);
     bench_submitter_destroy(&run.submitter);

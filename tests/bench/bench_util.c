@@ -10,6 +10,7 @@
 #define ERRORS_PRINTED    5     //  failed submits shown, then only counted
 #define STALL_MS          30000 //  no answer at all this long: give up
 #define POLL_MS           200   //  wake-up while waiting for answers
+#define RETRY_MS          200   //  resend an UNAVAILABLE submit after this (protocol.md)
 #define STATUS_LINE_MAX   256
 #define BASELINE_SUBJECT  "Where is my order?"
 #define BASELINE_BODY     "Order 1234 has not arrived yet."
@@ -116,7 +117,7 @@ void bench_ticket_next(bench_ticket_t *self, long i, bool stamped)
 //  ---------------------------------------------------------------------------
 //  Pipelined submits
 
-bench_submitter_t *bench_submitter_new(const char *endpoint, bool keep_ids)
+bench_submitter_t *bench_submitter_new(const char *endpoint, bool keep_ids, bench_ticket_t *ticket)
 {
     tierclient_t *client = tierclient_new(endpoint, CLIENT_TIMEOUT_MS);
     if (!client) {
@@ -125,6 +126,7 @@ bench_submitter_t *bench_submitter_new(const char *endpoint, bool keep_ids)
     }
     bench_submitter_t *self = calloc(1, sizeof(bench_submitter_t));
     self->client = client;
+    self->ticket = ticket;
     if (keep_ids) {
         self->ids_size = 1024;
         self->ids = calloc((size_t) self->ids_size, sizeof(char *));
@@ -141,37 +143,79 @@ void bench_submitter_destroy(bench_submitter_t **self_p)
     for (long i = 0; self->ids && i < self->acked; i++)
         free(self->ids[i]);
     free(self->ids);
+    free(self->numbers);
+    free(self->retry);
     free(self);
     *self_p = NULL;
 }
 
-int bench_submitter_send(bench_submitter_t *self, const bench_ticket_t *ticket)
+static void *s_grow(void *array, size_t *size, size_t need, size_t elem)
 {
-    if (tierclient_send_submit(self->client, &ticket->ticket) == 0) {
+    if (need <= *size)
+        return array;
+    size_t grown = *size ? *size : 1024;
+    while (grown < need)
+        grown *= 2;
+    array = realloc(array, grown * elem);
+    memset((char *) array + *size * elem, 0, (grown - *size) * elem);
+    *size = grown;
+    return array;
+}
+
+int bench_submitter_send(bench_submitter_t *self, const bench_ticket_t *ticket, long number)
+{
+    uint64_t request_id = tierclient_send_submit(self->client, &ticket->ticket);
+    if (request_id == 0) {
         fprintf(stderr, "tier_bench: submit not sent: %s\n", tierclient_errstr(self->client));
         return -1;
     }
+    self->numbers = s_grow(self->numbers, &self->numbers_size, request_id + 1, sizeof(long));
+    self->numbers[request_id] = number;
     self->sent++;
     return 0;
 }
 
+static void s_keep_id(bench_submitter_t *self, Tier__V1__ClientReply *reply)
+{
+    if (self->acked == self->ids_size) {
+        self->ids_size *= 2;
+        self->ids = realloc(self->ids, (size_t) self->ids_size * sizeof(char *));
+    }
+    self->ids[self->acked] = strdup(reply->submitted ? reply->submitted->id : "");
+}
+
 static void s_on_reply(bench_submitter_t *self, Tier__V1__ClientReply *reply)
 {
-    if (reply->error && reply->error->code != TIER__V1__ERROR_CODE__ERROR_NONE) {
+    self->answered++;
+    Tier__V1__ErrorCode code = reply->error ? reply->error->code : TIER__V1__ERROR_CODE__ERROR_NONE;
+    if (code == TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE && reply->request_id < self->numbers_size) {
+        self->retry = s_grow(self->retry, &self->retry_size, self->retry_count + 1, sizeof(long));
+        self->retry[self->retry_count++] = self->numbers[reply->request_id];
+        if (self->retry_count == 1)
+            self->retry_at_ns = bench_now_ns() + RETRY_MS * BENCH_NS_PER_MS;
+        self->retried++;
+    } else if (code != TIER__V1__ERROR_CODE__ERROR_NONE) {
         if (self->failed++ < ERRORS_PRINTED)
             fprintf(stderr, "tier_bench: submit refused: %s (%s)\n", reply->error->reason,
                     reply->error->hint);
+    } else {
+        if (self->ids)
+            s_keep_id(self, reply);
+        self->acked++;
+    }
+}
+
+static void s_resend_due(bench_submitter_t *self)
+{
+    if (!self->retry_count || bench_now_ns() < self->retry_at_ns)
         return;
+    size_t count = self->retry_count;
+    self->retry_count = 0;
+    for (size_t i = 0; i < count; i++) {
+        bench_ticket_next(self->ticket, self->retry[i], false);
+        if (bench_submitter_send(self, self->ticket, self->retry[i]))
+            self->failed++;
     }
-    if (self->ids) {
-        if (self->acked == self->ids_size) {
-            self->ids_size *= 2;
-            self->ids = realloc(self->ids, (size_t) self->ids_size * sizeof(char *));
-        }
-        const char *id = reply->submitted ? reply->submitted->id : "";
-        self->ids[self->acked] = strdup(id);
-    }
-    self->acked++;
 }
 
 void bench_submitter_read(bench_submitter_t *self)
@@ -180,33 +224,33 @@ void bench_submitter_read(bench_submitter_t *self)
     while (tierclient_recv(self->client, 0, &reply) == 0 ||
            tierclient_errcode(self->client) != TIERCLIENT_TIMEOUT) {
         if (!reply)
-            continue; //  undecodable answer: dropped, counted as lost below
+            continue; //  undecodable answer: dropped; the stall check reports it
         s_on_reply(self, reply);
         tier__v1__client_reply__free_unpacked(reply, NULL);
     }
+    s_resend_due(self);
 }
 
 long bench_submitter_in_flight(const bench_submitter_t *self)
 {
-    return self->sent - self->acked - self->failed;
+    return self->sent - self->answered + (long) self->retry_count;
 }
 
-int bench_submitter_run(bench_submitter_t *self, bench_ticket_t *ticket, long first, long n,
-                        int window)
+int bench_submitter_run(bench_submitter_t *self, long first, long n, int window)
 {
     long target = self->acked + self->failed + n, next = first, last = first + n;
     int64_t progress_ns = bench_now_ns();
     while (self->acked + self->failed < target) {
         while (next < last && bench_submitter_in_flight(self) < window) {
-            bench_ticket_next(ticket, next++, false);
-            if (bench_submitter_send(self, ticket))
+            bench_ticket_next(self->ticket, next, false);
+            if (bench_submitter_send(self, self->ticket, next++))
                 return -1;
         }
         zmq_pollitem_t item = {tierclient_socket(self->client), 0, ZMQ_POLLIN, 0};
         zmq_poll(&item, 1, POLL_MS);
-        long before = self->acked + self->failed;
+        long before = self->answered;
         bench_submitter_read(self);
-        if (self->acked + self->failed > before)
+        if (self->answered > before)
             progress_ns = bench_now_ns();
         else if (bench_now_ns() - progress_ns > STALL_MS * BENCH_NS_PER_MS) {
             fprintf(stderr, "tier_bench: no submit answered for %d ms (%ld of %ld answered)\n",

@@ -122,6 +122,8 @@ start_tierd() {
   local events="tcp://127.0.0.1:$(free_port)"
   TIERD_ARGS=("$tierd" --redis "redis://127.0.0.1:$REDIS_PORT" --clients "$clients"
               --workers "$workers" --events "$events")
+  # Several tierds run one after the other: none needs the metrics port.
+  if "$tierd" --help 2>&1 | grep -q -- --metrics; then TIERD_ARGS+=(--metrics off); fi
   ENDPOINTS=(--clients "$clients" --workers "$workers" --events "$events"
              --redis-port "$REDIS_PORT")
   TIERD_CLIENTS=$clients

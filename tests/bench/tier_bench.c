@@ -107,7 +107,7 @@ static int s_warm_up(bench_submitter_t *submitter, bench_events_t *events, bench
     poll_set_t set;
     for (int try = 0; try < WARMUP_TRIES && !events->resolved; try++) {
         bench_ticket_next(ticket, -1 - try, false);
-        if (bench_submitter_send(submitter, ticket))
+        if (bench_submitter_send(submitter, ticket, -1 - try))
             return -1;
         int64_t until = bench_now_ns() + WARMUP_WAIT_MS * BENCH_NS_PER_MS;
         while (bench_now_ns() < until && !events->resolved) {
@@ -130,7 +130,7 @@ static int s_warm_up(bench_submitter_t *submitter, bench_events_t *events, bench
             events->first_counted = id + 1;
         free(submitter->ids[i]);
     }
-    submitter->sent = submitter->acked = 0;
+    submitter->sent = submitter->answered = submitter->acked = submitter->retried = 0;
     events->resolved = 0;
     return 0;
 }
@@ -188,8 +188,8 @@ static int s_throughput_loop(throughput_t *run, const bench_options_t *options)
     poll_set_t set;
     while (!s_all_resolved(run, n, &checked_ns)) {
         while (next < n && bench_submitter_in_flight(run->submitter) < options->window) {
-            bench_ticket_next(&run->ticket, next++, false);
-            if (bench_submitter_send(run->submitter, &run->ticket))
+            bench_ticket_next(&run->ticket, next, false);
+            if (bench_submitter_send(run->submitter, &run->ticket, next++))
                 return -1;
         }
         s_poll(&set, run->submitter, run->events, run->workers, POLL_MS);
@@ -226,8 +226,10 @@ static int s_check_resolved(throughput_t *run, long n)
                         ? bench_redis_count_state(run->redis, run->submitter->ids, (size_t) n,
                                                   TIER__V1__TICKET_STATE__STATE_RESOLVED)
                         : run->events->resolved;
-    printf("tierd check submitted=%ld acknowledged=%ld resolved=%ld events_missed=%llu\n", n,
-           run->submitter->acked, resolved, (unsigned long long) run->events->missed);
+    printf("tierd check submitted=%ld acknowledged=%ld resolved=%ld events_missed=%llu "
+           "unavailable_retries=%ld\n",
+           n, run->submitter->acked, resolved, (unsigned long long) run->events->missed,
+           run->submitter->retried);
     return resolved == n && run->submitter->acked == n ? 0 : -1;
 }
 
@@ -260,7 +262,7 @@ int bench_throughput(const bench_options_t *options)
     bench_ticket_init(&run.ticket, options->level, options->ticket_bytes);
     run.workers = s_start_workers(options, options->procs, 1, options->capacity, false, "w");
     run.events = run.workers ? bench_events_new(options->events) : NULL;
-    run.submitter = run.events ? bench_submitter_new(options->clients, true) : NULL;
+    run.submitter = run.events ? bench_submitter_new(options->clients, true, &run.ticket) : NULL;
     if (run.submitter && options->redis_port)
         run.redis = bench_redis_new(options->redis_port, options->prefix);
     int rc = 1;
@@ -329,7 +331,7 @@ static int s_paced_run(bench_submitter_t *submitter, bench_workers_t *workers,
 {
     for (long i = 0; i < WARMUP_PACED; i++) {
         bench_ticket_next(ticket, -1 - i, true);
-        if (bench_submitter_send(submitter, ticket))
+        if (bench_submitter_send(submitter, ticket, -1 - i))
             return -1;
     }
     if (s_wait_jobs(submitter, workers, WARMUP_PACED, STALL_MS))
@@ -341,7 +343,7 @@ static int s_paced_run(bench_submitter_t *submitter, bench_workers_t *workers,
         if (s_sleep_until(start + i * interval, submitter, workers))
             return -1;
         bench_ticket_next(ticket, i, true);
-        if (bench_submitter_send(submitter, ticket))
+        if (bench_submitter_send(submitter, ticket, i))
             return -1;
     }
     if (s_wait_jobs(submitter, workers, (size_t) total, STALL_MS))
@@ -349,11 +351,12 @@ static int s_paced_run(bench_submitter_t *submitter, bench_workers_t *workers,
     size_t count;
     const int64_t *latencies = bench_workers_latencies(workers, &count);
     s_dump(latencies, count);
-    printf("tierd paced rate=%d p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f n=%zu\n",
+    printf("tierd paced rate=%d p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f n=%zu "
+           "unavailable_retries=%ld\n",
            options->rate, bench_percentile_ms(latencies, count, 0.50),
            bench_percentile_ms(latencies, count, 0.99),
            bench_percentile_ms(latencies, count, 0.999), bench_percentile_ms(latencies, count, 1.0),
-           count);
+           count, submitter->retried);
     return 0;
 }
 
@@ -367,7 +370,8 @@ int bench_paced(const bench_options_t *options)
     bench_ticket_init(&ticket, options->level, options->ticket_bytes);
     bench_workers_t *workers =
         s_start_workers(options, options->procs, 1, options->capacity, false, "p");
-    bench_submitter_t *submitter = workers ? bench_submitter_new(options->clients, false) : NULL;
+    bench_submitter_t *submitter =
+        workers ? bench_submitter_new(options->clients, false, &ticket) : NULL;
     int rc = submitter && s_paced_run(submitter, workers, &ticket, options) == 0 ? 0 : 1;
     if (rc == 0)
         s_print_rss(options, "paced");
@@ -394,7 +398,7 @@ static int s_fill_run(bench_submitter_t *submitter, bench_redis_t *redis, bench_
     if (redis && bench_redis_info(redis, &before))
         return -1;
     int64_t start = bench_now_ns();
-    if (bench_submitter_run(submitter, ticket, 0, options->n, options->window))
+    if (bench_submitter_run(submitter, 0, options->n, options->window))
         return -1;
     double seconds = (double) (bench_now_ns() - start) / BENCH_NS_PER_S;
     printf("tierd submit n=%ld acks_per_s=%.0f\n", options->n, options->n / seconds);
@@ -414,7 +418,7 @@ int bench_fill(const bench_options_t *options)
 {
     bench_ticket_t ticket;
     bench_ticket_init(&ticket, options->level, options->ticket_bytes);
-    bench_submitter_t *submitter = bench_submitter_new(options->clients, false);
+    bench_submitter_t *submitter = bench_submitter_new(options->clients, false, &ticket);
     bench_redis_t *redis = submitter && options->redis_port
                                ? bench_redis_new(options->redis_port, options->prefix)
                                : NULL;
