@@ -55,7 +55,7 @@ local PRIORITY_MAX = 4
 -- if running), sf/sr/sw (stage of each clock: 0 running, 1 warned, 2
 -- breached).
 local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
-               'created', 'queued', 'frt', 'lastreq', 'cust', 'fdue', 'rdue',
+               'created', 'queued', 'frt', 'reqs', 'cust', 'fdue', 'rdue',
                'ftgt', 'rtgt', 'rstart', 'bh', 'ext',
                'w1', 'w2', 'w3', 'warn', 'act', 'boost', 'pbt', 'paused',
                'sf', 'sr', 'sw', 'promised', 'vip' }
@@ -314,9 +314,13 @@ local function holder_check(t, agent, att)
   return nil
 end
 
--- A resent result (same agent, attempt and request id) is answered, not redone.
+-- A resent result (same agent, attempt and request id) is answered, not
+-- redone. `reqs` lists every result applied for the current attempt
+-- (",agent:att:reqid,..."), because a worker that lost replies resends all of
+-- its pending results in order, not only the last.
 local function duplicate(t, agent, att, reqid)
-  return t and t.lastreq == agent .. ':' .. att .. ':' .. reqid
+  return t and string.find(t.reqs, ',' .. agent .. ':' .. att .. ':' .. reqid .. ',', 1, true)
+         ~= nil
 end
 
 local function ticket_record(id)
@@ -403,7 +407,7 @@ local function tier_submit(_, a)
              'chan', a[7], 'vip', a[8], 'cust', a[9], 'subj', a[10], 'pb', a[11],
              'state', QUEUED, 'agent', '', 'att', 0, 'created', t.created,
              'updated', t.created, 'queued', t.queued, 'frt', 0, 'resolved', 0,
-             'csat', 0, 'resp', 0, 'esc', 0, 'lastreq', '', 'fdue', t.fdue, 'rdue', t.rdue,
+             'csat', 0, 'resp', 0, 'esc', 0, 'reqs', ',', 'fdue', t.fdue, 'rdue', t.rdue,
              'ftgt', t.ftgt, 'rtgt', t.rtgt, 'rstart', t.rstart, 'bh', t.bh,
              'w1', t.w1, 'w2', t.w2, 'w3', t.w3, 'warn', t.warn, 'act', t.act,
              'boost', t.boost, 'pbt', t.pbt, 'paused', 0, 'sf', 0, 'sr', 0, 'sw', 0)
@@ -498,7 +502,7 @@ end
 
 local function offer(t, agent, offer_ms)
   t.state = OFFERED; t.agent = agent
-  put(t, 'state', OFFERED, 'agent', agent, 'att', t.att, 'updated', N(NOW))
+  put(t, 'state', OFFERED, 'agent', agent, 'att', t.att, 'reqs', ',', 'updated', N(NOW))
   redis.call('SADD', wkey(agent), t.id)
   timer_set('o:' .. t.id .. ':' .. t.att, N(NOW + offer_ms))
   history(t.id, H_OFFERED, agent, { r = 'attempt ' .. t.att })
@@ -561,7 +565,9 @@ end
 -- Called once a result is known to be valid, before it changes anything else,
 -- so that a refused result leaves the ticket untouched.
 local function applying(t)
-  put(t, 'lastreq', t.req, 'updated', N(NOW))
+  if t.reqs == '' then t.reqs = ',' end
+  t.reqs = t.reqs .. t.req .. ','
+  put(t, 'reqs', t.reqs, 'updated', N(NOW))
 end
 
 local function accept_offer(t)
