@@ -69,6 +69,7 @@ tmp=$(mktemp -d /tmp/tier-bench.XXXXXX)
 results="$tmp/results.txt"
 : >"$results"
 pids=()
+failures=()
 
 cleanup() {
   local pid
@@ -158,13 +159,19 @@ bench() {
   "$bench" "$@" >"$tmp/$name.out" 2>"$err" &
   pid=$!
   pids+=("$pid")
-  if ! wait "$pid"; then
-    note "tier_bench $name failed:"; cat "$tmp/$name.out" "$err" >&2
-    note "tierd log:"; tail -20 "$TIERD_LOG" >&2
-    exit 1
-  fi
+  local rc=0
+  wait "$pid" || rc=$?
   sed "s/^/[$name] /" "$tmp/$name.out" >>"$results"
   cat "$tmp/$name.out"
+  if [ $rc != 0 ]; then
+    # A failed measurement is a finding, not the end of the run: say what
+    # happened, keep going, and exit non-zero at the end.
+    failures+=("$name")
+    say "FAILED $name: $(tail -1 "$err")"
+    note "tier_bench $name failed (exit $rc):"; cat "$err" >&2
+    note "tierd log (last lines):"; tail -8 "$TIERD_LOG" >&2
+  fi
+  return 0
 }
 
 # Round trips: tierd's write() calls on its Redis socket, counted by the
@@ -369,8 +376,12 @@ if [ $bullmq = 1 ] && wanted bullmq; then
   for run in $(seq "$runs"); do [ $bullmq = 1 ] && bullmq_run "$run"; done
 fi
 echo
-summary | tee "$tmp/summary.txt"
+{ summary; grep '^FAILED' "$results" || true; } | tee "$tmp/summary.txt"
 
+if [ ${#failures[@]} -gt 0 ]; then
+  note "failed: ${failures[*]} (see FAILED lines above)"
+  exit 1
+fi
 if [ $smoke = 1 ]; then
   # The smoke test proves the run completed, not the targets.
   for want in "tierd throughput n=$N" "tierd redis commands_per_lifecycle=" \
