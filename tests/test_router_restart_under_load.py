@@ -20,7 +20,9 @@ PREFIX = "tier:"              # tierd's default Redis key prefix (docs/data-mode
 def test(tb):
     tb.start_redis()
     tierd = tb.start_tierd()
-    work = tb.handler("work", """cat >/dev/null; sleep 0.1
+    # Slow enough that work is always in progress at each kill, however fast
+    # or slow (sanitizers) the machine submits.
+    work = tb.handler("work", """cat >/dev/null; sleep 0.5
 printf '%s' '{"action":"resolve","text":"ok"}'
 """)
     for name in ("load-a", "load-b"):
