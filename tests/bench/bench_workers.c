@@ -22,14 +22,15 @@
 
 extern char **environ;
 
-#define REPORT_BUF       65536 //  bytes of unparsed report kept per process
-#define READY_POLL_MS    100   //  wake-up while waiting for registrations
-#define POLL_MAX_MS      1000  //  longest sleep of a worker process
-#define SOCKETS_HEADROOM 64    //  libzmq sockets beyond one per agent
-#define ARG_MAX_TEXT     32    //  bytes for a number in argv
-#define AGENT_ID_MAX     128   //  bytes of an agent id
-#define REAP_WAIT_MS     5000  //  SIGKILL a process that ignores SIGTERM this long
-#define NS_PER_S         1000000000LL
+#define REPORT_BUF        65536 //  bytes of unparsed report kept per process
+#define READY_POLL_MS     100   //  wake-up while waiting for registrations
+#define POLL_MAX_MS       1000  //  longest sleep of a worker process
+#define SOCKETS_PER_AGENT 4     //  a reconnect opens the new socket before the old one is reaped
+#define SOCKETS_HEADROOM  64    //  libzmq sockets beyond those of the agents
+#define ARG_MAX_TEXT      32    //  bytes for a number in argv
+#define AGENT_ID_MAX      128   //  bytes of an agent id
+#define REAP_WAIT_MS      5000  //  SIGKILL a process that ignores SIGTERM this long
+#define NS_PER_S          1000000000LL
 
 typedef struct {
     pid_t pid;            //  the process
@@ -412,7 +413,7 @@ int bench_workers_main(int argc, char **argv)
     struct sigaction action = {.sa_handler = s_on_signal};
     sigaction(SIGTERM, &action, NULL);
     sigaction(SIGINT, &action, NULL);
-    zsys_set_max_sockets((size_t) args.count + SOCKETS_HEADROOM);
+    zsys_set_max_sockets((size_t) args.count * SOCKETS_PER_AGENT + SOCKETS_HEADROOM);
     tierworker_t **workers = s_workers_new(&args);
     int rc = 0;
     for (int i = 0; i < args.count; i++)
