@@ -199,6 +199,11 @@ void worker_seen(worker_t *worker, int64_t now_ms)
     worker->last_seen_ms = now_ms;
 }
 
+Tier__V1__AgentState worker_state(const worker_t *worker)
+{
+    return worker->state;
+}
+
 void worker_set_state(dispatch_t *self, worker_t *worker, Tier__V1__AgentState state)
 {
     worker->state = state;

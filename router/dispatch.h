@@ -44,6 +44,7 @@ const char *worker_agent(const worker_t *worker);
 zframe_t *worker_identity(const worker_t *worker);
 void worker_seen(worker_t *worker, int64_t now_ms);
 void worker_set_state(dispatch_t *self, worker_t *worker, Tier__V1__AgentState state);
+Tier__V1__AgentState worker_state(const worker_t *worker);
 
 //  Keep the picture current from the events every state change produces:
 //  queue depths, and which agent gained or lost a ticket.

@@ -1273,6 +1273,21 @@ static void s_on_timers(server_t *self, const store_result_t *result)
         s_followup(self, followups->element[i]);
 }
 
+//  An agent set away (it let offers time out) that gets a result through is
+//  working again: give it work again, and say so in Redis and the events.
+static void s_back_from_away(server_t *self, const char *agent)
+{
+    worker_t *worker = dispatch_by_agent(self->dispatch, agent);
+    if (!worker || worker_state(worker) != TIER__V1__AGENT_STATE__AGENT_AWAY)
+        return;
+    worker_set_state(self->dispatch, worker, TIER__V1__AGENT_STATE__AGENT_READY);
+    store_call_begin(self->store, "tier_agent_state", self->now_ms);
+    store_arg_str(self->store, agent);
+    store_arg_u64(self->store, TIER__V1__AGENT_STATE__AGENT_READY);
+    s_call_end(self, s_call_new(self, OP_HEARTBEAT, NULL, 0));
+    log_notice("agent %s: back from away (a result came through)", agent);
+}
+
 static void s_on_failure(server_t *self, call_t *call, const store_result_t *result)
 {
     bool from_worker = call->op == OP_REGISTER || call->op == OP_RESULT || call->op == OP_DRAIN;
@@ -1332,6 +1347,9 @@ static void s_on_success(server_t *self, call_t *call, const store_result_t *res
         s_on_register(self, call, result);
         break;
     case OP_RESULT:
+        s_back_from_away(self, call->agent);
+        s_on_done(self, call, result);
+        break;
     case OP_DRAIN:
         s_on_done(self, call, result);
         break;

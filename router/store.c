@@ -17,9 +17,9 @@
 
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  5000
-#define REPLY_FIELDS    5    //  status reason seq events payload
-#define BATCH_CALLS_MAX 2000 //  calls per tier_batch command (bounds its run time)
-#define BATCH_HEADER    5    //  FCALL tier_batch 0 prefix count
+#define REPLY_FIELDS    5   //  status reason seq events payload
+#define BATCH_CALLS_MAX 500 //  calls per tier_batch command (bounds its run time)
+#define BATCH_HEADER    5   //  FCALL tier_batch 0 prefix count
 
 extern const char store_lua_source[];
 extern const size_t store_lua_size;
