@@ -248,9 +248,9 @@ int bench_submitter_run(bench_submitter_t *self, long first, long n, int window)
         }
         zmq_pollitem_t item = {tierclient_socket(self->client), 0, ZMQ_POLLIN, 0};
         zmq_poll(&item, 1, POLL_MS);
-        long before = self->answered;
+        long before = self->acked + self->failed; //  an UNAVAILABLE is no progress
         bench_submitter_read(self);
-        if (self->answered > before)
+        if (self->acked + self->failed > before)
             progress_ns = bench_now_ns();
         else if (bench_now_ns() - progress_ns > STALL_MS * BENCH_NS_PER_MS) {
             fprintf(stderr, "tier_bench: no submit answered for %d ms (%ld of %ld answered)\n",
