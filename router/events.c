@@ -19,14 +19,17 @@ struct _events_t {
 events_t *events_new(const char *endpoint)
 {
     zsock_t *pub = zsock_new(ZMQ_PUB);
-    if (!pub || zsock_bind(pub, "%s", endpoint) < 0) {
+    if (!pub)
+        return NULL;
+    //  A slow subscriber must not make the router buffer without bound; it
+    //  loses events instead and re-synchronises with a snapshot (seq gap).
+    //  Set before bind: a listener gives its peers the options it had then.
+    zsock_set_sndhwm(pub, 100000);
+    if (zsock_bind(pub, "%s", endpoint) < 0) {
         log_error("cannot bind events endpoint %s: %s", endpoint, zmq_strerror(zmq_errno()));
         zsock_destroy(&pub);
         return NULL;
     }
-    //  A slow subscriber must not make the router buffer without bound; it
-    //  loses events instead and re-synchronises with a snapshot (seq gap).
-    zsock_set_sndhwm(pub, 100000);
     events_t *self = calloc(1, sizeof(events_t));
     self->pub = pub;
     self->handle = zsock_resolve(pub);

@@ -1647,17 +1647,22 @@ int server_run(server_t *self)
 static zsock_t *s_bind(int type, const char *endpoint, const char *what)
 {
     zsock_t *sock = zsock_new(type);
-    if (!sock || zsock_bind(sock, "%s", endpoint) < 0) {
-        log_error("cannot bind %s endpoint %s: %s", what, endpoint, zmq_strerror(zmq_errno()));
-        zsock_destroy(&sock);
+    if (!sock) {
+        log_error("cannot create the %s socket: %s", what, zmq_strerror(zmq_errno()));
         return NULL;
     }
     zsock_set_linger(sock, 0);
     //  A ROUTER drops what it cannot queue for a peer, silently: an answer
     //  or an offer lost that way is a stall (the peer waits for it). Queue a
     //  great deal instead; a peer that stops reading is dropped by liveness.
+    //  Set before bind: a listener gives its peers the options it had then.
     zsock_set_sndhwm(sock, SEND_QUEUE_MAX);
     zsock_set_rcvhwm(sock, SEND_QUEUE_MAX);
+    if (zsock_bind(sock, "%s", endpoint) < 0) {
+        log_error("cannot bind %s endpoint %s: %s", what, endpoint, zmq_strerror(zmq_errno()));
+        zsock_destroy(&sock);
+        return NULL;
+    }
     return sock;
 }
 
