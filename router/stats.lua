@@ -122,35 +122,55 @@ local function rollup(limit)
 end
 
 local NOWHERE = {}
-local TALLY = {} -- counts not yet written: "minute|dim" -> { minute, dim, fields }
+local TALLY = {} -- counts not yet written: "minute|chan|level|dept|agent" -> entry
 local BOTS = {}  -- agent -> is a bot, for the flush's life
 
 -- Add counts (counter -> increment) to the minute of NOW, under the ticket's
 -- channel, level, department and agent, or the level, department and agent
 -- given in `at` (an escalation counts where it left from). Counts are only
--- gathered here; KPI.flush writes them once per batch of calls (store.lua),
--- so a thousand resolutions in one minute cost one HINCRBY per field, not a
--- thousand.
+-- gathered here, per (minute, channel, level, department, agent); KPI.flush
+-- spreads them over the four dimensions and writes them once per batch of
+-- calls (store.lua), so a thousand resolutions in one minute cost one
+-- HINCRBY per field, not a thousand.
 local function tally(t, counts, at)
   at = at or NOWHERE
   local minute = NOW - NOW % MINUTE
-  local values = { tostring(t.chan), tostring(at.level or t.level), at.dept or t.dept,
-                   at.agent or t.agent }
-  for i, dim in ipairs(DIMS) do
-    local value = values[i]
-    if dim ~= 'agent' or value ~= '' then
-      local slot = minute .. '|' .. dim
-      local entry = TALLY[slot]
-      if not entry then
-        entry = { minute = minute, dim = dim, fields = {} }
-        TALLY[slot] = entry
-      end
-      for counter, n in pairs(counts) do
-        local field = value .. '|' .. counter
-        entry.fields[field] = (entry.fields[field] or 0) + n
+  local chan, level = t.chan, at.level or t.level
+  local dept, agent = at.dept or t.dept, at.agent or t.agent
+  local slot = minute .. '|' .. chan .. '|' .. level .. '|' .. dept .. '|' .. agent
+  local entry = TALLY[slot]
+  if not entry then
+    entry = { minute = minute, values = { tostring(chan), tostring(level), dept, agent },
+              counts = {} }
+    TALLY[slot] = entry
+  end
+  local sums = entry.counts
+  for counter, n in pairs(counts) do sums[counter] = (sums[counter] or 0) + n end
+end
+
+-- The gathered counts per (minute, dimension): "minute|dim" -> { minute,
+-- dim, fields (field -> increment) }.
+local function tally_by_dimension()
+  local out = {}
+  for _, e in pairs(TALLY) do
+    for i, dim in ipairs(DIMS) do
+      local value = e.values[i]
+      if dim ~= 'agent' or value ~= '' then
+        local slot = e.minute .. '|' .. dim
+        local entry = out[slot]
+        if not entry then
+          entry = { minute = e.minute, dim = dim, fields = {} }
+          out[slot] = entry
+        end
+        local fields = entry.fields
+        for counter, n in pairs(e.counts) do
+          local field = value .. '|' .. counter
+          fields[field] = (fields[field] or 0) + n
+        end
       end
     end
   end
+  return out
 end
 
 -- Add gathered fields (field -> increment) to a hash; true when one was new.
@@ -168,7 +188,7 @@ KPI.flush = function()
   if next(TALLY) == nil then return end
   local rolled = rollup(1)
   local pending = {}
-  for _, e in pairs(TALLY) do
+  for _, e in pairs(tally_by_dimension()) do
     local key = bucket_key('m', e.minute, e.dim)
     if add_fields(key, e.fields) then
       keep(key, e.minute + MINUTE, MINUTE_KEEP_S)
@@ -197,7 +217,10 @@ end
 -- An assignment is a ticket handled at a level: the base of the escalation
 -- rate. Whether a person ever held the ticket decides self-service later.
 KPI.assigned = function(t)
-  if not is_bot(t.agent) then put(t, 'k_person', 1) end
+  if not is_bot(t.agent) then
+    t.k_person = '1'
+    put(t, 'k_person', 1)
+  end
   tally(t, { handled = 1 })
 end
 
@@ -240,9 +263,8 @@ KPI.resolved = function(t)
   local took = NOW - tonumber(t.created)
   local counts = { resolved = 1, res_sum = took }
   counts['rh' .. res_bucket(took)] = 1
-  local f = redis.call('HMGET', tkey(t.id), 'resp', 'k_person')
-  if f[1] == '1' then counts.one_touch = 1 end
-  if not f[2] and is_bot(t.agent) then counts.self_service = 1 end
+  if t.resp == '1' then counts.one_touch = 1 end
+  if t.k_person == '' and is_bot(t.agent) then counts.self_service = 1 end
   tally(t, counts)
 end
 

@@ -58,21 +58,19 @@ local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
                'created', 'queued', 'frt', 'reqs', 'cust', 'fdue', 'rdue',
                'ftgt', 'rtgt', 'rstart', 'bh', 'ext',
                'w1', 'w2', 'w3', 'warn', 'act', 'boost', 'pbt', 'paused',
-               'sf', 'sr', 'sw', 'promised', 'vip' }
+               'sf', 'sr', 'sw', 'promised', 'vip', 'resp', 'k_person' }
 
 local function N(x) return string.format('%.0f', x) end
 
 -- Service-level hooks. stats.lua (loaded after this file, in the same
 -- library) fills them in; a transition calls KPI.x(...) when x is set, so
--- the measurements are taken in the same atomic step as the change.
+-- the measurements are taken in the same atomic step as the change. Hooks
+-- read the ticket from `t` (core fields) and write only fields no
+-- transition buffers (k_wait, k_rated), so nothing need be saved first.
 local KPI = {}
-local save_pending -- set below: hooks read the ticket hash, so write first
 local function kpi(name, ...)
   local hook = KPI[name]
-  if hook then
-    save_pending()
-    hook(...)
-  end
+  if hook then hook(...) end
 end
 
 local function tkey(id) return P .. 't:' .. id end
@@ -113,8 +111,6 @@ local function save()
   if #del > 0 then redis.call('ZREM', P .. 'timers', unpack(del)) end
   TIMING = {}
 end
-
-save_pending = function() save() end
 
 local function begin(args)
   P = args[1]

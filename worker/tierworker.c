@@ -73,6 +73,7 @@ struct _tierworker_job_t {
     Tier__V1__Ticket *ticket;       //  borrowed from offer
     bool finished;                  //  the caller called a finishing verb
     bool revoked;                   //  the router took it back: send nothing more
+    bool accept_held;               //  out[0] is an Accept not sent yet (see s_hold_accept)
     s_out_t out[OUT_MAX];           //  unanswered messages, oldest first
     size_t n_out;                   //  entries used in out
     int64_t retry_ms;               //  resend the queue at this time, 0 = not waiting
@@ -111,6 +112,7 @@ struct _tierworker_t {
     size_t jobs_size;                            //  slots in jobs
     size_t n_live;                               //  slots in use
     size_t n_unfinished;                         //  live jobs the caller has not finished
+    size_t n_held;                               //  jobs whose Accept is held back
     uint8_t *ctl_buf;                            //  packing buffer for control messages
     size_t ctl_cap;                              //  bytes allocated in ctl_buf
     char error[ERROR_MAX];                       //  why we stopped, "" if we did not
@@ -226,6 +228,20 @@ static tierworker_job_t *s_job_new(tierworker_t *self)
     return job;
 }
 
+//  The Accept of a new job is held back until the next tierworker_poll: a
+//  job finished before then (a bot answering at once) needs no Accept, its
+//  Respond, Resolve or Defer accepts the offer in the same step in the
+//  router. That saves the router a Redis transition per ticket. A job still
+//  open at the next poll gets its Accept then, long before the offer times
+//  out (the caller must poll that often anyway to keep its lease).
+static void s_unhold(tierworker_t *self, tierworker_job_t *job)
+{
+    if (job->accept_held) {
+        job->accept_held = false;
+        self->n_held--;
+    }
+}
+
 //  The slot and its packing buffers stay allocated for the next job.
 static void s_job_free(tierworker_t *self, tierworker_job_t *job)
 {
@@ -235,6 +251,7 @@ static void s_job_free(tierworker_t *self, tierworker_job_t *job)
     job->in_use = false;
     job->finished = false;
     job->revoked = false;
+    s_unhold(self, job);
     job->n_out = 0;
     job->retry_ms = 0;
     job->arg = NULL;
@@ -262,6 +279,7 @@ static tierworker_job_t *s_job_find(tierworker_t *self, const char *ticket_id)
 static void s_job_drop(tierworker_t *self, tierworker_job_t *job, const char *reason)
 {
     job->revoked = true;
+    s_unhold(self, job);
     job->n_out = 0;
     job->retry_ms = 0;
     if (job->finished)
@@ -272,6 +290,7 @@ static void s_job_drop(tierworker_t *self, tierworker_job_t *job, const char *re
 
 static void s_job_flush(tierworker_t *self, tierworker_job_t *job)
 {
+    s_unhold(self, job);
     int64_t now = s_now();
     for (size_t i = 0; i < job->n_out; i++) {
         s_transmit(self, job->out[i].buf, job->out[i].len);
@@ -279,11 +298,31 @@ static void s_job_flush(tierworker_t *self, tierworker_job_t *job)
     }
 }
 
+//  Keeps the removed entry's buffer at the end of the array for reuse.
+static void s_job_unqueue(tierworker_job_t *job, size_t i)
+{
+    s_out_t removed = job->out[i];
+    memmove(&job->out[i], &job->out[i + 1], (job->n_out - i - 1) * sizeof(s_out_t));
+    job->out[job->n_out - 1] = removed;
+    job->n_out--;
+}
+
 //  Queue a message of the job and send it unless an earlier one waits for
 //  a retry or we are not registered (then it goes with the next flush).
 static int s_job_queue(tierworker_t *self, tierworker_job_t *job, s_kind_t kind,
                        Tier__V1__WorkerMessage *msg)
 {
+    if (job->accept_held && kind != OUT_ACCEPT) {
+        //  Respond, Resolve and Defer accept the offer themselves; Escalate
+        //  and Release do not, so the Accept goes first.
+        s_unhold(self, job);
+        if (kind == OUT_RESPOND || kind == OUT_RESOLVE || kind == OUT_DEFER)
+            s_job_unqueue(job, 0);
+        else if (self->registered && !job->retry_ms) {
+            s_transmit(self, job->out[0].buf, job->out[0].len);
+            job->out[0].sent_ms = s_now();
+        }
+    }
     if (job->n_out == OUT_MAX)
         return -1;
     s_out_t *out = &job->out[job->n_out];
@@ -296,20 +335,11 @@ static int s_job_queue(tierworker_t *self, tierworker_job_t *job, s_kind_t kind,
     out->kind = kind;
     out->sent_ms = 0;
     job->n_out++;
-    if (self->registered && !job->retry_ms) {
+    if (self->registered && !job->retry_ms && !job->accept_held) {
         s_transmit(self, out->buf, out->len);
         out->sent_ms = s_now();
     }
     return 0;
-}
-
-//  Keeps the removed entry's buffer at the end of the array for reuse.
-static void s_job_unqueue(tierworker_job_t *job, size_t i)
-{
-    s_out_t removed = job->out[i];
-    memmove(&job->out[i], &job->out[i + 1], (job->n_out - i - 1) * sizeof(s_out_t));
-    job->out[job->n_out - 1] = removed;
-    job->n_out--;
 }
 
 //  ---------------------------------------------------------------------
@@ -593,6 +623,8 @@ static tierworker_job_t *s_on_offer(tierworker_t *self, Tier__V1__RouterMessage 
     }
     job->offer = msg;
     job->ticket = ticket;
+    job->accept_held = true;
+    self->n_held++;
     Tier__V1__Accept accept = TIER__V1__ACCEPT__INIT;
     accept.ticket_id = ticket->id;
     accept.attempt = ticket->attempt;
@@ -600,7 +632,7 @@ static tierworker_job_t *s_on_offer(tierworker_t *self, Tier__V1__RouterMessage 
     out.body_case = TIER__V1__WORKER_MESSAGE__BODY_ACCEPT;
     out.accept = &accept;
     s_job_queue(self, job, OUT_ACCEPT, &out);
-    s_log(self, false, "%s: offered (attempt %u), accepted", ticket->id, ticket->attempt);
+    s_log(self, false, "%s: offered (attempt %u), accepting", ticket->id, ticket->attempt);
     return job;
 }
 
@@ -679,7 +711,7 @@ static void s_tick_job(tierworker_t *self, tierworker_job_t *job, int64_t now)
         }
         return;
     }
-    for (size_t i = 0; i < job->n_out; i++)
+    for (size_t i = job->accept_held ? 1 : 0; i < job->n_out; i++)
         if (!job->out[i].sent_ms || now - job->out[i].sent_ms >= RESEND_MS) {
             s_log(self, false, "%s: no answer to %s, resending", job->ticket->id,
                   s_kind_name[job->out[i].kind]);
@@ -841,12 +873,28 @@ void tierworker_destroy(tierworker_t **self_p)
     *self_p = NULL;
 }
 
+//  The jobs handed out since the last poll and not finished: accept them now.
+static void s_send_held_accepts(tierworker_t *self)
+{
+    for (size_t index = 0; self->n_held && index < self->jobs_size; index++) {
+        tierworker_job_t *job = self->jobs[index];
+        if (!job || !job->in_use || !job->accept_held)
+            continue;
+        s_unhold(self, job);
+        if (self->registered && !job->retry_ms) {
+            s_transmit(self, job->out[0].buf, job->out[0].len);
+            job->out[0].sent_ms = s_now();
+        }
+    }
+}
+
 int tierworker_poll(tierworker_t *self, int timeout_ms, tierworker_job_t **job_p)
 {
     assert(self);
     assert(job_p);
     *job_p = NULL;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now() + timeout_ms;
+    s_send_held_accepts(self);
     while (!self->fatal) {
         *job_p = s_receive(self);
         if (!self->fatal)

@@ -53,7 +53,7 @@ extern "C" {
 #endif
 
 //  Return values of tierworker_poll
-#define TIERWORKER_JOB     0  //  *job_p is a new job, already accepted
+#define TIERWORKER_JOB     0  //  *job_p is a new job, accepted (see tierworker_poll)
 #define TIERWORKER_NOTHING 1  //  no new job within the timeout
 #define TIERWORKER_FATAL   -1 //  cannot go on; tierworker_error says why
 
@@ -100,7 +100,9 @@ tierworker_t *tierworker_new(const char *endpoint, const tierworker_config_t *cf
 void tierworker_destroy(tierworker_t **self_p);
 
 //  Run the protocol for up to timeout_ms (< 0: until a job arrives).
-//  Returns TIERWORKER_JOB with *job_p set to a new, accepted job;
+//  Returns TIERWORKER_JOB with *job_p set to a new, accepted job (its
+//  Accept goes out with the next call, or never if the job is resolved,
+//  responded to or deferred first: those accept it in the router too);
 //  TIERWORKER_NOTHING when the time ran out or a signal interrupted the
 //  wait; TIERWORKER_FATAL when the router refused the registration or the
 //  socket cannot be rebuilt.
