@@ -17,9 +17,9 @@ typedef struct _events_t events_t;
 events_t *events_new(const char *endpoint);
 void events_destroy(events_t **self_p);
 
-//  Fill `event` from one event array of a store reply. Strings are borrowed
-//  from the reply.
-void events_decode(const redisReply *array, uint64_t seq, int64_t now_ms, Tier__V1__Event *event);
+//  Fill `event` from one event of a store reply (a string of NUL-ended
+//  fields). Strings are borrowed from the reply.
+void events_decode(const redisReply *packed, uint64_t seq, int64_t now_ms, Tier__V1__Event *event);
 
 //  Publish under "all/", "level/Ln/", "dept/D/", "ticket/ID/", "agent/A/".
 void events_publish(events_t *self, const Tier__V1__Event *event);

@@ -16,7 +16,7 @@
 
 typedef struct _store_t store_t;
 
-//  Field positions in each event array returned by store.lua (see event()).
+//  Field positions in each event returned by store.lua (see event()).
 enum {
     STORE_EV_KIND,
     STORE_EV_TICKET,

@@ -15,7 +15,9 @@
 -- seq_last the event sequence number of the last event in `events` (the
 --          first is seq_last - #events + 1); events are numbered here, inside
 --          the transaction, so the snapshot and the event stream agree
--- events   array of events, each an array in EVENT_FIELDS order (below)
+-- events   array of events, each one string: its fields in the order of
+--          event() below, separated by NUL bytes (every text field comes
+--          from a C string, so none holds a NUL)
 -- payload  function-specific array
 --
 -- Numbers are passed and stored as decimal strings (see N) because Redis
@@ -133,16 +135,19 @@ local function core(id)
   return t
 end
 
--- Event field order; the router reads them by position (store.h).
+-- Event field order; the router reads them by position (store.h). One
+-- string per event, not an array: a reply of one element instead of 18 is
+-- much less work for Redis and for the router's reply parser.
+local NOTHING = {}
 local function event(kind, t, o)
-  o = o or {}
-  EVENTS[#EVENTS + 1] = {
-    kind, t and t.id or '', o.level or (t and t.level) or 0,
-    o.dept or (t and t.dept) or '', o.agent or (t and t.agent) or '',
-    o.from_level or 0, o.from_dept or '', o.reason or '', o.depth or 0,
-    o.oldest or '0', o.state or (t and t.state) or 0, o.att or (t and t.att) or 0,
-    t and t.chan or 0, t and t.prio or 0, o.csat or 0, o.agent_state or 0,
-    t and t.created or '0', t and t.queued or '0' }
+  o = o or NOTHING
+  t = t or NOTHING
+  EVENTS[#EVENTS + 1] = table.concat({
+    kind, t.id or '', o.level or t.level or 0, o.dept or t.dept or '',
+    o.agent or t.agent or '', o.from_level or 0, o.from_dept or '', o.reason or '',
+    o.depth or 0, o.oldest or '0', o.state or t.state or 0, o.att or t.att or 0,
+    t.chan or 0, t.prio or 0, o.csat or 0, o.agent_state or 0,
+    t.created or '0', t.queued or '0' }, '\0')
 end
 
 local function history(id, kind, actor, fields)
@@ -319,9 +324,15 @@ local function duplicate(t, agent, att, reqid)
          ~= nil
 end
 
-local function ticket_record(id)
+-- A ticket as the router shows it: { id, {RECORD fields}, {history...} }.
+-- The field order is the router's (ticket.c, enum s_record_field).
+local RECORD = { 'pb', 'prio', 'level', 'dept', 'state', 'agent', 'att', 'created',
+                 'updated', 'queued', 'frt', 'resolved', 'csat' }
+
+local function ticket_record(id, with_history)
   save()
-  return { id, redis.call('HGETALL', tkey(id)), redis.call('LRANGE', hkey(id), 0, -1) }
+  return { id, redis.call('HMGET', tkey(id), unpack(RECORD)),
+           with_history == false and {} or redis.call('LRANGE', hkey(id), 0, -1) }
 end
 
 ---------------------------------------------------------------------------
@@ -801,7 +812,7 @@ local function tier_dead_letters(_, a)
   begin(a)
   local out = {}
   for _, id in ipairs(redis.call('ZREVRANGE', DEADQ, 0, tonumber(a[3]) - 1)) do
-    out[#out + 1] = { id, redis.call('HGETALL', tkey(id)), {} }
+    out[#out + 1] = ticket_record(id, false)
   end
   return finish('OK', '', out)
 end

@@ -8,26 +8,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  The hash fields the wire ticket shows, by name.
-static const char *s_field(const redisReply *hash, const char *name)
+//  The fields of a ticket record (store.lua RECORD), in its order.
+enum s_record_field {
+    R_PB,
+    R_PRIO,
+    R_LEVEL,
+    R_DEPT,
+    R_STATE,
+    R_AGENT,
+    R_ATT,
+    R_CREATED,
+    R_UPDATED,
+    R_QUEUED,
+    R_FRT,
+    R_RESOLVED,
+    R_CSAT,
+    R_FIELDS
+};
+
+static char *s_field(const redisReply *fields, int field)
 {
-    for (size_t i = 0; i + 1 < (hash ? hash->elements : 0); i += 2)
-        if (strcmp(store_str(hash->element[i]), name) == 0)
-            return store_str(hash->element[i + 1]);
-    return "";
+    return (char *) store_str(store_elem(fields, (size_t) field));
 }
 
-static const redisReply *s_field_reply(const redisReply *hash, const char *name)
+static uint64_t s_u64(const redisReply *fields, int field)
 {
-    for (size_t i = 0; i + 1 < (hash ? hash->elements : 0); i += 2)
-        if (strcmp(store_str(hash->element[i]), name) == 0)
-            return hash->element[i + 1];
-    return NULL;
-}
-
-static uint64_t s_u64(const redisReply *hash, const char *name)
-{
-    return strtoull(s_field(hash, name), NULL, 10);
+    return store_u64(store_elem(fields, (size_t) field));
 }
 
 static char *s_json_str(const cJSON *entry, const char *key)
@@ -89,9 +95,9 @@ int ticket_view_init(ticket_view_t *view, const redisReply *record, bool with_hi
     memset(view, 0, sizeof(*view));
     Tier__V1__Ticket *t = &view->ticket;
     tier__v1__ticket__init(t);
-    const redisReply *hash = store_elem(record, 1);
-    const redisReply *pb = s_field_reply(hash, "pb");
-    if (!hash || !pb || pb->type != REDIS_REPLY_STRING)
+    const redisReply *fields = store_elem(record, 1);
+    const redisReply *pb = store_elem(fields, R_PB);
+    if (!fields || fields->elements != R_FIELDS || !pb || pb->type != REDIS_REPLY_STRING)
         return -1;
     view->content = tier__v1__ticket__unpack(NULL, pb->len, (const uint8_t *) pb->str);
     if (!view->content)
@@ -104,18 +110,18 @@ int ticket_view_init(ticket_view_t *view, const redisReply *record, bool with_hi
     t->body = view->content->body;
     t->n_tags = view->content->n_tags;
     t->tags = view->content->tags;
-    t->priority = (Tier__V1__Priority) s_u64(hash, "prio");
-    t->level = (Tier__V1__Level) s_u64(hash, "level");
-    t->department = (char *) s_field(hash, "dept");
-    t->state = (Tier__V1__TicketState) s_u64(hash, "state");
-    t->agent = (char *) s_field(hash, "agent");
-    t->attempt = (uint32_t) s_u64(hash, "att");
-    t->created_ms = s_u64(hash, "created");
-    t->updated_ms = s_u64(hash, "updated");
-    t->queued_ms = s_u64(hash, "queued");
-    t->first_response_ms = s_u64(hash, "frt");
-    t->resolved_ms = s_u64(hash, "resolved");
-    t->csat = (uint32_t) s_u64(hash, "csat");
+    t->priority = (Tier__V1__Priority) s_u64(fields, R_PRIO);
+    t->level = (Tier__V1__Level) s_u64(fields, R_LEVEL);
+    t->department = s_field(fields, R_DEPT);
+    t->state = (Tier__V1__TicketState) s_u64(fields, R_STATE);
+    t->agent = s_field(fields, R_AGENT);
+    t->attempt = (uint32_t) s_u64(fields, R_ATT);
+    t->created_ms = s_u64(fields, R_CREATED);
+    t->updated_ms = s_u64(fields, R_UPDATED);
+    t->queued_ms = s_u64(fields, R_QUEUED);
+    t->first_response_ms = s_u64(fields, R_FRT);
+    t->resolved_ms = s_u64(fields, R_RESOLVED);
+    t->csat = (uint32_t) s_u64(fields, R_CSAT);
     if (with_history)
         s_history(view, store_elem(record, 2));
     return 0;

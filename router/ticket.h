@@ -3,7 +3,7 @@
     In Redis a ticket is a hash (mutable fields, plus `pb`: the packed
     submitted content that never changes) and a list of history entries in
     JSON (store.lua writes them too, with cjson). This module turns a ticket
-    record from store.lua ({id, HGETALL, history}) into a Tier__V1__Ticket.
+    record from store.lua ({id, {RECORD fields}, history}) into a Tier__V1__Ticket.
 */
 #ifndef TIER_TICKET_H
 #define TIER_TICKET_H
