@@ -56,11 +56,37 @@ local PRIORITY_MAX = 4
 -- pbt (boost per priority, "b1,b2,b3,b4"), paused (when the clock stopped, 0
 -- if running), sf/sr/sw (stage of each clock: 0 running, 1 warned, 2
 -- breached).
+-- The policy fields never change after intake and are stored together in
+-- one field, pol = "ftgt|rtgt|w1|w2|w3|warn|act|pbt|bh", read only when a
+-- clock is computed (most transitions never do).
 local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
                'created', 'queued', 'frt', 'reqs', 'cust', 'fdue', 'rdue',
-               'ftgt', 'rtgt', 'rstart', 'bh', 'ext',
-               'w1', 'w2', 'w3', 'warn', 'act', 'boost', 'pbt', 'paused',
+               'rstart', 'ext', 'pol', 'boost', 'paused',
                'sf', 'sr', 'sw', 'promised', 'vip', 'resp', 'k_person' }
+local POLICY = { 'ftgt', 'rtgt', 'w1', 'w2', 'w3', 'warn', 'act', 'pbt', 'bh' }
+local IS_POLICY = { ftgt = true, rtgt = true, w1 = true, w2 = true, w3 = true, warn = true,
+                    act = true, pbt = true, bh = true }
+
+local function policy_pack(t)
+  return table.concat({ t.ftgt, t.rtgt, t.w1, t.w2, t.w3, t.warn, t.act, t.pbt, t.bh }, '|')
+end
+
+-- A ticket loaded by core() unpacks `pol` the first time a policy field is read.
+local LAZY_POLICY = {
+  __index = function(t, k)
+    if not IS_POLICY[k] then return nil end
+    local pol = rawget(t, 'pol') or ''
+    local i = 1
+    for v in string.gmatch(pol .. '|', '([^|]*)|') do
+      if POLICY[i] then rawset(t, POLICY[i], v) end
+      i = i + 1
+    end
+    for _, f in ipairs(POLICY) do
+      if rawget(t, f) == nil then rawset(t, f, '') end
+    end
+    return rawget(t, k)
+  end
+}
 
 local function N(x) return string.format('%.0f', x) end
 
@@ -128,7 +154,7 @@ end
 local function core(id)
   local v = redis.call('HMGET', tkey(id), unpack(CORE))
   if not v[1] then return nil end
-  local t = { id = id }
+  local t = setmetatable({ id = id }, LAZY_POLICY)
   for i, f in ipairs(CORE) do t[f] = v[i] or '' end
   t.state = tonumber(t.state); t.level = tonumber(t.level)
   t.att = tonumber(t.att); t.prio = tonumber(t.prio); t.chan = tonumber(t.chan)
@@ -413,11 +439,9 @@ local function tier_submit(_, a)
   put(t, 'ext', ext, 'level', t.level, 'dept', t.dept, 'prio', a[6],
              'chan', a[7], 'vip', a[8], 'cust', a[9], 'subj', a[10], 'pb', a[11],
              'state', QUEUED, 'agent', '', 'att', 0, 'created', t.created,
-             'updated', t.created, 'queued', t.queued, 'frt', 0, 'resolved', 0,
-             'csat', 0, 'resp', 0, 'esc', 0, 'reqs', ',', 'fdue', t.fdue, 'rdue', t.rdue,
-             'ftgt', t.ftgt, 'rtgt', t.rtgt, 'rstart', t.rstart, 'bh', t.bh,
-             'w1', t.w1, 'w2', t.w2, 'w3', t.w3, 'warn', t.warn, 'act', t.act,
-             'boost', t.boost, 'pbt', t.pbt, 'paused', 0, 'sf', 0, 'sr', 0, 'sw', 0)
+             'updated', t.created, 'queued', t.queued, 'frt', 0, 'resp', 0, 'reqs', ',',
+             'fdue', t.fdue, 'rdue', t.rdue, 'rstart', t.rstart, 'pol', policy_pack(t),
+             'boost', t.boost)
   if nhist > 0 then redis.call('RPUSH', hkey(id), unpack(hist)) end
   if ext ~= '' then redis.call('SET', P .. 'x:' .. ext, id) end
   event(E_CREATED, t)
