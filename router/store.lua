@@ -22,13 +22,20 @@
 --
 -- Numbers are passed and stored as decimal strings (see N) because Redis
 -- would print large Lua numbers in exponent form.
+--
+-- Lua allows a function 200 local variables at once, and this library's
+-- top level (with stats.lua) uses all of them: new helpers keep their
+-- constants inside a do ... end block (see LAZY_POLICY) or in a table.
 
 local P       -- key prefix, e.g. "tier:"
 local NOW     -- the router's clock, ms since the epoch
+local NOWS    -- the same as the router sent it, a decimal string (no N(NOW) per use)
 local EVENTS  -- events produced by this call
 local TOUCHED -- queues whose depth changed in this call (or batch): key -> {level, dept}
 local DIRTY   -- tickets with hash fields still to write: id -> {field, value, ...}
 local TIMING  -- timer changes still to write: member -> due (string) or false
+local HIST    -- history entries still to write: id -> {json...}
+local CLEARED = {} -- agents whose offer-miss count goes back to 0 (flush_misses)
 local BATCH   -- true inside tier_batch: queue events and numbering at its end
 
 -- Enum values shared with tier.proto
@@ -63,30 +70,33 @@ local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
                'created', 'queued', 'frt', 'reqs', 'cust', 'fdue', 'rdue',
                'rstart', 'ext', 'pol', 'boost', 'paused',
                'sf', 'sr', 'sw', 'promised', 'vip', 'resp', 'k_person' }
-local POLICY = { 'ftgt', 'rtgt', 'w1', 'w2', 'w3', 'warn', 'act', 'pbt', 'bh' }
-local IS_POLICY = { ftgt = true, rtgt = true, w1 = true, w2 = true, w3 = true, warn = true,
-                    act = true, pbt = true, bh = true }
-
 local function policy_pack(t)
   return table.concat({ t.ftgt, t.rtgt, t.w1, t.w2, t.w3, t.warn, t.act, t.pbt, t.bh }, '|')
 end
 
--- A ticket loaded by core() unpacks `pol` the first time a policy field is read.
-local LAZY_POLICY = {
-  __index = function(t, k)
-    if not IS_POLICY[k] then return nil end
-    local pol = rawget(t, 'pol') or ''
-    local i = 1
-    for v in string.gmatch(pol .. '|', '([^|]*)|') do
-      if POLICY[i] then rawset(t, POLICY[i], v) end
-      i = i + 1
+-- A ticket loaded by core() unpacks `pol` the first time a policy field is
+-- read. (In a block: the library's top level has room for 200 locals only.)
+local LAZY_POLICY
+do
+  local POLICY = { 'ftgt', 'rtgt', 'w1', 'w2', 'w3', 'warn', 'act', 'pbt', 'bh' }
+  local IS_POLICY = { ftgt = true, rtgt = true, w1 = true, w2 = true, w3 = true, warn = true,
+                      act = true, pbt = true, bh = true }
+  LAZY_POLICY = {
+    __index = function(t, k)
+      if not IS_POLICY[k] then return nil end
+      local pol = rawget(t, 'pol') or ''
+      local i = 1
+      for v in string.gmatch(pol .. '|', '([^|]*)|') do
+        if POLICY[i] then rawset(t, POLICY[i], v) end
+        i = i + 1
+      end
+      for _, f in ipairs(POLICY) do
+        if rawget(t, f) == nil then rawset(t, f, '') end
+      end
+      return rawget(t, k)
     end
-    for _, f in ipairs(POLICY) do
-      if rawget(t, f) == nil then rawset(t, f, '') end
-    end
-    return rawget(t, k)
-  end
-}
+  }
+end
 
 local function N(x) return string.format('%.0f', x) end
 
@@ -127,6 +137,8 @@ local function save()
     if #fields > 0 then redis.call('HSET', tkey(id), unpack(fields)) end
   end
   DIRTY = {}
+  for id, entries in pairs(HIST) do redis.call('RPUSH', hkey(id), unpack(entries)) end
+  HIST = {}
   local add, del = {}, {}
   for member, due in pairs(TIMING) do
     if due then
@@ -143,19 +155,23 @@ end
 local function begin(args)
   P = args[1]
   NOW = tonumber(args[2])
+  NOWS = args[2]
   EVENTS = {}
   DIRTY = {}
   TIMING = {}
+  HIST = {}
   if not BATCH then TOUCHED = {} end
   TIMERS, AGENTS, SEQ, DEADQ = P .. 'timers', P .. 'agents', P .. 'seq', P .. 'dead'
 end
 
--- Load the core fields of a ticket, numbers converted; nil if unknown.
-local function core(id)
-  local v = redis.call('HMGET', tkey(id), unpack(CORE))
+-- Load the core fields of a ticket (or `fields`, a superset), numbers
+-- converted; nil if unknown.
+local function core(id, fields)
+  fields = fields or CORE
+  local v = redis.call('HMGET', tkey(id), unpack(fields))
   if not v[1] then return nil end
   local t = setmetatable({ id = id }, LAZY_POLICY)
-  for i, f in ipairs(CORE) do t[f] = v[i] or '' end
+  for i, f in ipairs(fields) do t[f] = v[i] or '' end
   t.state = tonumber(t.state); t.level = tonumber(t.level)
   t.att = tonumber(t.att); t.prio = tonumber(t.prio); t.chan = tonumber(t.chan)
   return t
@@ -176,10 +192,17 @@ local function event(kind, t, o)
     t.created or '0', t.queued or '0' }, '\0')
 end
 
+-- History entries are gathered per ticket and appended with one RPUSH (save).
+local function history_raw(id, json)
+  local entries = HIST[id]
+  if not entries then entries = {}; HIST[id] = entries end
+  entries[#entries + 1] = json
+end
+
 local function history(id, kind, actor, fields)
   local e = fields or {}
-  e.t = N(NOW); e.k = kind; e.a = actor
-  redis.call('RPUSH', hkey(id), cjson.encode(e))
+  e.t = NOWS; e.k = kind; e.a = actor
+  history_raw(id, cjson.encode(e))
 end
 
 local function num(x) return tonumber(x) or 0 end
@@ -195,7 +218,6 @@ local function num(x) return tonumber(x) or 0 end
 -- and closing minute of local time, and the UTC offset in minutes at
 -- intake; "" = 24/7): the time `duration` of business time after `start`.
 local DAY_MS, MINUTE_MS = 86400000, 60000
-local EPOCH_WEEKDAY = 4 -- 1970-01-01 was a Thursday
 
 local function business_add(spec, start, duration)
   if not spec or spec == '' or duration <= 0 then return start + duration end
@@ -205,7 +227,7 @@ local function business_add(spec, start, duration)
   local t, left = start + off, duration
   for _ = 1, 800 do -- two years of days at most
     local day = t - t % DAY_MS
-    local weekday = (math.floor(day / DAY_MS) + EPOCH_WEEKDAY) % 7
+    local weekday = (math.floor(day / DAY_MS) + 4) % 7 -- 1970-01-01 was a Thursday
     local open, close = day + open_min * MINUTE_MS, day + close_min * MINUTE_MS
     if days:sub(weekday + 1, weekday + 1) == '1' and t < close then
       if t < open then t = open end
@@ -294,12 +316,20 @@ local function queue_events()
   TOUCHED = {}
 end
 
+-- An accepted offer ends an agent's run of missed offers: one HSET per
+-- agent per batch, not per ticket (offer_expired writes it first if due).
+local function flush_misses()
+  for agent in pairs(CLEARED) do redis.call('HSET', akey(agent), 'misses', 0) end
+  CLEARED = {}
+end
+
 -- Write what is pending and number the call's events (in a batch, the
 -- batch numbers them all at its end, with one INCRBY).
 local function finish(status, reason, payload)
   save()
   if BATCH then return { status, reason or '', 0, EVENTS, payload or {} } end
   if KPI.flush then KPI.flush() end
+  flush_misses()
   queue_events()
   local seq = 0
   if #EVENTS > 0 then
@@ -313,6 +343,7 @@ end
 local function fail(status, reason)
   DIRTY = {}
   TIMING = {}
+  HIST = {}
   return { status, reason, 0, {}, {} }
 end
 
@@ -321,8 +352,8 @@ local function requeue(t, hkind, ekind, actor, reason)
   timer_del('o:' .. t.id .. ':' .. t.att)
   redis.call('SREM', wkey(t.agent), t.id)
   local was = t.agent
-  t.state = QUEUED; t.agent = ''; t.queued = N(NOW)
-  put(t, 'state', QUEUED, 'agent', '', 'queued', t.queued, 'updated', N(NOW))
+  t.state = QUEUED; t.agent = ''; t.queued = NOWS
+  put(t, 'state', QUEUED, 'agent', '', 'queued', t.queued, 'updated', NOWS)
   history(t.id, hkind, actor, { r = reason })
   enqueue(t)
   event(ekind, t, { agent = was, reason = reason })
@@ -361,6 +392,25 @@ local function ticket_record(id, with_history)
            with_history == false and {} or redis.call('LRANGE', hkey(id), 0, -1) }
 end
 
+-- What tier_assign reads of a ticket: the core fields and the rest of RECORD,
+-- so that the offer's record needs no second read.
+-- (Written out: the library's top level cannot call ipairs or unpack.)
+local OFFER_READ = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
+                     'created', 'queued', 'frt', 'reqs', 'cust', 'fdue', 'rdue',
+                     'rstart', 'ext', 'pol', 'boost', 'paused',
+                     'sf', 'sr', 'sw', 'promised', 'vip', 'resp', 'k_person',
+                     'pb', 'updated', 'resolved', 'csat' }
+
+-- The record of a ticket just offered (t read with OFFER_READ): its history
+-- is what Redis holds plus what this call has not written yet.
+local function offer_record(t)
+  local fields = {}
+  for i, f in ipairs(RECORD) do fields[i] = t[f] end
+  local hist = redis.call('LRANGE', hkey(t.id), 0, -1)
+  for _, json in ipairs(HIST[t.id] or NOTHING) do hist[#hist + 1] = json end
+  return { t.id, fields, hist }
+end
+
 ---------------------------------------------------------------------------
 -- Intake
 
@@ -371,7 +421,7 @@ local HISTORY_KEEP_MS = 90 * 86400000
 local function customer_contact(cust, id)
   if cust == '' then return end
   local key = P .. 'cc:' .. cust
-  redis.call('ZADD', key, N(NOW), id)
+  redis.call('ZADD', key, NOWS, id)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', N(NOW - HISTORY_KEEP_MS))
   redis.call('PEXPIRE', key, N(HISTORY_KEEP_MS))
 end
@@ -408,8 +458,8 @@ local function tier_submit(_, a)
   end
   local id = tostring(redis.call('INCR', P .. 'nextid'))
   local t = { id = id, level = tonumber(a[4]), dept = a[5], prio = tonumber(a[6]),
-              chan = tonumber(a[7]), vip = a[8], cust = a[9], created = N(NOW),
-              queued = N(NOW), state = QUEUED, agent = '', att = 0, frt = '0',
+              chan = tonumber(a[7]), vip = a[8], cust = a[9], created = NOWS,
+              queued = NOWS, state = QUEUED, agent = '', att = 0, frt = '0',
               ftgt = a[12], rtgt = a[13], w1 = a[14], w2 = a[15], w3 = a[16], bh = a[22],
               warn = a[17], act = a[18], boost = a[19], pbt = a[20], paused = '0',
               sf = '0', sr = '0', sw = '0' }
@@ -442,7 +492,7 @@ local function tier_submit(_, a)
              'updated', t.created, 'queued', t.queued, 'frt', 0, 'resp', 0, 'reqs', ',',
              'fdue', t.fdue, 'rdue', t.rdue, 'rstart', t.rstart, 'pol', policy_pack(t),
              'boost', t.boost)
-  if nhist > 0 then redis.call('RPUSH', hkey(id), unpack(hist)) end
+  for _, json in ipairs(hist) do history_raw(id, json) end
   if ext ~= '' then redis.call('SET', P .. 'x:' .. ext, id) end
   event(E_CREATED, t)
   for _, hit in ipairs(hits) do rule_decision(t, hit[1], hit[2]) end
@@ -525,15 +575,15 @@ local function dead_letter(t, reason)
   dequeue(t)
   sla_clear(t)
   t.state = DEAD
-  put(t, 'state', DEAD, 'agent', '', 'updated', N(NOW))
-  redis.call('ZADD', DEADQ, N(NOW), t.id)
+  put(t, 'state', DEAD, 'agent', '', 'updated', NOWS)
+  redis.call('ZADD', DEADQ, NOWS, t.id)
   history(t.id, H_DEAD_LETTERED, 'router', { r = reason })
   event(E_DEAD, t, { reason = reason })
 end
 
 local function offer(t, agent, offer_ms)
-  t.state = OFFERED; t.agent = agent
-  put(t, 'state', OFFERED, 'agent', agent, 'att', t.att, 'reqs', ',', 'updated', N(NOW))
+  t.state = OFFERED; t.agent = agent; t.updated = NOWS
+  put(t, 'state', OFFERED, 'agent', agent, 'att', t.att, 'reqs', ',', 'updated', t.updated)
   redis.call('SADD', wkey(agent), t.id)
   timer_set('o:' .. t.id .. ':' .. t.att, N(NOW + offer_ms))
   history(t.id, H_OFFERED, agent, { r = 'attempt ' .. t.att })
@@ -554,7 +604,7 @@ local function tier_assign(_, a)
   while #offered < n do
     local id, q = best_head(queues, limits)
     if not id then break end
-    local t = core(id)
+    local t = core(id, OFFER_READ)
     if not t then   -- a queue entry whose ticket is gone: drop it
       redis.call('ZREM', P .. 'q:' .. q, id)
       redis.call('ZREM', P .. 'qt:' .. q, id)
@@ -565,7 +615,7 @@ local function tier_assign(_, a)
         dead_letter(t, 'delivered ' .. max_att .. ' times without a result')
       else
         offer(t, agent, offer_ms)
-        offered[#offered + 1] = ticket_record(id)
+        offered[#offered + 1] = offer_record(t)
         if limits then limits.held[t.chan] = (limits.held[t.chan] or 0) + 1 end
       end
     end
@@ -598,14 +648,14 @@ end
 local function applying(t)
   if t.reqs == '' then t.reqs = ',' end
   t.reqs = t.reqs .. t.req .. ','
-  put(t, 'reqs', t.reqs, 'updated', N(NOW))
+  put(t, 'reqs', t.reqs, 'updated', NOWS)
 end
 
 local function accept_offer(t)
   if t.state ~= OFFERED then return end
   timer_del('o:' .. t.id .. ':' .. t.att)
   put(t, 'state', ASSIGNED)
-  redis.call('HSET', akey(t.agent), 'misses', 0)
+  CLEARED[t.agent] = true
   t.state = ASSIGNED
   history(t.id, H_ASSIGNED, t.agent)
   event(E_ASSIGNED, t)
@@ -630,12 +680,12 @@ local function tier_respond(_, a)
   applying(t)
   accept_offer(t)
   if t.frt == '0' then
-    put(t, 'frt', N(NOW))
+    put(t, 'frt', NOWS)
     timer_del('s:' .. t.id .. ':f')
     kpi('first_response', t)
   end
   if a[8] == '1' and num(t.paused) == 0 then
-    put(t, 'paused', N(NOW))
+    put(t, 'paused', NOWS)
     timer_del('s:' .. t.id .. ':r')
   end
   redis.call('HINCRBY', tkey(t.id), 'resp', 1)
@@ -664,7 +714,7 @@ local function tier_resolve(_, a)
   local followup = num(a[7 + t.level])
   if followup > 0 and t.ext:sub(1, 9) ~= 'followup:' then timer_set('u:' .. t.id, N(NOW + followup)) end
   t.state = RESOLVED
-  put(t, 'state', RESOLVED, 'resolved', N(NOW))
+  put(t, 'state', RESOLVED, 'resolved', NOWS)
   history(t.id, H_RESOLVED, t.agent, { x = a[7] })
   event(E_RESOLVED, t)
   kpi('resolved', t)
@@ -693,9 +743,9 @@ end
 -- then the rule or "sla"). The caller has taken it out of its old place.
 local function escalate(t, to_level, to_dept, kind, actor, reason, notes, automatic)
   local from_level, from_dept, agent = t.level, t.dept, t.agent
-  t.level, t.dept, t.agent, t.queued = to_level, to_dept, '', N(NOW)
+  t.level, t.dept, t.agent, t.queued = to_level, to_dept, '', NOWS
   put(t, 'state', QUEUED, 'agent', '', 'level', to_level,
-             'dept', to_dept, 'queued', t.queued, 'updated', N(NOW))
+             'dept', to_dept, 'queued', t.queued, 'updated', NOWS)
   redis.call('HINCRBY', tkey(t.id), 'esc', 1)
   if t.cust ~= '' then redis.call('SET', P .. 'ce:' .. t.cust, 1, 'PX', N(HISTORY_KEEP_MS)) end
   history(t.id, H_ESCALATED, actor, { r = reason, fl = from_level, tl = to_level,
@@ -775,8 +825,8 @@ local function tier_cancel(_, a)
   timer_del('d:' .. t.id)
   timer_del('p:' .. t.id)
   t.state = ABANDONED
-  put(t, 'state', ABANDONED, 'agent', '', 'resolved', N(NOW),
-             'updated', N(NOW))
+  put(t, 'state', ABANDONED, 'agent', '', 'resolved', NOWS,
+             'updated', NOWS)
   history(t.id, H_ABANDONED, 'customer', { r = a[4] })
   event(E_ABANDONED, t, { agent = agent, reason = a[4] })
   kpi('abandoned', t)
@@ -788,7 +838,7 @@ local function tier_message(_, a)
   begin(a)
   local t, err, why = open_ticket(a[3])
   if not t then return fail(err, why) end
-  put(t, 'updated', N(NOW))
+  put(t, 'updated', NOWS)
   if num(t.paused) > 0 then
     -- The customer answered: the resolution clock runs again, its due time
     -- moved by the time spent waiting on the customer.
@@ -812,7 +862,7 @@ local function tier_rate(_, a)
   if t.state ~= RESOLVED then
     return fail('INVALID_STATE', 'ticket ' .. t.id .. ' is not resolved; rate it after')
   end
-  put(t, 'csat', a[4], 'updated', N(NOW))
+  put(t, 'csat', a[4], 'updated', NOWS)
   history(t.id, H_RATED, 'customer', { x = a[4], r = a[5] })
   event(E_RATED, t, { csat = tonumber(a[4]) })
   kpi('rated', t, tonumber(a[4]))
@@ -852,9 +902,9 @@ local function tier_requeue(_, a)
   local level = tonumber(a[4])
   if level ~= 0 then t.level, t.dept = level, a[5] end
   redis.call('ZREM', DEADQ, t.id)
-  t.state, t.agent, t.att, t.queued = QUEUED, '', 0, N(NOW)
+  t.state, t.agent, t.att, t.queued = QUEUED, '', 0, NOWS
   put(t, 'state', QUEUED, 'agent', '', 'att', 0, 'level', t.level,
-             'dept', t.dept, 'queued', t.queued, 'updated', N(NOW))
+             'dept', t.dept, 'queued', t.queued, 'updated', NOWS)
   history(t.id, H_REQUEUED, 'operator', { r = a[6] })
   enqueue(t)
   event(E_REQUEUED, t, { reason = a[6] })
@@ -874,6 +924,7 @@ local function agent_gone(agent, reason)
       requeue(t, H_REQUEUED, E_REQUEUED, 'router', reason)
     end
   end
+  CLEARED[agent] = nil
   redis.call('DEL', wkey(agent), akey(agent))
   redis.call('ZREM', AGENTS, agent)
   redis.call('ZREM', TIMERS, 'a:' .. agent)
@@ -905,9 +956,9 @@ local function tier_register(_, a)
   end
   for id, att in pairs(declared) do stale[#stale + 1] = id; stale[#stale + 1] = att end
   redis.call('HSET', akey(agent), 'level', a[4], 'depts', a[5], 'cap', a[6], 'bot', a[7],
-             'state', A_READY, 'seen', N(NOW), 'misses', 0,
+             'state', A_READY, 'seen', NOWS, 'misses', 0,
              'ccap', a[10 + 2 * tonumber(a[9])] or '')
-  redis.call('ZADD', AGENTS, N(NOW), agent)
+  redis.call('ZADD', AGENTS, NOWS, agent)
   redis.call('ZADD', TIMERS, N(NOW + tonumber(a[8])), 'a:' .. agent)
   event(E_AGENT, nil, { agent = agent, level = tonumber(a[4]), agent_state = A_READY })
   return finish('OK', '', { kept, stale })
@@ -918,8 +969,8 @@ local function tier_heartbeat(_, a)
   begin(a)
   local due = N(NOW + tonumber(a[3]))
   for i = 4, #a do
-    if redis.call('HSET', akey(a[i]), 'seen', N(NOW)) == 0 then
-      redis.call('ZADD', AGENTS, N(NOW), a[i])
+    if redis.call('HSET', akey(a[i]), 'seen', NOWS) == 0 then
+      redis.call('ZADD', AGENTS, NOWS, a[i])
       redis.call('ZADD', TIMERS, due, 'a:' .. a[i])
     else
       redis.call('DEL', akey(a[i]))   -- the agent was forgotten meanwhile
@@ -1030,8 +1081,8 @@ local function promise_due(id, offer_ms, grace_ms)
     offer(t, agent, offer_ms)
     return { agent, ticket_record(id) }
   end
-  t.queued = N(NOW)
-  put(t, 'state', QUEUED, 'queued', t.queued, 'updated', N(NOW))
+  t.queued = NOWS
+  put(t, 'state', QUEUED, 'queued', t.queued, 'updated', NOWS)
   history(id, H_REQUEUED, 'router', { r = 'promise due; ' .. (agent ~= '' and agent or
           'the agent') .. ' is not available' })
   enqueue(t)
@@ -1056,6 +1107,10 @@ local function offer_expired(rest, revokes, away, max_misses)
   local agent = t.agent
   requeue(t, H_REQUEUED, E_REQUEUED, 'router', 'offer to ' .. agent .. ' timed out')
   revokes[#revokes + 1] = agent; revokes[#revokes + 1] = id; revokes[#revokes + 1] = att
+  if CLEARED[agent] then
+    CLEARED[agent] = nil
+    redis.call('HSET', akey(agent), 'misses', 0)
+  end
   local misses = redis.call('HINCRBY', akey(agent), 'misses', 1)
   if max_misses > 0 and misses >= max_misses then
     redis.call('HSET', akey(agent), 'state', A_AWAY)
@@ -1204,6 +1259,7 @@ local function tier_batch(_, a)
   end
   BATCH = false
   if KPI.flush then KPI.flush() end
+  flush_misses()
   -- The queues' new depths go with the last call; then one INCRBY numbers
   -- every event of the batch, in order.
   if #results > 0 then
