@@ -40,7 +40,7 @@ local BATCH   -- true inside tier_batch: queue events and numbering at its end
 
 -- Enum values shared with tier.proto
 local QUEUED, OFFERED, ASSIGNED, RESOLVED, ABANDONED, DEFERRED, DEAD = 1, 2, 3, 4, 5, 6, 7
-local H_CREATED, H_CUSTOMER_MESSAGE, H_AGENT_RESPONSE, H_NOTE = 1, 2, 3, 4
+local H_CUSTOMER_MESSAGE, H_AGENT_RESPONSE, H_NOTE = 2, 3, 4 -- 1 created: written by the router
 local H_OFFERED, H_ASSIGNED, H_ESCALATED, H_RELEASED, H_REQUEUED = 5, 6, 7, 8, 9
 local H_RESOLVED, H_ABANDONED, H_RATED, H_RULE, H_DEFERRED, H_DEAD_LETTERED = 10, 11, 12, 13, 14, 15
 local H_SLA = 16
@@ -48,8 +48,8 @@ local E_CREATED, E_QUEUED, E_OFFERED, E_ASSIGNED, E_RESPONDED = 1, 2, 3, 4, 5
 local E_ESCALATED, E_RESOLVED, E_ABANDONED, E_RELEASED, E_REQUEUED = 6, 7, 8, 9, 10
 local E_AGENT, E_QUEUE, E_MESSAGE, E_RATED, E_DEAD = 11, 12, 13, 14, 15
 local E_SLA_WARNING, E_SLA_BREACH, E_DEFERRED, E_PROMISE_DUE, E_RULE = 16, 17, 18, 19, 20
-local SLA_NOTIFY, SLA_ESCALATE, SLA_RAISE_PRIORITY = 0, 1, 2
-local A_READY, A_AWAY, A_DRAINING, A_GONE = 1, 2, 3, 4
+local SLA_NOTIFY, SLA_ESCALATE = 0, 1 -- 2 raise priority: the other case
+local A_READY, A_AWAY, A_GONE = 1, 2, 4 -- 3 draining: set by the router
 local ESC_HIERARCHICAL, ESC_FUNCTIONAL = 1, 2
 local LEVEL_MAX = 3
 local PRIORITY_MAX = 4
@@ -258,9 +258,16 @@ local function clock(t, kind)
          business_add(t.bh, start, math.floor(target * num(t.warn) / 100))
 end
 
-local function sla_schedule(t, kind)
+-- `clocks` (optional): the three clocks as computed by all_clocks(t).
+local function sla_schedule(t, kind, clocks)
   local member = 's:' .. t.id .. ':' .. kind
-  local start, due, warn_at = clock(t, kind)
+  local start, due, warn_at
+  if clocks then
+    local c = clocks[kind]
+    if c then start, due, warn_at = c[1], c[2], c[3] end
+  else
+    start, due, warn_at = clock(t, kind)
+  end
   local stage = num(t['s' .. kind])
   if not start or stage >= 2 then
     timer_del(member)
@@ -279,23 +286,36 @@ end
 -- deadlines (first response, resolution, longest wait at this level) comes
 -- first, less its boost (VIP, priority); real-time channels, having shorter
 -- targets, therefore go before e-mail. Without targets: creation time.
-local function order(t)
-  local d
+-- Each running clock of the ticket: kind -> { start, due, warning time }.
+local function all_clocks(t)
+  local out = {}
   for _, kind in ipairs({ 'f', 'r', 'w' }) do
-    local _, due = clock(t, kind)
-    if due and (not d or due < d) then d = due end
+    local start, due, warn_at = clock(t, kind)
+    if start then out[kind] = { start, due, warn_at } end
+  end
+  return out
+end
+
+local function order(t, clocks)
+  clocks = clocks or all_clocks(t)
+  local d
+  for _, c in pairs(clocks) do
+    if not d or c[2] < d then d = c[2] end
   end
   return N((d or num(t.created)) - num(t.boost))
 end
 
+-- Returns the clocks it computed, for the caller's further scheduling.
 local function enqueue(t)
   t.state = QUEUED
   t.sw = '0'
   put(t, 'sw', 0)
-  redis.call('ZADD', qkey(t.level, t.dept), order(t), t.id)
+  local clocks = all_clocks(t)
+  redis.call('ZADD', qkey(t.level, t.dept), order(t, clocks), t.id)
   redis.call('ZADD', qtkey(t.level, t.dept), t.queued, t.id)
   TOUCHED[t.level .. ':' .. t.dept] = { t.level, t.dept }
-  sla_schedule(t, 'w')
+  sla_schedule(t, 'w', clocks)
+  return clocks
 end
 
 local function dequeue(t)
@@ -473,10 +493,12 @@ local function tier_submit(_, a)
   local hits = {}
   for _ = 1, nhits do hits[#hits + 1] = { a[i], a[i + 1] }; i = i + 2 end
   local nrules = tonumber(a[i]); i = i + 1
+  local counted = false -- some rule counts contacts: record this one
   for _ = 1, nrules do
     local name, contacts, window, escalated, level, dept =
       a[i], tonumber(a[i + 1]), tonumber(a[i + 2]), a[i + 3] == '1', tonumber(a[i + 4]), a[i + 5]
     i = i + 6
+    if contacts > 0 then counted = true end
     if history_rule_fires(t.cust, contacts, window, escalated) then
       if level > t.level then t.level = level end
       if dept ~= '' and t.dept == '' then t.dept = dept end
@@ -496,10 +518,12 @@ local function tier_submit(_, a)
   if ext ~= '' then redis.call('SET', P .. 'x:' .. ext, id) end
   event(E_CREATED, t)
   for _, hit in ipairs(hits) do rule_decision(t, hit[1], hit[2]) end
-  customer_contact(t.cust, id)
-  enqueue(t)
-  sla_schedule(t, 'f')
-  sla_schedule(t, 'r')
+  -- Contact times feed only rules on contacts: without one loaded, they
+  -- are not recorded (a third of an intake's work in Redis).
+  if counted then customer_contact(t.cust, id) end
+  local clocks = enqueue(t)
+  sla_schedule(t, 'f', clocks)
+  sla_schedule(t, 'r', clocks)
   event(E_QUEUED, t)
   kpi('created', t)
   return finish('OK', '', { id, 0 })
