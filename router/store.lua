@@ -406,10 +406,17 @@ end
 local RECORD = { 'pb', 'prio', 'level', 'dept', 'state', 'agent', 'att', 'created',
                  'updated', 'queued', 'frt', 'resolved', 'csat' }
 
+-- The packed content ("pb") is a key of its own, P b:ID, so that the ticket
+-- hash keeps only short values and stays a compact listpack in Redis (a
+-- 200-byte value would turn the whole hash into a hash table: 3 KB more per
+-- ticket). Tickets written before that keep it in the hash, read as before.
+local function bkey(id) return P .. 'b:' .. id end
+
 local function ticket_record(id, with_history)
   save()
-  return { id, redis.call('HMGET', tkey(id), unpack(RECORD)),
-           with_history == false and {} or redis.call('LRANGE', hkey(id), 0, -1) }
+  local fields = redis.call('HMGET', tkey(id), unpack(RECORD))
+  if not fields[1] then fields[1] = redis.call('GET', bkey(id)) end
+  return { id, fields, with_history == false and {} or redis.call('LRANGE', hkey(id), 0, -1) }
 end
 
 -- What tier_assign reads of a ticket: the core fields and the rest of RECORD,
@@ -426,6 +433,7 @@ local OFFER_READ = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
 local function offer_record(t)
   local fields = {}
   for i, f in ipairs(RECORD) do fields[i] = t[f] end
+  if t.pb == '' then fields[1] = redis.call('GET', bkey(t.id)) end
   local hist = redis.call('LRANGE', hkey(t.id), 0, -1)
   for _, json in ipairs(HIST[t.id] or NOTHING) do hist[#hist + 1] = json end
   return { t.id, fields, hist }
@@ -509,12 +517,13 @@ local function tier_submit(_, a)
     end
   end
   put(t, 'ext', ext, 'level', t.level, 'dept', t.dept, 'prio', a[6],
-             'chan', a[7], 'vip', a[8], 'cust', a[9], 'subj', a[10], 'pb', a[11],
+             'chan', a[7], 'vip', a[8], 'cust', a[9], 'subj', a[10],
              'state', QUEUED, 'agent', '', 'att', 0, 'created', t.created,
              'updated', t.created, 'queued', t.queued, 'frt', 0, 'resp', 0, 'reqs', ',',
              'fdue', t.fdue, 'rdue', t.rdue, 'rstart', t.rstart, 'pol', policy_pack(t),
              'boost', t.boost)
   for _, json in ipairs(hist) do history_raw(id, json) end
+  redis.call('SET', bkey(id), a[11])
   if ext ~= '' then redis.call('SET', P .. 'x:' .. ext, id) end
   event(E_CREATED, t)
   for _, hit in ipairs(hits) do rule_decision(t, hit[1], hit[2]) end

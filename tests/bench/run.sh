@@ -344,12 +344,14 @@ for line in open(path):
             groups.setdefault(key, {}).setdefault(k, []).append(float(v))
         except ValueError:
             pass
+def fmt(x):   # 1000000, not 1e+06
+    return str(int(x)) if x == int(x) else '%.6g' % x
 def med(key, field):
     values = groups.get(key, {}).get(field)
     return statistics.median(values) if values else None
 print("== summary: medians of %s run(s) of each timed measurement ==" % runs)
 for key, fields in groups.items():
-    print("%-26s %s" % (key, ' '.join('%s=%g' % (k, statistics.median(v)) for k, v in fields.items())))
+    print("%-26s %s" % (key, ' '.join('%s=%s' % (k, fmt(statistics.median(v))) for k, v in fields.items())))
 t, b = med('tierd throughput', 'lifecycles_per_s'), med('bullmq throughput', 'jobs_per_s')
 if t and b:
     print("ratio throughput tierd/bullmq=%.2f (target >= 3)" % (t / b))
