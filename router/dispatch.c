@@ -381,6 +381,26 @@ void dispatch_assigned(dispatch_t *self, const char *agent, uint32_t asked, uint
     worker->reserved = worker->reserved > asked ? worker->reserved - asked : 0;
 }
 
+void dispatch_set_held(dispatch_t *self, const char *agent, uint32_t held)
+{
+    worker_t *worker = zhashx_lookup(self->by_agent, agent);
+    if (!worker || worker->held == held)
+        return;
+    worker->held = held;
+    worker->stalled = false;
+    self->dirty = true;
+}
+
+worker_t *dispatch_first(dispatch_t *self)
+{
+    return zhashx_first(self->by_agent);
+}
+
+worker_t *dispatch_next(dispatch_t *self)
+{
+    return zhashx_next(self->by_agent);
+}
+
 char *const *dispatch_queue_names(dispatch_t *self, size_t *count_p)
 {
     *count_p = self->queue_count;

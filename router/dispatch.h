@@ -70,6 +70,13 @@ void dispatch_plan(dispatch_t *self, dispatch_assign_fn *assign, void *arg);
 //  one of its queues or it gives one back.
 void dispatch_assigned(dispatch_t *self, const char *agent, uint32_t asked, uint32_t got);
 
+//  Redis says `agent` holds `held` tickets (after a reconnect, when the
+//  events of lost batches never came).
+void dispatch_set_held(dispatch_t *self, const char *agent, uint32_t held);
+//  Every connected worker, one after the other: first, then next until NULL.
+worker_t *dispatch_first(dispatch_t *self);
+worker_t *dispatch_next(dispatch_t *self);
+
 //  Every queue name ("L:dept"), for listing and snapshots.
 char *const *dispatch_queue_names(dispatch_t *self, size_t *count_p);
 

@@ -60,6 +60,7 @@ typedef enum {
     OP_FOLLOWUP,
     OP_REPORT,
     OP_ROLLUP,
+    OP_RESEND,
 } op_t;
 
 typedef struct {
@@ -1210,6 +1211,34 @@ static void s_on_assign(server_t *self, call_t *call, const store_result_t *resu
         s_send_offer(self, worker, result->payload->element[i]);
 }
 
+//  After a reconnect: the agent's true load, and the offers lost batches
+//  made in Redis but whose replies never came, sent (again).
+static void s_on_resend(server_t *self, call_t *call, const store_result_t *result)
+{
+    worker_t *worker = dispatch_by_agent(self->dispatch, call->agent);
+    if (!worker)
+        return;
+    dispatch_set_held(self->dispatch, call->agent,
+                      (uint32_t) store_u64(store_elem(result->payload, 0)));
+    const redisReply *records = store_elem(result->payload, 1);
+    size_t count = records ? records->elements : 0;
+    for (size_t i = 0; i < count; i++)
+        s_send_offer(self, worker, records->element[i]);
+    if (count)
+        log_notice("agent %s: %zu offers sent again after the redis reconnect", call->agent, count);
+}
+
+static void s_resend_held(server_t *self)
+{
+    for (worker_t *w = dispatch_first(self->dispatch); w; w = dispatch_next(self->dispatch)) {
+        store_call_begin(self->store, "tier_held", self->now_ms);
+        store_arg_str(self->store, worker_agent(w));
+        call_t *call = s_call_new(self, OP_RESEND, NULL, 0);
+        call->agent = strdup(worker_agent(w));
+        s_call_end(self, call);
+    }
+}
+
 //  Resolved tickets whose level asks for a follow-up: a new ticket, so that
 //  somebody checks the customer is satisfied. Idempotent on its external id.
 static void s_followup(server_t *self, const redisReply *record)
@@ -1358,6 +1387,9 @@ static void s_on_success(server_t *self, call_t *call, const store_result_t *res
         break;
     case OP_TIMERS:
         s_on_timers(self, result);
+        break;
+    case OP_RESEND:
+        s_on_resend(self, call, result);
         break;
     case OP_AGENT_LOST:
     case OP_HEARTBEAT:
@@ -1535,8 +1567,10 @@ static void s_status(server_t *self)
 static void s_cron(server_t *self)
 {
     bool was_up = store_up(self->store);
-    if (store_reconnect(self->store, self->now_ms) == 0 && !was_up)
+    if (store_reconnect(self->store, self->now_ms) == 0 && !was_up) {
         self->next_depths_ms = 0; //  just (re)connected: re-read the queues
+        s_resend_held(self);      //  and what lost batches may have offered
+    }
     s_check_liveness(self);
     metrics_redis_up(self->metrics, store_up(self->store));
     if (store_up(self->store) && self->now_ms >= self->next_rollup_ms) {

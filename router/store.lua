@@ -1319,7 +1319,25 @@ local function direct(fn)
   end
 end
 
+-- After Redis was lost, the router does not know what the lost batches
+-- did: some may have offered tickets whose offers it never sent. For one
+-- agent: how many tickets it holds in Redis, and the records of those still
+-- only offered (the router offers them again; a worker ignores an offer of
+-- an attempt it holds). args: prefix now agent. Payload: { held, {records} }
+CALLS.tier_held = function(_, a)
+  begin(a)
+  local agent = a[3]
+  local held, records = redis.call('SMEMBERS', wkey(agent)), {}
+  for _, id in ipairs(held) do
+    local t = core(id, OFFER_READ)
+    if t and t.agent == agent and t.state == OFFERED then records[#records + 1] = offer_record(t) end
+  end
+  return finish('OK', '', { #held, records })
+end
+
 redis.register_function('tier_batch', tier_batch)
+redis.register_function{ function_name = 'tier_held', callback = direct(CALLS.tier_held),
+                         flags = { 'no-writes' } }
 redis.register_function('tier_submit', direct(tier_submit))
 redis.register_function('tier_assign', direct(tier_assign))
 redis.register_function('tier_accept', direct(tier_accept))

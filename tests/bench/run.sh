@@ -346,9 +346,11 @@ for line in open(path):
             pass
 def fmt(x):   # 1000000, not 1e+06
     return str(int(x)) if x == int(x) else '%.6g' % x
-def med(key, field):
-    values = groups.get(key, {}).get(field)
-    return statistics.median(values) if values else None
+def med(head, field):   # the first group whose key is head, or head plus n=/queued=
+    for key, fields in groups.items():
+        if (key == head or key.startswith(head + ' ')) and fields.get(field):
+            return statistics.median(fields[field])
+    return None
 print("== summary: medians of %s run(s) of each timed measurement ==" % runs)
 for key, fields in groups.items():
     print("%-26s %s" % (key, ' '.join('%s=%s' % (k, fmt(statistics.median(v))) for k, v in fields.items())))
