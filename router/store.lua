@@ -24,8 +24,8 @@
 -- would print large Lua numbers in exponent form.
 --
 -- Lua allows a function 200 local variables at once, and this library's
--- top level (with stats.lua) uses all of them: new helpers keep their
--- constants inside a do ... end block (see LAZY_POLICY) or in a table.
+-- top level (with stats.lua) uses 166: keep constants in tables (H, E) or
+-- inside a do ... end block (see LAZY_POLICY); FUNCTION LOAD fails past 200.
 
 local P       -- key prefix, e.g. "tier:"
 local NOW     -- the router's clock, ms since the epoch
@@ -40,14 +40,15 @@ local BATCH   -- true inside tier_batch: queue events and numbering at its end
 
 -- Enum values shared with tier.proto
 local QUEUED, OFFERED, ASSIGNED, RESOLVED, ABANDONED, DEFERRED, DEAD = 1, 2, 3, 4, 5, 6, 7
-local H_CUSTOMER_MESSAGE, H_AGENT_RESPONSE, H_NOTE = 2, 3, 4 -- 1 created: written by the router
-local H_OFFERED, H_ASSIGNED, H_ESCALATED, H_RELEASED, H_REQUEUED = 5, 6, 7, 8, 9
-local H_RESOLVED, H_ABANDONED, H_RATED, H_RULE, H_DEFERRED, H_DEAD_LETTERED = 10, 11, 12, 13, 14, 15
-local H_SLA = 16
-local E_CREATED, E_QUEUED, E_OFFERED, E_ASSIGNED, E_RESPONDED = 1, 2, 3, 4, 5
-local E_ESCALATED, E_RESOLVED, E_ABANDONED, E_RELEASED, E_REQUEUED = 6, 7, 8, 9, 10
-local E_AGENT, E_QUEUE, E_MESSAGE, E_RATED, E_DEAD = 11, 12, 13, 14, 15
-local E_SLA_WARNING, E_SLA_BREACH, E_DEFERRED, E_PROMISE_DUE, E_RULE = 16, 17, 18, 19, 20
+-- History and event kinds (tier.proto HistoryKind, EventKind): tables, not
+-- locals, to leave room under Lua's 200 locals (see the top of the file).
+local H = { CREATED = 1, CUSTOMER_MESSAGE = 2, AGENT_RESPONSE = 3, NOTE = 4, OFFERED = 5,
+            ASSIGNED = 6, ESCALATED = 7, RELEASED = 8, REQUEUED = 9, RESOLVED = 10,
+            ABANDONED = 11, RATED = 12, RULE = 13, DEFERRED = 14, DEAD_LETTERED = 15, SLA = 16 }
+local E = { CREATED = 1, QUEUED = 2, OFFERED = 3, ASSIGNED = 4, RESPONDED = 5, ESCALATED = 6,
+            RESOLVED = 7, ABANDONED = 8, RELEASED = 9, REQUEUED = 10, AGENT = 11, QUEUE = 12,
+            MESSAGE = 13, RATED = 14, DEAD = 15, SLA_WARNING = 16, SLA_BREACH = 17,
+            DEFERRED = 18, PROMISE_DUE = 19, RULE = 20 }
 local SLA_NOTIFY, SLA_ESCALATE = 0, 1 -- 2 raise priority: the other case
 local A_READY, A_AWAY, A_GONE = 1, 2, 4 -- 3 draining: set by the router
 local ESC_HIERARCHICAL, ESC_FUNCTIONAL = 1, 2
@@ -330,7 +331,7 @@ local function queue_events()
   for _, q in pairs(TOUCHED) do
     local level, dept = q[1], q[2]
     local oldest = redis.call('ZRANGE', qtkey(level, dept), 0, 0, 'WITHSCORES')
-    event(E_QUEUE, nil, { level = level, dept = dept,
+    event(E.QUEUE, nil, { level = level, dept = dept,
       depth = redis.call('ZCARD', qkey(level, dept)), oldest = oldest[2] or '0' })
   end
   TOUCHED = {}
@@ -377,7 +378,7 @@ local function requeue(t, hkind, ekind, actor, reason)
   history(t.id, hkind, actor, { r = reason })
   enqueue(t)
   event(ekind, t, { agent = was, reason = reason })
-  event(E_QUEUED, t)
+  event(E.QUEUED, t)
 end
 
 -- A result must come from the agent holding this very attempt.
@@ -466,8 +467,8 @@ local function history_rule_fires(cust, contacts, window, escalated)
 end
 
 local function rule_decision(t, name, action)
-  history(t.id, H_RULE, name, { x = action, au = true })
-  event(E_RULE, t, { reason = name .. ': ' .. action })
+  history(t.id, H.RULE, name, { x = action, au = true })
+  event(E.RULE, t, { reason = name .. ': ' .. action })
 end
 
 -- args: prefix now ext level dept prio chan vip cust subject pb
@@ -525,7 +526,7 @@ local function tier_submit(_, a)
   for _, json in ipairs(hist) do history_raw(id, json) end
   redis.call('SET', bkey(id), a[11])
   if ext ~= '' then redis.call('SET', P .. 'x:' .. ext, id) end
-  event(E_CREATED, t)
+  event(E.CREATED, t)
   for _, hit in ipairs(hits) do rule_decision(t, hit[1], hit[2]) end
   -- Contact times feed only rules on contacts: without one loaded, they
   -- are not recorded (a third of an intake's work in Redis).
@@ -533,7 +534,7 @@ local function tier_submit(_, a)
   local clocks = enqueue(t)
   sla_schedule(t, 'f', clocks)
   sla_schedule(t, 'r', clocks)
-  event(E_QUEUED, t)
+  event(E.QUEUED, t)
   kpi('created', t)
   return finish('OK', '', { id, 0 })
 end
@@ -610,8 +611,8 @@ local function dead_letter(t, reason)
   t.state = DEAD
   put(t, 'state', DEAD, 'agent', '', 'updated', NOWS)
   redis.call('ZADD', DEADQ, NOWS, t.id)
-  history(t.id, H_DEAD_LETTERED, 'router', { r = reason })
-  event(E_DEAD, t, { reason = reason })
+  history(t.id, H.DEAD_LETTERED, 'router', { r = reason })
+  event(E.DEAD, t, { reason = reason })
 end
 
 local function offer(t, agent, offer_ms)
@@ -619,8 +620,8 @@ local function offer(t, agent, offer_ms)
   put(t, 'state', OFFERED, 'agent', agent, 'att', t.att, 'reqs', ',', 'updated', t.updated)
   redis.call('SADD', wkey(agent), t.id)
   timer_set('o:' .. t.id .. ':' .. t.att, N(NOW + offer_ms))
-  history(t.id, H_OFFERED, agent, { r = 'attempt ' .. t.att })
-  event(E_OFFERED, t)
+  history(t.id, H.OFFERED, agent, { r = 'attempt ' .. t.att })
+  event(E.OFFERED, t)
 end
 
 -- args: prefix now agent n offer_ms max_attempts nq queue...
@@ -690,8 +691,8 @@ local function accept_offer(t)
   put(t, 'state', ASSIGNED)
   CLEARED[t.agent] = true
   t.state = ASSIGNED
-  history(t.id, H_ASSIGNED, t.agent)
-  event(E_ASSIGNED, t)
+  history(t.id, H.ASSIGNED, t.agent)
+  event(E.ASSIGNED, t)
   kpi('assigned', t)
 end
 
@@ -723,8 +724,8 @@ local function tier_respond(_, a)
   end
   redis.call('HINCRBY', tkey(t.id), 'resp', 1)
   kpi('response', t)
-  history(t.id, H_AGENT_RESPONSE, t.agent, { x = a[7] })
-  event(E_RESPONDED, t)
+  history(t.id, H.AGENT_RESPONSE, t.agent, { x = a[7] })
+  event(E.RESPONDED, t)
   return finish('OK', '', { t.state })
 end
 
@@ -748,8 +749,8 @@ local function tier_resolve(_, a)
   if followup > 0 and t.ext:sub(1, 9) ~= 'followup:' then timer_set('u:' .. t.id, N(NOW + followup)) end
   t.state = RESOLVED
   put(t, 'state', RESOLVED, 'resolved', NOWS)
-  history(t.id, H_RESOLVED, t.agent, { x = a[7] })
-  event(E_RESOLVED, t)
+  history(t.id, H.RESOLVED, t.agent, { x = a[7] })
+  event(E.RESOLVED, t)
   kpi('resolved', t)
   return finish('OK', '', { t.state })
 end
@@ -781,14 +782,14 @@ local function escalate(t, to_level, to_dept, kind, actor, reason, notes, automa
              'dept', to_dept, 'queued', t.queued, 'updated', NOWS)
   redis.call('HINCRBY', tkey(t.id), 'esc', 1)
   if t.cust ~= '' then redis.call('SET', P .. 'ce:' .. t.cust, 1, 'PX', N(HISTORY_KEEP_MS)) end
-  history(t.id, H_ESCALATED, actor, { r = reason, fl = from_level, tl = to_level,
+  history(t.id, H.ESCALATED, actor, { r = reason, fl = from_level, tl = to_level,
           fd = from_dept, td = to_dept, e = kind, au = automatic or nil })
-  if notes ~= '' then history(t.id, H_NOTE, actor, { x = notes }) end
+  if notes ~= '' then history(t.id, H.NOTE, actor, { x = notes }) end
   enqueue(t)
-  event(E_ESCALATED, t, { agent = agent, from_level = from_level, from_dept = from_dept,
+  event(E.ESCALATED, t, { agent = agent, from_level = from_level, from_dept = from_dept,
         reason = reason })
   kpi('escalated', t, from_level, from_dept, agent, kind)
-  event(E_QUEUED, t)
+  event(E.QUEUED, t)
 end
 
 -- extra args: to_level to_dept reason notes
@@ -818,8 +819,8 @@ local function tier_defer(_, a)
   put(t, 'state', DEFERRED, 'agent', '', 'promised', agent,
              'promise', a[7])
   timer_set('d:' .. t.id, a[7])
-  history(t.id, H_DEFERRED, agent, { x = a[7], r = a[8] })
-  event(E_DEFERRED, t, { agent = agent, reason = a[8] })
+  history(t.id, H.DEFERRED, agent, { x = a[7], r = a[8] })
+  event(E.DEFERRED, t, { agent = agent, reason = a[8] })
   kpi('deferred', t)
   return finish('OK', '', { t.state })
 end
@@ -830,7 +831,7 @@ local function tier_release(_, a)
   if err == 'DUP' then return finish('OK', '', { t.state }) end
   if not t then return fail(err, why) end
   applying(t)
-  requeue(t, H_RELEASED, E_RELEASED, t.agent, a[7])
+  requeue(t, H.RELEASED, E.RELEASED, t.agent, a[7])
   return finish('OK', '', { t.state })
 end
 
@@ -860,8 +861,8 @@ local function tier_cancel(_, a)
   t.state = ABANDONED
   put(t, 'state', ABANDONED, 'agent', '', 'resolved', NOWS,
              'updated', NOWS)
-  history(t.id, H_ABANDONED, 'customer', { r = a[4] })
-  event(E_ABANDONED, t, { agent = agent, reason = a[4] })
+  history(t.id, H.ABANDONED, 'customer', { r = a[4] })
+  event(E.ABANDONED, t, { agent = agent, reason = a[4] })
   kpi('abandoned', t)
   return finish('OK', '', { agent, att })
 end
@@ -881,8 +882,8 @@ local function tier_message(_, a)
     put(t, 'paused', 0, 'rdue', t.rdue, 'rstart', t.rstart)
     sla_schedule(t, 'r')
   end
-  history(t.id, H_CUSTOMER_MESSAGE, 'customer', { x = a[4] })
-  event(E_MESSAGE, t)
+  history(t.id, H.CUSTOMER_MESSAGE, 'customer', { x = a[4] })
+  event(E.MESSAGE, t)
   kpi('customer_message', t)
   return finish('OK', '', {})
 end
@@ -896,8 +897,8 @@ local function tier_rate(_, a)
     return fail('INVALID_STATE', 'ticket ' .. t.id .. ' is not resolved; rate it after')
   end
   put(t, 'csat', a[4], 'updated', NOWS)
-  history(t.id, H_RATED, 'customer', { x = a[4], r = a[5] })
-  event(E_RATED, t, { csat = tonumber(a[4]) })
+  history(t.id, H.RATED, 'customer', { x = a[4], r = a[5] })
+  event(E.RATED, t, { csat = tonumber(a[4]) })
   kpi('rated', t, tonumber(a[4]))
   return finish('OK', '', {})
 end
@@ -938,10 +939,10 @@ local function tier_requeue(_, a)
   t.state, t.agent, t.att, t.queued = QUEUED, '', 0, NOWS
   put(t, 'state', QUEUED, 'agent', '', 'att', 0, 'level', t.level,
              'dept', t.dept, 'queued', t.queued, 'updated', NOWS)
-  history(t.id, H_REQUEUED, 'operator', { r = a[6] })
+  history(t.id, H.REQUEUED, 'operator', { r = a[6] })
   enqueue(t)
-  event(E_REQUEUED, t, { reason = a[6] })
-  event(E_QUEUED, t)
+  event(E.REQUEUED, t, { reason = a[6] })
+  event(E.QUEUED, t)
   return finish('OK', '', { t.state })
 end
 
@@ -954,14 +955,14 @@ local function agent_gone(agent, reason)
   for _, id in ipairs(held) do
     local t = core(id)
     if t and t.agent == agent and (t.state == OFFERED or t.state == ASSIGNED) then
-      requeue(t, H_REQUEUED, E_REQUEUED, 'router', reason)
+      requeue(t, H.REQUEUED, E.REQUEUED, 'router', reason)
     end
   end
   CLEARED[agent] = nil
   redis.call('DEL', wkey(agent), akey(agent))
   redis.call('ZREM', AGENTS, agent)
   redis.call('ZREM', TIMERS, 'a:' .. agent)
-  event(E_AGENT, nil, { agent = agent, agent_state = A_GONE, reason = reason })
+  event(E.AGENT, nil, { agent = agent, agent_state = A_GONE, reason = reason })
   return held
 end
 
@@ -981,7 +982,7 @@ local function tier_register(_, a)
       kept[#kept + 1] = id; kept[#kept + 1] = t.att
       declared[id] = nil
     elseif t and t.agent == agent and (t.state == OFFERED or t.state == ASSIGNED) then
-      requeue(t, H_REQUEUED, E_REQUEUED, 'router', 'agent ' .. agent ..
+      requeue(t, H.REQUEUED, E.REQUEUED, 'router', 'agent ' .. agent ..
               ' registered again without it')
     else
       redis.call('SREM', wkey(agent), id)
@@ -993,7 +994,7 @@ local function tier_register(_, a)
              'ccap', a[10 + 2 * tonumber(a[9])] or '')
   redis.call('ZADD', AGENTS, NOWS, agent)
   redis.call('ZADD', TIMERS, N(NOW + tonumber(a[8])), 'a:' .. agent)
-  event(E_AGENT, nil, { agent = agent, level = tonumber(a[4]), agent_state = A_READY })
+  event(E.AGENT, nil, { agent = agent, level = tonumber(a[4]), agent_state = A_READY })
   return finish('OK', '', { kept, stale })
 end
 
@@ -1019,7 +1020,7 @@ local function tier_agent_state(_, a)
     return fail('NOT_REGISTERED', 'agent ' .. a[3] .. ' is not registered')
   end
   redis.call('HSET', akey(a[3]), 'state', a[4])
-  event(E_AGENT, nil, { agent = a[3], agent_state = tonumber(a[4]) })
+  event(E.AGENT, nil, { agent = a[3], agent_state = tonumber(a[4]) })
   return finish('OK', '', {})
 end
 
@@ -1063,7 +1064,7 @@ local function sla_act(t, reason)
     put(t, 'prio', t.prio, 'boost', t.boost)
     redis.call('ZADD', qkey(t.level, t.dept), order(t), t.id)
     local names = { 'low', 'normal', 'high', 'urgent' }
-    history(t.id, H_SLA, 'sla', { x = 'priority raised to ' .. names[t.prio], r = reason,
+    history(t.id, H.SLA, 'sla', { x = 'priority raised to ' .. names[t.prio], r = reason,
             au = true })
   end
 end
@@ -1080,16 +1081,16 @@ local function sla_fire(id, kind)
     t[field] = '1'
     put(t, field, 1)
     local reason = SLA_NAMES[kind] .. ' target ' .. t.warn .. '% used'
-    history(id, H_SLA, 'sla', { x = 'warning', r = reason, au = true })
-    event(E_SLA_WARNING, t, { reason = reason })
+    history(id, H.SLA, 'sla', { x = 'warning', r = reason, au = true })
+    event(E.SLA_WARNING, t, { reason = reason })
     kpi('sla_warning', t, kind)
   end
   if stage == 1 and NOW >= due then
     t[field] = '2'
     put(t, field, 2)
     local reason = SLA_NAMES[kind] .. ' target missed'
-    history(id, H_SLA, 'sla', { x = 'breach', r = reason, au = true })
-    event(E_SLA_BREACH, t, { reason = reason })
+    history(id, H.SLA, 'sla', { x = 'breach', r = reason, au = true })
+    event(E.SLA_BREACH, t, { reason = reason })
     kpi('sla_breach', t, kind)
     sla_act(t, reason)
   end
@@ -1108,7 +1109,7 @@ local function promise_due(id, offer_ms, grace_ms)
   if not t or t.state ~= DEFERRED then return nil end
   local agent = t.promised
   timer_set('p:' .. id, N(NOW + grace_ms))
-  event(E_PROMISE_DUE, t, { agent = agent })
+  event(E.PROMISE_DUE, t, { agent = agent })
   if agent ~= '' and agent_available(agent) then
     t.att = t.att + 1
     offer(t, agent, offer_ms)
@@ -1116,11 +1117,11 @@ local function promise_due(id, offer_ms, grace_ms)
   end
   t.queued = NOWS
   put(t, 'state', QUEUED, 'queued', t.queued, 'updated', NOWS)
-  history(id, H_REQUEUED, 'router', { r = 'promise due; ' .. (agent ~= '' and agent or
+  history(id, H.REQUEUED, 'router', { r = 'promise due; ' .. (agent ~= '' and agent or
           'the agent') .. ' is not available' })
   enqueue(t)
   redis.call('ZADD', qkey(t.level, t.dept), 0, id) -- a promise due now goes first
-  event(E_QUEUED, t)
+  event(E.QUEUED, t)
   return nil
 end
 
@@ -1128,8 +1129,8 @@ end
 local function promise_check(id)
   local t = core(id)
   if not t or (t.state ~= QUEUED and t.state ~= OFFERED and t.state ~= DEFERRED) then return end
-  history(id, H_SLA, 'sla', { x = 'breach', r = 'promise missed', au = true })
-  event(E_SLA_BREACH, t, { reason = 'promise missed' })
+  history(id, H.SLA, 'sla', { x = 'breach', r = 'promise missed', au = true })
+  event(E.SLA_BREACH, t, { reason = 'promise missed' })
   kpi('promise_missed', t)
 end
 
@@ -1138,7 +1139,7 @@ local function offer_expired(rest, revokes, away, max_misses)
   local t = id and core(id)
   if not (t and t.state == OFFERED and t.att == tonumber(att)) then return end
   local agent = t.agent
-  requeue(t, H_REQUEUED, E_REQUEUED, 'router', 'offer to ' .. agent .. ' timed out')
+  requeue(t, H.REQUEUED, E.REQUEUED, 'router', 'offer to ' .. agent .. ' timed out')
   revokes[#revokes + 1] = agent; revokes[#revokes + 1] = id; revokes[#revokes + 1] = att
   if CLEARED[agent] then
     CLEARED[agent] = nil
@@ -1147,7 +1148,7 @@ local function offer_expired(rest, revokes, away, max_misses)
   local misses = redis.call('HINCRBY', akey(agent), 'misses', 1)
   if max_misses > 0 and misses >= max_misses then
     redis.call('HSET', akey(agent), 'state', A_AWAY)
-    event(E_AGENT, nil, { agent = agent, agent_state = A_AWAY,
+    event(E.AGENT, nil, { agent = agent, agent_state = A_AWAY,
           reason = misses .. ' offers in a row timed out' })
     away[#away + 1] = agent
   end
