@@ -1566,6 +1566,7 @@ static void s_status(server_t *self)
 
 static void s_cron(server_t *self)
 {
+    store_check(self->store, self->now_ms);
     bool was_up = store_up(self->store);
     if (store_reconnect(self->store, self->now_ms) == 0 && !was_up) {
         self->next_depths_ms = 0; //  just (re)connected: re-read the queues
@@ -1603,20 +1604,28 @@ static void s_cron(server_t *self)
 //  ---------------------------------------------------------------------------
 //  The loop
 
+//  One turn: wait for messages or the reply of the batch in flight; take
+//  the reply (which sends the next batch before running its callbacks);
+//  read every waiting message; cron; plan; send what the turn queued if no
+//  batch is in flight (else it goes when the reply comes).
 static void s_turn(server_t *self, int timeout_ms)
 {
+    int redis_fd = store_fd(self->store);
     zmq_pollitem_t items[] = {{zsock_resolve(self->clients), 0, ZMQ_POLLIN, 0},
-                              {zsock_resolve(self->workers), 0, ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, 2, timeout_ms) < 0 && errno != EINTR)
+                              {zsock_resolve(self->workers), 0, ZMQ_POLLIN, 0},
+                              {NULL, redis_fd, ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, redis_fd >= 0 ? 3 : 2, timeout_ms) < 0 && errno != EINTR)
         log_error("poll failed: %s", zmq_strerror(errno));
     self->now_ms = s_clock_ms();
+    if (redis_fd >= 0 && (items[2].revents & ZMQ_POLLIN))
+        store_receive(self->store, self->now_ms);
     s_drain(self, self->clients, s_on_client_msg);
     s_drain(self, self->workers, s_on_worker_msg);
     if (self->now_ms >= self->next_cron_ms)
         s_cron(self);
     if (store_up(self->store))
         dispatch_plan(self->dispatch, s_assign, self);
-    store_flush(self->store);
+    store_send(self->store, self->now_ms);
 }
 
 //  Load the rules file named in the config; an empty name means no rules.
@@ -1657,7 +1666,7 @@ int server_run(server_t *self)
     sigaction(SIGHUP, &action, NULL);
     self->now_ms = s_clock_ms();
     s_cron(self);
-    store_flush(self->store);
+    store_flush(self->store, self->now_ms);
     notify_ready();
     log_notice("ready: clients %s, workers %s, events %s", self->config->clients,
                self->config->workers, self->config->events);
@@ -1668,10 +1677,14 @@ int server_run(server_t *self)
         }
         int64_t wait = self->next_cron_ms - s_clock_ms();
         //  More work already waiting (callbacks queued calls, or what they
-        //  reported freed capacity or filled a queue): don't sleep.
-        bool more = store_pending(self->store) || dispatch_dirty(self->dispatch);
+        //  reported freed capacity or filled a queue): don't sleep, unless
+        //  a batch is in flight: then its reply (or a message) wakes us.
+        bool more = !store_busy(self->store) &&
+                    (store_pending(self->store) || dispatch_dirty(self->dispatch));
         s_turn(self, more ? 0 : (int) (wait > 0 ? wait : 0));
     }
+    self->now_ms = s_clock_ms();
+    store_flush(self->store, self->now_ms); //  answer what is in flight or queued
     notify_stopping();
     log_notice("stopping: every acknowledged ticket is in Redis; workers keep their "
                "leases until they re-register or expire");

@@ -1,11 +1,17 @@
 /*  store.c — batched calls of the tierd Redis functions.
 
-    hiredis is used synchronously on purpose: the router gathers every call a
-    turn of its loop needs and sends them as ONE command, `FCALL tier_batch`,
-    which runs them in order inside Redis and returns every result. One round
-    trip and one function call per turn, however many tickets it carries: that
-    is what bounds throughput, without the callback maze of the async API, and
-    the order of state changes stays the order of calls.
+    The router gathers every call a turn of its loop needs and sends them as
+    ONE command, `FCALL tier_batch`, which runs them in order inside Redis and
+    returns every result. One round trip and one function call per turn,
+    however many tickets it carries, and the order of state changes stays the
+    order of calls.
+
+    One batch is in flight at a time. While Redis runs it, the loop goes on
+    reading messages and queueing the next batch's calls; when the reply is
+    readable (store_fd in the loop's poll), store_receive reads it, sends the
+    next batch at once, so Redis works on it, and only then runs the first
+    batch's callbacks. hiredis is used synchronously, on a socket polled by
+    the loop: no callback maze of the async API.
 */
 #include "store.h"
 #include "log.h"
@@ -54,9 +60,14 @@ struct _store_t {
     int64_t next_try_ms;    //  backoff: no attempt before this
     int backoff_ms;         //  current backoff
     batch_t filling;        //  calls being queued
-    batch_t sending;        //  calls of the flush under way
-    size_t call_start;      //  first argument of the call being built
-    const char **argv;      //  scratch for hiredis
+    batch_t sending;        //  calls sent, their replies not read yet
+    batch_t delivering;     //  calls whose replies are being delivered
+    size_t commands;        //  tier_batch commands of `sending` in flight (0: none)
+    int64_t sent_ms;        //  when they went out
+    redisReply **replies;   //  their replies, read before delivery
+    size_t replies_size;
+    size_t call_start; //  first argument of the call being built
+    const char **argv; //  scratch for hiredis
     size_t *argvlen;
     size_t argv_size;
     char (*counts)[24]; //  scratch: argument counts as text
@@ -137,6 +148,8 @@ void store_destroy(store_t **self_p)
     free(self->prefix);
     s_batch_free(&self->filling);
     s_batch_free(&self->sending);
+    s_batch_free(&self->delivering);
+    free(self->replies);
     free(self->argv);
     free(self->argvlen);
     free(self->counts);
@@ -377,61 +390,138 @@ static int s_append_batch(store_t *self, size_t first, size_t count)
                                                                                                : -1;
 }
 
-//  Read one tier_batch reply and run its calls' callbacks.
-static int s_read_batch(store_t *self, size_t first, size_t count)
+//  Run the callbacks of calls [first, first + count) of `batch` with one
+//  tier_batch reply.
+static void s_deliver_batch(batch_t *batch, size_t first, size_t count, redisReply *reply)
 {
-    void *raw = NULL;
-    if (redisGetReply(self->redis, &raw) != REDIS_OK || !raw) {
-        s_down(self, self->redis->errstr);
-        return -1;
-    }
-    redisReply *reply = raw;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != count) {
         const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
         log_error("redis tier_batch failed: %s", why);
         for (size_t i = 0; i < count; i++)
-            s_complete(&self->sending.pending[first + i], TIER__V1__ERROR_CODE__ERROR_INTERNAL,
-                       why);
+            s_complete(&batch->pending[first + i], TIER__V1__ERROR_CODE__ERROR_INTERNAL, why);
     } else
         for (size_t i = 0; i < count; i++)
-            s_deliver(&self->sending.pending[first + i], reply->element[i]);
-    freeReplyObject(reply);
-    return 0;
+            s_deliver(&batch->pending[first + i], reply->element[i]);
 }
 
-int store_flush(store_t *self)
+static void s_batch_reset(batch_t *batch)
 {
-    //  Callbacks may queue further calls: they fill the other batch, which
-    //  the next flush sends.
+    batch->args = batch->bytes_used = batch->pending_count = 0;
+}
+
+//  Calls [from, end) of `batch` were not answered: Redis went away, and
+//  whether they were applied is unknown. Callers answer UNAVAILABLE; every
+//  operation is safe to retry (submits are idempotent on external_id,
+//  results on attempt).
+static void s_fail_from(store_t *self, batch_t *batch, size_t from)
+{
+    for (size_t i = from; i < batch->pending_count; i++)
+        s_complete(&batch->pending[i], TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE, store_error(self));
+    s_batch_reset(batch);
+}
+
+int store_send(store_t *self, int64_t now_ms)
+{
+    if (self->commands || !self->filling.pending_count)
+        return 0;
+    //  Callbacks of the failures below may queue calls: they go to the
+    //  other batch, which the next send sends.
     batch_t sent = self->filling;
     self->filling = self->sending;
     self->sending = sent;
-    self->filling.args = self->filling.bytes_used = self->filling.pending_count = 0;
+    s_batch_reset(&self->filling);
     batch_t *batch = &self->sending;
-    size_t total = batch->pending_count, written = 0, done = 0;
-    int rc = 0;
-    for (; self->redis && written < total; written += BATCH_CALLS_MAX) {
+    size_t total = batch->pending_count, commands = 0;
+    for (size_t written = 0; self->redis && written < total; written += BATCH_CALLS_MAX) {
         size_t count = total - written < BATCH_CALLS_MAX ? total - written : BATCH_CALLS_MAX;
         if (s_append_batch(self, written, count)) {
             s_down(self, "cannot format a redis command");
             break;
         }
+        commands++;
     }
-    for (; self->redis && done < written && done < total; done += BATCH_CALLS_MAX) {
-        size_t count = total - done < BATCH_CALLS_MAX ? total - done : BATCH_CALLS_MAX;
-        if (s_read_batch(self, done, count))
+    int done = 0;
+    while (self->redis && !done)
+        if (redisBufferWrite(self->redis, &done) != REDIS_OK)
+            s_down(self, self->redis->errstr);
+    if (!self->redis) {
+        s_fail_from(self, batch, 0);
+        return -1;
+    }
+    self->commands = commands;
+    self->sent_ms = now_ms;
+    return 0;
+}
+
+int store_receive(store_t *self, int64_t now_ms)
+{
+    size_t commands = self->commands, got = 0;
+    if (!commands)
+        return 0;
+    size_t size = self->replies_size;
+    self->replies = s_grow(self->replies, &size, commands, sizeof(redisReply *));
+    self->replies_size = size;
+    for (; self->redis && got < commands; got++) {
+        void *raw = NULL;
+        if (redisGetReply(self->redis, &raw) != REDIS_OK || !raw) {
+            s_down(self, self->redis->errstr);
             break;
+        }
+        self->replies[got] = raw;
     }
-    //  Redis went away mid-batch: whatever was not answered may or may not
-    //  have been applied. Callers answer UNAVAILABLE; every operation is safe
-    //  to retry (submits are idempotent on external_id, results on attempt).
-    if (done < total) {
-        rc = -1;
-        for (size_t i = done; i < total; i++)
-            s_complete(&batch->pending[i], TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-                       store_error(self));
+    //  Deliver from `delivering`, so that the next batch goes out first and
+    //  Redis works on it while the callbacks run here.
+    batch_t read = self->sending;
+    self->sending = self->delivering;
+    self->delivering = read;
+    self->commands = 0;
+    s_batch_reset(&self->sending);
+    store_send(self, now_ms);
+    batch_t *batch = &self->delivering;
+    size_t delivered = 0;
+    for (size_t i = 0; i < got; i++) {
+        size_t first = i * BATCH_CALLS_MAX;
+        size_t count = batch->pending_count - first < BATCH_CALLS_MAX ? batch->pending_count - first
+                                                                      : BATCH_CALLS_MAX;
+        s_deliver_batch(batch, first, count, self->replies[i]);
+        freeReplyObject(self->replies[i]);
+        delivered = first + count;
     }
-    batch->args = batch->bytes_used = batch->pending_count = 0;
+    s_fail_from(self, batch, delivered);
+    return got == commands ? 0 : -1;
+}
+
+void store_check(store_t *self, int64_t now_ms)
+{
+    if (!self->commands || now_ms - self->sent_ms < self->command_timeout_ms)
+        return;
+    char why[96];
+    snprintf(why, sizeof(why), "no reply within command_timeout_ms (%d ms)",
+             self->command_timeout_ms);
+    s_down(self, why);
+    self->commands = 0;
+    s_fail_from(self, &self->sending, 0);
+}
+
+int store_fd(store_t *self)
+{
+    return self->redis && self->commands ? self->redis->fd : -1;
+}
+
+bool store_busy(store_t *self)
+{
+    return self->commands > 0;
+}
+
+int store_flush(store_t *self, int64_t now_ms)
+{
+    int rc = 0;
+    //  Each round answers one batch; callbacks may queue a few more calls.
+    for (int round = 0; round < 16 && (self->commands || self->filling.pending_count); round++)
+        if (self->commands)
+            rc |= store_receive(self, now_ms);
+        else
+            rc |= store_send(self, now_ms);
     return rc;
 }
 

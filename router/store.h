@@ -1,8 +1,10 @@
 /*  store.h — the only door to Redis.
 
     Every state change is one call of a Redis function (store.lua). Calls are
-    queued with store_call and sent together by store_flush: one write, one
-    round trip for the whole batch, then each call's callback runs in order.
+    queued with store_call_begin/end and sent together by store_send: one
+    write, one round trip for the whole batch. The loop polls store_fd; once
+    the reply is readable, store_receive sends the next batch and then runs
+    each call's callback in order.
     Losing Redis is a state, not a crash: while it is down every call completes
     with ERROR_UNAVAILABLE, and store_reconnect retries with backoff.
 */
@@ -81,10 +83,22 @@ void store_call_end(store_t *self, store_done_fn *done, void *arg);
 //  Calls queued and not yet flushed.
 size_t store_pending(store_t *self);
 
-//  Send every queued call in one round trip and run the callbacks in order.
-//  Returns 0, or -1 if Redis went away (the callbacks then got
+//  Send the queued calls as one batch, unless a batch is in flight (one at
+//  a time). Returns 0, or -1 if Redis went away (their callbacks then got
 //  ERROR_UNAVAILABLE).
-int store_flush(store_t *self);
+int store_send(store_t *self, int64_t now_ms);
+//  The socket to poll for the reply of the batch in flight; -1 if none.
+int store_fd(store_t *self);
+bool store_busy(store_t *self);
+//  Read the reply of the batch in flight (blocks until it is complete), send
+//  the next batch, then run the first one's callbacks in order. Returns 0,
+//  or -1 if Redis went away (unanswered calls got ERROR_UNAVAILABLE).
+int store_receive(store_t *self, int64_t now_ms);
+//  A batch in flight longer than command_timeout_ms: Redis is taken as lost
+//  and its calls answered ERROR_UNAVAILABLE.
+void store_check(store_t *self, int64_t now_ms);
+//  Send and receive until nothing is queued (start-up, shutdown).
+int store_flush(store_t *self, int64_t now_ms);
 
 //  Helpers to read replies; NULL-safe, never assert on Redis data.
 const char *store_str(const redisReply *r);            //  "" if not a string
