@@ -1,5 +1,6 @@
 /*  config.c — see config.h. */
 #include "config.h"
+#include "ini_lines.h"
 #include "log.h"
 
 #include <ini.h>
@@ -240,27 +241,16 @@ void config_destroy(config_t **self_p)
 typedef struct {
     config_t *config; //  being loaded
     const char *path; //  for messages
-    FILE *file;       //  being read
-    int line;         //  lines read so far = the line being handled
+    ini_lines_t in;   //  the file, and the line being handled
     int errors;       //  lines refused
 } load_t;
-
-//  Debian's inih hands no line numbers to handlers, so count them here.
-static char *s_read_line(char *buffer, int size, void *arg)
-{
-    load_t *load = arg;
-    char *line = fgets(buffer, size, load->file);
-    if (line)
-        load->line++;
-    return line;
-}
 
 static int s_on_ini(void *arg, const char *section, const char *key, const char *value)
 {
     load_t *load = arg;
     char err[256];
     if (config_set(load->config, section, key, value, err, sizeof(err))) {
-        fprintf(stderr, "tierd: %s:%d: %s\n", load->path, load->line, err);
+        fprintf(stderr, "tierd: %s:%d: %s\n", load->path, load->in.line, err);
         load->errors++;
     }
     return 1; //  keep going: report every bad line at once
@@ -268,13 +258,13 @@ static int s_on_ini(void *arg, const char *section, const char *key, const char 
 
 int config_load(config_t *self, const char *path)
 {
-    load_t load = {self, path, fopen(path, "r"), 0, 0};
-    if (!load.file) {
+    load_t load = {self, path, {fopen(path, "r"), 0}, 0};
+    if (!load.in.file) {
         fprintf(stderr, "tierd: %s: cannot open the config file: %m\n", path);
         return -1;
     }
-    int rc = ini_parse_stream(s_read_line, &load, s_on_ini, &load);
-    fclose(load.file);
+    int rc = ini_parse_stream(ini_lines_read, &load.in, s_on_ini, &load);
+    fclose(load.in.file);
     if (rc > 0 && load.errors == 0) {
         fprintf(stderr, "tierd: %s:%d: not an INI line (expected [section] or key = value)\n", path,
                 rc);

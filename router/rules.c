@@ -1,6 +1,7 @@
 /*  rules.c — see rules.h. */
 #include "rules.h"
 
+#include "ini_lines.h"
 #include <ini.h>
 #include <regex.h>
 #include <stdio.h>
@@ -45,9 +46,8 @@ typedef struct {
     const config_t *config; //  departments
     const sla_t *sla;       //  policy names
     const char *path;
-    FILE *file;
-    int line;  //  current line
-    char *err; //  first error, "FILE:LINE: what"
+    ini_lines_t in; //  the file, and the line being handled
+    char *err;      //  first error, "FILE:LINE: what"
     size_t err_size;
     bool failed;
 } load_t;
@@ -130,7 +130,7 @@ static size_t s_split(const char *value, char **out, size_t max)
 static int s_fail(load_t *load, const char *format, const char *value)
 {
     if (!load->failed)
-        snprintf(load->err, load->err_size, "%s:%d: ", load->path, load->line);
+        snprintf(load->err, load->err_size, "%s:%d: ", load->path, load->in.line);
     size_t used = strlen(load->err);
     if (!load->failed)
         snprintf(load->err + used, load->err_size - used, format, value);
@@ -240,15 +240,6 @@ static int s_action(load_t *load, rule_t *rule, const char *key, const char *val
                   key);
 }
 
-static char *s_read_line(char *buffer, int size, void *arg)
-{
-    load_t *load = arg;
-    char *line = fgets(buffer, size, load->file);
-    if (line)
-        load->line++;
-    return line;
-}
-
 static rule_t *s_rule_for(load_t *load, const char *section)
 {
     rules_t *rules = load->rules;
@@ -264,7 +255,7 @@ static rule_t *s_rule_for(load_t *load, const char *section)
     }
     rule_t *rule = calloc(1, sizeof(rule_t));
     snprintf(rule->name, sizeof(rule->name), "%s", section + 5);
-    rule->line = load->line;
+    rule->line = load->in.line;
     rule->vip = -1;
     rule->history.name = rule->name;
     rules->rules[rules->count++] = rule;
@@ -284,7 +275,7 @@ static int s_on_ini(void *arg, const char *section, const char *key, const char 
 static int s_check_rule(load_t *load, rule_t *rule)
 {
     bool history = rule->history.contacts || rule->history.escalated_before;
-    load->line = rule->line;
+    load->in.line = rule->line;
     if (history && (rule->priority || rule->tag_count || rule->sla))
         return s_fail(load,
                       "rule %s: a rule on customer history may only set level and "
@@ -301,16 +292,16 @@ static int s_check_rule(load_t *load, rule_t *rule)
 rules_t *rules_load(const char *path, const config_t *config, const sla_t *sla, char *err,
                     size_t err_size)
 {
-    load_t load = {rules_empty(), config, sla, path, fopen(path, "r"), 0, err, err_size, false};
-    if (!load.file) {
+    load_t load = {rules_empty(), config, sla, path, {fopen(path, "r"), 0}, err, err_size, false};
+    if (!load.in.file) {
         snprintf(err, err_size, "%s: cannot open the rules file: %m", path);
         rules_destroy(&load.rules);
         return NULL;
     }
-    int rc = ini_parse_stream(s_read_line, &load, s_on_ini, &load);
-    fclose(load.file);
+    int rc = ini_parse_stream(ini_lines_read, &load.in, s_on_ini, &load);
+    fclose(load.in.file);
     if (rc > 0 && !load.failed) {
-        load.line = rc;
+        load.in.line = rc;
         s_fail(&load, "%s", "not an INI line (expected [rule NAME] or key = value)");
     }
     for (size_t i = 0; i < load.rules->count && !load.failed; i++)
