@@ -53,7 +53,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# A TCP port on 127.0.0.1 that nothing listens on (and that we have not used).
+# free_port VAR: a TCP port on 127.0.0.1 that nothing listens on and that we
+# have not handed out, into VAR (not echoed: a command substitution would run
+# in a subshell and forget the ports handed out).
 used_ports=" "
 free_port() {
   local port
@@ -62,7 +64,7 @@ free_port() {
     case "$used_ports" in *" $port "*) continue ;; esac
     if [ -z "$(ss -Htln "sport = :$port")" ]; then
       used_ports+="$port "
-      echo "$port"
+      printf -v "$1" '%s' "$port"
       return
     fi
   done
@@ -89,7 +91,7 @@ if [ -n "${TIER_REDIS:-}" ]; then
   printf '[redis]\nprefix = tierdemo:%s:\n' "$$" >"$config"
   say "using Redis $redis_url (key prefix tierdemo:$$:)"
 else
-  redis_port=$(free_port)
+  free_port redis_port
   redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
     --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
   pids+=($!)
@@ -99,14 +101,22 @@ else
 fi
 
 # --- tierd and the workers ---------------------------------------------------
-clients=tcp://127.0.0.1:$(free_port)
-workers=tcp://127.0.0.1:$(free_port)
-events=tcp://127.0.0.1:$(free_port)
-"$tierd" --config "$config" --redis "$redis_url" --clients "$clients" \
-  --workers "$workers" --events "$events" >"$work/tierd.log" 2>&1 &
-pids+=($!)
 ctl() { "$tierctl" --router "$clients" --events "$events" "$@"; }
-wait_for 10 "tierd" ctl --timeout 500 queues
+# A port found free can be taken by another program before tierd binds it
+# (a busy machine): then tierd exits at once, and we try other ports.
+for attempt in 1 2 3; do
+  free_port p1; free_port p2; free_port p3
+  clients=tcp://127.0.0.1:$p1 workers=tcp://127.0.0.1:$p2 events=tcp://127.0.0.1:$p3
+  "$tierd" --config "$config" --redis "$redis_url" --clients "$clients" \
+    --workers "$workers" --events "$events" >>"$work/tierd.log" 2>&1 &
+  tierd_pid=$!
+  pids+=("$tierd_pid")
+  tierd_up() { ctl --timeout 500 queues || ! kill -0 "$tierd_pid" 2>/dev/null; }
+  wait_for 10 "tierd" tierd_up
+  kill -0 "$tierd_pid" 2>/dev/null && break
+  say "tierd could not start (attempt $attempt): $(tail -n 1 "$work/tierd.log")"
+  [ "$attempt" = 3 ] && exit 1
+done
 say "tierd: clients $clients, workers $workers, events $events"
 
 start_worker() { # start_worker LEVEL AGENT HANDLER [ARGS...]

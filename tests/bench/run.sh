@@ -85,13 +85,13 @@ note() { echo "run.sh: $*" >&2; }
 
 # A TCP port on 127.0.0.1 nobody listens on now, never the same one twice.
 used_ports=" "
-free_port() {
+free_port() {   # free_port VAR
   local port
   while :; do
     port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
     case "$used_ports" in *" $port "*) continue ;; esac
     used_ports="$used_ports$port "
-    echo "$port"
+    printf -v "$1" '%s' "$port"  # not echoed: $(...) would forget used_ports
     return
   done
 }
@@ -106,7 +106,7 @@ stop() {
 
 # start_redis: REDIS_PORT, REDIS_PID — durability as tierd's defaults.
 start_redis() {
-  REDIS_PORT=$(free_port)
+  free_port REDIS_PORT
   local dir="$tmp/redis-$REDIS_PORT"
   mkdir -p "$dir"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --save '' \
@@ -119,8 +119,10 @@ start_redis() {
 
 # start_tierd: TIERD_PID, TIERD_ARGS, ENDPOINTS (tier_bench flags), TIERD_LOG.
 start_tierd() {
-  local clients="tcp://127.0.0.1:$(free_port)" workers="tcp://127.0.0.1:$(free_port)"
-  local events="tcp://127.0.0.1:$(free_port)"
+  local p1 p2 p3
+  free_port p1; free_port p2; free_port p3
+  local clients="tcp://127.0.0.1:$p1" workers="tcp://127.0.0.1:$p2"
+  local events="tcp://127.0.0.1:$p3"
   TIERD_ARGS=("$tierd" --redis "redis://127.0.0.1:$REDIS_PORT" --clients "$clients"
               --workers "$workers" --events "$events")
   # Several tierds run one after the other: none needs the metrics port.
