@@ -1097,9 +1097,15 @@ local function sla_fire(id, kind)
   sla_schedule(t, kind)
 end
 
-local function agent_available(agent)
+-- Ready, with room for one more ticket, and for one more of `chan` if it
+-- has per-channel limits.
+local function agent_available(agent, chan)
   local h = redis.call('HMGET', akey(agent), 'state', 'cap')
-  return tonumber(h[1]) == A_READY and redis.call('SCARD', wkey(agent)) < num(h[2])
+  if tonumber(h[1]) ~= A_READY or redis.call('SCARD', wkey(agent)) >= num(h[2]) then
+    return false
+  end
+  local limits = channel_limits(agent)
+  return not (limits and channel_full(limits, chan))
 end
 
 -- The promised time came: back to the same agent if it can take it now,
@@ -1110,7 +1116,7 @@ local function promise_due(id, offer_ms, grace_ms)
   local agent = t.promised
   timer_set('p:' .. id, N(NOW + grace_ms))
   event(E.PROMISE_DUE, t, { agent = agent })
-  if agent ~= '' and agent_available(agent) then
+  if agent ~= '' and agent_available(agent, t.chan) then
     t.att = t.att + 1
     offer(t, agent, offer_ms)
     return { agent, ticket_record(id) }
