@@ -119,6 +119,7 @@ local function qtkey(level, dept) return P .. 'qt:' .. level .. ':' .. dept end
 local function wkey(agent) return P .. 'w:' .. agent end
 local function akey(agent) return P .. 'a:' .. agent end
 local TIMERS, AGENTS, SEQ, DEADQ
+local KEYS_OF -- the prefix TIMERS ... DEADQ were built with
 
 -- Ticket hash writes are gathered per ticket and written with one HSET
 -- (save), before anything reads the hash again and at the end of the call.
@@ -162,7 +163,10 @@ local function begin(args)
   TIMING = {}
   HIST = {}
   if not BATCH then TOUCHED = {} end
-  TIMERS, AGENTS, SEQ, DEADQ = P .. 'timers', P .. 'agents', P .. 'seq', P .. 'dead'
+  if KEYS_OF ~= P then -- the same prefix call after call: build the names once
+    KEYS_OF = P
+    TIMERS, AGENTS, SEQ, DEADQ = P .. 'timers', P .. 'agents', P .. 'seq', P .. 'dead'
+  end
 end
 
 -- Load the core fields of a ticket (or `fields`, a superset), numbers
@@ -185,12 +189,15 @@ local NOTHING = {}
 local function event(kind, t, o)
   o = o or NOTHING
   t = t or NOTHING
-  EVENTS[#EVENTS + 1] = table.concat({
-    kind, t.id or '', o.level or t.level or 0, o.dept or t.dept or '',
-    o.agent or t.agent or '', o.from_level or 0, o.from_dept or '', o.reason or '',
-    o.depth or 0, o.oldest or '0', o.state or t.state or 0, o.att or t.att or 0,
-    t.chan or 0, t.prio or 0, o.csat or 0, o.agent_state or 0,
-    t.created or '0', t.queued or '0' }, '\0')
+  -- One concatenation (one VM instruction, no table); no operand is nil.
+  EVENTS[#EVENTS + 1] =
+    kind .. '\0' .. (t.id or '') .. '\0' .. (o.level or t.level or 0) .. '\0' ..
+    (o.dept or t.dept or '') .. '\0' .. (o.agent or t.agent or '') .. '\0' ..
+    (o.from_level or 0) .. '\0' .. (o.from_dept or '') .. '\0' .. (o.reason or '') .. '\0' ..
+    (o.depth or 0) .. '\0' .. (o.oldest or '0') .. '\0' .. (o.state or t.state or 0) .. '\0' ..
+    (o.att or t.att or 0) .. '\0' .. (t.chan or 0) .. '\0' .. (t.prio or 0) .. '\0' ..
+    (o.csat or 0) .. '\0' .. (o.agent_state or 0) .. '\0' .. (t.created or '0') .. '\0' ..
+    (t.queued or '0')
 end
 
 -- History entries are gathered per ticket and appended with one RPUSH (save).
