@@ -273,7 +273,7 @@ static void s_apply_events(server_t *self, const store_result_t *result)
     size_t count = result->events ? result->events->elements : 0;
     for (size_t i = 0; i < count; i++) {
         Tier__V1__Event event;
-        events_decode(result->events->element[i], result->seq_last - count + 1 + i, self->now_ms,
+        events_decode(result->events->element[i], result->seq_last - count + 1 + i, result->now_ms,
                       &event);
         dispatch_on_event(self->dispatch, &event);
         metrics_on_event(self->metrics, &event);
@@ -1181,7 +1181,9 @@ static void s_on_done(server_t *self, call_t *call, const store_result_t *result
 }
 
 //  Send one offer (a ticket record from store.lua) to a worker.
-static void s_send_offer(server_t *self, worker_t *worker, const redisReply *record)
+//  made_ms: when Redis made it (the call's time), which starts its deadline.
+static void s_send_offer(server_t *self, worker_t *worker, const redisReply *record,
+                         int64_t made_ms)
 {
     ticket_view_t view;
     if (ticket_view_init(&view, record, true)) {
@@ -1192,7 +1194,7 @@ static void s_send_offer(server_t *self, worker_t *worker, const redisReply *rec
     }
     Tier__V1__Offer offer = TIER__V1__OFFER__INIT;
     offer.ticket = &view.ticket;
-    offer.deadline_ms = (uint64_t) (self->now_ms + self->config->offer_timeout_ms);
+    offer.deadline_ms = (uint64_t) (made_ms + self->config->offer_timeout_ms);
     Tier__V1__RouterMessage message = TIER__V1__ROUTER_MESSAGE__INIT;
     message.body_case = TIER__V1__ROUTER_MESSAGE__BODY_OFFER;
     message.offer = &offer;
@@ -1208,7 +1210,7 @@ static void s_on_assign(server_t *self, call_t *call, const store_result_t *resu
     worker_t *worker = dispatch_by_agent(self->dispatch, call->agent);
     size_t count = result->payload ? result->payload->elements : 0;
     for (size_t i = 0; worker && i < count; i++)
-        s_send_offer(self, worker, result->payload->element[i]);
+        s_send_offer(self, worker, result->payload->element[i], result->now_ms);
 }
 
 //  After a reconnect: the agent's true load, and the offers lost batches
@@ -1223,7 +1225,7 @@ static void s_on_resend(server_t *self, call_t *call, const store_result_t *resu
     const redisReply *records = store_elem(result->payload, 1);
     size_t count = records ? records->elements : 0;
     for (size_t i = 0; i < count; i++)
-        s_send_offer(self, worker, records->element[i]);
+        s_send_offer(self, worker, records->element[i], result->now_ms);
     if (count)
         log_notice("agent %s: %zu offers sent again after the redis reconnect", call->agent, count);
 }
@@ -1295,7 +1297,7 @@ static void s_on_timers(server_t *self, const store_result_t *result)
     for (size_t i = 0; offers && i + 1 < offers->elements; i += 2) {
         worker_t *worker = dispatch_by_agent(self->dispatch, store_str(offers->element[i]));
         if (worker) //  if it left meanwhile, the offer times out and is requeued
-            s_send_offer(self, worker, offers->element[i + 1]);
+            s_send_offer(self, worker, offers->element[i + 1], result->now_ms);
     }
     const redisReply *followups = store_elem(result->payload, 4);
     for (size_t i = 0; followups && i < followups->elements; i++)

@@ -33,6 +33,7 @@ extern const size_t store_lua_size;
 typedef struct {
     store_done_fn *done; //  callback, may be NULL
     void *arg;           //  its argument
+    int64_t now_ms;      //  the call's time
     size_t first_arg;    //  index of its function name in the batch's arguments
     size_t argc;         //  arguments from there (name, now, the function's own)
 } pending_t;
@@ -66,8 +67,9 @@ struct _store_t {
     int64_t sent_ms;        //  when they went out
     redisReply **replies;   //  their replies, read before delivery
     size_t replies_size;
-    size_t call_start; //  first argument of the call being built
-    const char **argv; //  scratch for hiredis
+    size_t call_start;   //  first argument of the call being built
+    int64_t call_now_ms; //  and its time
+    const char **argv;   //  scratch for hiredis
     size_t *argvlen;
     size_t argv_size;
     char (*counts)[24]; //  scratch: argument counts as text
@@ -297,13 +299,14 @@ void store_arg_u64(store_t *self, uint64_t value)
 void store_call_begin(store_t *self, const char *fn, int64_t now_ms)
 {
     self->call_start = self->filling.args;
+    self->call_now_ms = now_ms;
     store_arg_str(self, fn);
     store_arg_u64(self, (uint64_t) now_ms);
 }
 
 static void s_complete(pending_t *call, int code, const char *reason)
 {
-    store_result_t result = {.code = code, .reason = reason};
+    store_result_t result = {.code = code, .reason = reason, .now_ms = call->now_ms};
     if (call->done)
         call->done(call->arg, &result);
 }
@@ -311,7 +314,8 @@ static void s_complete(pending_t *call, int code, const char *reason)
 void store_call_end(store_t *self, store_done_fn *done, void *arg)
 {
     batch_t *batch = &self->filling;
-    pending_t call = {done, arg, self->call_start, batch->args - self->call_start};
+    pending_t call = {done, arg, self->call_now_ms, self->call_start,
+                      batch->args - self->call_start};
     if (!self->redis) {
         batch->args = self->call_start; //  forget its arguments
         s_complete(&call, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE, self->error);
@@ -346,6 +350,7 @@ static void s_deliver(pending_t *call, redisReply *reply)
     const char *status = store_str(reply->element[0]);
     store_result_t result = {
         .code = strcmp(status, "OK") == 0 ? 0 : s_error_code(status),
+        .now_ms = call->now_ms,
         .reason = store_str(reply->element[1]),
         .seq_last = store_u64(reply->element[2]),
         .events = reply->element[3],

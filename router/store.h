@@ -45,6 +45,7 @@ enum {
 //  valid only during the callback.
 typedef struct {
     int code;            //  Tier__V1__ErrorCode; 0 = success
+    int64_t now_ms;      //  the call's time (store_call_begin): when its events happened
     const char *reason;  //  for people, when code != 0
     uint64_t seq_last;   //  seq of the last event in events
     redisReply *events;  //  array of event arrays (may be empty), or NULL
