@@ -67,36 +67,15 @@ local PRIORITY_MAX = 4
 -- The policy fields never change after intake and are stored together in
 -- one field, pol = "ftgt|rtgt|w1|w2|w3|warn|act|pbt|bh", read only when a
 -- clock is computed (most transitions never do).
+--
+-- core() reads the fields every transition needs (CORE); the others (LAZY:
+-- SLA state, promise, customer) are read from Redis the first time one of
+-- them is used, and the policy is unpacked the first time a policy field is
+-- (see TICKET below): an offer or a resolution never reads them.
 local CORE = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
-               'created', 'queued', 'frt', 'reqs', 'cust', 'fdue', 'rdue',
-               'rstart', 'ext', 'pol', 'boost', 'paused',
-               'sf', 'sr', 'sw', 'promised', 'vip', 'resp', 'k_person' }
+               'created', 'queued', 'frt', 'reqs', 'resp', 'k_person' }
 local function policy_pack(t)
   return table.concat({ t.ftgt, t.rtgt, t.w1, t.w2, t.w3, t.warn, t.act, t.pbt, t.bh }, '|')
-end
-
--- A ticket loaded by core() unpacks `pol` the first time a policy field is
--- read. (In a block: the library's top level has room for 200 locals only.)
-local LAZY_POLICY
-do
-  local POLICY = { 'ftgt', 'rtgt', 'w1', 'w2', 'w3', 'warn', 'act', 'pbt', 'bh' }
-  local IS_POLICY = { ftgt = true, rtgt = true, w1 = true, w2 = true, w3 = true, warn = true,
-                      act = true, pbt = true, bh = true }
-  LAZY_POLICY = {
-    __index = function(t, k)
-      if not IS_POLICY[k] then return nil end
-      local pol = rawget(t, 'pol') or ''
-      local i = 1
-      for v in string.gmatch(pol .. '|', '([^|]*)|') do
-        if POLICY[i] then rawset(t, POLICY[i], v) end
-        i = i + 1
-      end
-      for _, f in ipairs(POLICY) do
-        if rawget(t, f) == nil then rawset(t, f, '') end
-      end
-      return rawget(t, k)
-    end
-  }
 end
 
 local function N(x) return string.format('%.0f', x) end
@@ -169,13 +148,54 @@ local function begin(args)
   end
 end
 
+-- The metatable of a ticket loaded by core(): the LAZY fields come from
+-- Redis on first use (after writing what is pending, so they are current),
+-- the policy fields from `pol`. (In a block: the library's top level has
+-- room for 200 locals only.)
+local TICKET
+do
+  local LAZY = { 'cust', 'fdue', 'rdue', 'rstart', 'ext', 'pol', 'boost', 'paused',
+                 'sf', 'sr', 'sw', 'promised', 'vip' }
+  local IS_LAZY = { cust = true, fdue = true, rdue = true, rstart = true, ext = true,
+                    pol = true, boost = true, paused = true, sf = true, sr = true, sw = true,
+                    promised = true, vip = true }
+  local POLICY = { 'ftgt', 'rtgt', 'w1', 'w2', 'w3', 'warn', 'act', 'pbt', 'bh' }
+  local IS_POLICY = { ftgt = true, rtgt = true, w1 = true, w2 = true, w3 = true, warn = true,
+                      act = true, pbt = true, bh = true }
+  TICKET = {
+    __index = function(t, k)
+      if IS_LAZY[k] then
+        if rawget(t, '_lazy') then return nil end
+        rawset(t, '_lazy', true)
+        save()
+        local v = redis.call('HMGET', tkey(rawget(t, 'id')), unpack(LAZY))
+        for i, f in ipairs(LAZY) do
+          if rawget(t, f) == nil then rawset(t, f, v[i] or '') end
+        end
+        return rawget(t, k)
+      end
+      if not IS_POLICY[k] then return nil end
+      local pol = t.pol or ''
+      local i = 1
+      for v in string.gmatch(pol .. '|', '([^|]*)|') do
+        if POLICY[i] then rawset(t, POLICY[i], v) end
+        i = i + 1
+      end
+      for _, f in ipairs(POLICY) do
+        if rawget(t, f) == nil then rawset(t, f, '') end
+      end
+      return rawget(t, k)
+    end
+  }
+end
+
 -- Load the core fields of a ticket (or `fields`, a superset), numbers
 -- converted; nil if unknown.
 local function core(id, fields)
   fields = fields or CORE
   local v = redis.call('HMGET', tkey(id), unpack(fields))
   if not v[1] then return nil end
-  local t = setmetatable({ id = id }, LAZY_POLICY)
+  local t = setmetatable({ id = id }, TICKET)
   for i, f in ipairs(fields) do t[f] = v[i] or '' end
   t.state = tonumber(t.state); t.level = tonumber(t.level)
   t.att = tonumber(t.att); t.prio = tonumber(t.prio); t.chan = tonumber(t.chan)
@@ -431,9 +451,7 @@ end
 -- so that the offer's record needs no second read.
 -- (Written out: the library's top level cannot call ipairs or unpack.)
 local OFFER_READ = { 'state', 'level', 'dept', 'agent', 'att', 'prio', 'chan',
-                     'created', 'queued', 'frt', 'reqs', 'cust', 'fdue', 'rdue',
-                     'rstart', 'ext', 'pol', 'boost', 'paused',
-                     'sf', 'sr', 'sw', 'promised', 'vip', 'resp', 'k_person',
+                     'created', 'queued', 'frt', 'reqs', 'resp', 'k_person',
                      'pb', 'updated', 'resolved', 'csat' }
 
 -- The record of a ticket just offered (t read with OFFER_READ): its history
