@@ -49,6 +49,7 @@ static const setting_t s_settings[] = {
     STR("redis", "prefix", redis_prefix, "tier:"),
     INT("redis", "connect_timeout_ms", connect_timeout_ms, 10, 60000, "1000"),
     INT("redis", "command_timeout_ms", command_timeout_ms, 10, 60000, "2000"),
+    INT("redis", "lock_lease_ms", lock_lease_ms, 1000, 600000, "10000"),
     INT("workers", "heartbeat_ms", heartbeat_ms, 10, 600000, "1000"),
     INT("workers", "liveness", liveness, 2, 100, "3"),
     INT("workers", "offer_timeout_ms", offer_timeout_ms, 10, 3600000, "30000"),

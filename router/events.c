@@ -1,7 +1,6 @@
 /*  events.c — see events.h. */
 #include "events.h"
 #include "log.h"
-#include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,45 +49,6 @@ const char *events_level_name(int level)
 {
     static const char *names[] = {"", "L1", "L2", "L3"};
     return level >= 1 && level <= 3 ? names[level] : "";
-}
-
-//  An event from store.lua is one string: its fields in STORE_EV_ order,
-//  each ended by a NUL byte (the last by the one hiredis adds).
-void events_decode(const redisReply *packed, uint64_t seq, int64_t now_ms, Tier__V1__Event *event)
-{
-    static char empty[] = "";
-    char *f[STORE_EV_FIELDS];
-    size_t n = 0;
-    if (packed && packed->type == REDIS_REPLY_STRING) {
-        char *p = packed->str, *end = packed->str + packed->len;
-        while (n < STORE_EV_FIELDS && p <= end) {
-            f[n++] = p;
-            p += strlen(p) + 1;
-        }
-    }
-    while (n < STORE_EV_FIELDS)
-        f[n++] = empty;
-    tier__v1__event__init(event);
-    event->seq = seq;
-    event->at_ms = (uint64_t) now_ms;
-    event->kind = (Tier__V1__EventKind) strtoul(f[STORE_EV_KIND], NULL, 10);
-    event->ticket_id = f[STORE_EV_TICKET];
-    event->level = (Tier__V1__Level) strtoul(f[STORE_EV_LEVEL], NULL, 10);
-    event->department = f[STORE_EV_DEPT];
-    event->agent = f[STORE_EV_AGENT];
-    event->from_level = (Tier__V1__Level) strtoul(f[STORE_EV_FROM_LEVEL], NULL, 10);
-    event->from_department = f[STORE_EV_FROM_DEPT];
-    event->reason = f[STORE_EV_REASON];
-    event->depth = (uint32_t) strtoul(f[STORE_EV_DEPTH], NULL, 10);
-    event->oldest_ms = strtoull(f[STORE_EV_OLDEST], NULL, 10);
-    event->state = (Tier__V1__TicketState) strtoul(f[STORE_EV_STATE], NULL, 10);
-    event->attempt = (uint32_t) strtoul(f[STORE_EV_ATTEMPT], NULL, 10);
-    event->channel = (Tier__V1__Channel) strtoul(f[STORE_EV_CHANNEL], NULL, 10);
-    event->priority = (Tier__V1__Priority) strtoul(f[STORE_EV_PRIORITY], NULL, 10);
-    event->csat = (uint32_t) strtoul(f[STORE_EV_CSAT], NULL, 10);
-    event->created_ms = strtoull(f[STORE_EV_CREATED], NULL, 10);
-    event->queued_ms = strtoull(f[STORE_EV_QUEUED], NULL, 10);
-    event->agent_state = (Tier__V1__AgentState) strtoul(f[STORE_EV_AGENT_STATE], NULL, 10);
 }
 
 static void s_send(events_t *self, const char *topic, size_t size)

@@ -1,14 +1,14 @@
 /*  events.h — the PUB side: every state change, under every topic it concerns.
 
-    Events are numbered inside Redis (store.lua) in the same transaction as
-    the change they describe; this module only converts and publishes them.
+    Events are numbered by the router as the change they describe is made
+    (lifecycle.c), and published once the batch holding the change is in
+    Redis (server.c); the number goes to Redis with the batch (P seq).
 */
 #ifndef TIER_EVENTS_H
 #define TIER_EVENTS_H
 
 #include "tier.pb-c.h"
 #include <czmq.h>
-#include <hiredis/hiredis.h>
 #include <stdint.h>
 
 typedef struct _events_t events_t;
@@ -16,10 +16,6 @@ typedef struct _events_t events_t;
 //  Bind a PUB socket on endpoint; NULL (and a log line) if it cannot.
 events_t *events_new(const char *endpoint);
 void events_destroy(events_t **self_p);
-
-//  Fill `event` from one event of a store reply (a string of NUL-ended
-//  fields). Strings are borrowed from the reply.
-void events_decode(const redisReply *packed, uint64_t seq, int64_t now_ms, Tier__V1__Event *event);
 
 //  Publish under "all/", "level/Ln/", "dept/D/", "ticket/ID/", "agent/A/".
 void events_publish(events_t *self, const Tier__V1__Event *event);

@@ -89,8 +89,8 @@ static bool s_known_grouping(const char *by)
     return false;
 }
 
-int report_call_begin(store_t *store, const Tier__V1__ReportRequest *request, int64_t now_ms,
-                      char *reason, size_t reason_size)
+int report_read(journal_t *journal, const Tier__V1__ReportRequest *request, int64_t now_ms,
+                char *reason, size_t reason_size, uint32_t *read_p)
 {
     const char *by = request->by ? request->by : "";
     if (!s_known_grouping(by)) {
@@ -114,10 +114,15 @@ int report_call_begin(store_t *store, const Tier__V1__ReportRequest *request, in
                  REPORT_MAX_RANGE_MS / (24 * 3600 * 1000LL));
         return TIER__V1__ERROR_CODE__ERROR_BAD_REQUEST;
     }
-    store_call_begin(store, "tier_report", now_ms);
-    store_arg_u64(store, since);
-    store_arg_u64(store, until);
-    store_arg_str(store, by);
+    *read_p = journal_read(journal, 8);
+    journal_arg_str(journal, "FCALL_RO");
+    journal_arg_str(journal, "tier_report");
+    journal_arg_str(journal, "0");
+    journal_arg_str(journal, journal_prefix(journal));
+    journal_arg_i64(journal, now_ms);
+    journal_arg_u64(journal, since);
+    journal_arg_u64(journal, until);
+    journal_arg_str(journal, by);
     return 0;
 }
 
@@ -126,7 +131,7 @@ int report_call_begin(store_t *store, const Tier__V1__ReportRequest *request, in
 
 static double s_number(const redisReply *r)
 {
-    return strtod(store_str(r), NULL);
+    return strtod(journal_str(r), NULL);
 }
 
 //  Add one "counter, n" pair of a row; "rh<i>" is histogram bucket i (from 1).
@@ -155,15 +160,15 @@ static int s_parse_rows(const redisReply *list, tallies_t *out)
     if (!out->items)
         return -1;
     for (size_t i = 0; i < list->elements; i++) {
-        const redisReply *flat = store_elem(list->element[i], 1);
+        const redisReply *flat = journal_elem(list->element[i], 1);
         if (!flat || flat->type != REDIS_REPLY_ARRAY)
             return -1;
         tally_t *t = &out->items[out->count++];
-        t->key = strdup(store_str(store_elem(list->element[i], 0)));
+        t->key = strdup(journal_str(journal_elem(list->element[i], 0)));
         if (!t->key)
             return -1;
         for (size_t j = 0; j + 1 < flat->elements; j += 2)
-            s_tally_field(t, store_str(flat->element[j]), s_number(flat->element[j + 1]));
+            s_tally_field(t, journal_str(flat->element[j]), s_number(flat->element[j + 1]));
     }
     return 0;
 }
@@ -180,18 +185,18 @@ static void s_tallies_fini(tallies_t *tallies)
 static int s_parse(const redisReply *payload, parsed_t *p)
 {
     memset(p, 0, sizeof(*p));
-    const redisReply *edges = store_elem(payload, PAY_EDGES);
+    const redisReply *edges = journal_elem(payload, PAY_EDGES);
     if (!payload || payload->type != REDIS_REPLY_ARRAY || payload->elements < PAY_FIELDS ||
         !edges || edges->type != REDIS_REPLY_ARRAY || edges->elements >= HIST_MAX)
         return -1;
-    p->since_ms = (uint64_t) s_number(store_elem(payload, PAY_SINCE));
-    p->until_ms = (uint64_t) s_number(store_elem(payload, PAY_UNTIL));
-    p->by = store_str(store_elem(payload, PAY_BY));
+    p->since_ms = (uint64_t) s_number(journal_elem(payload, PAY_SINCE));
+    p->until_ms = (uint64_t) s_number(journal_elem(payload, PAY_UNTIL));
+    p->by = journal_str(journal_elem(payload, PAY_BY));
     p->edges = edges->elements;
     for (size_t i = 0; i < p->edges; i++)
         p->edges_ms[i] = s_number(edges->element[i]);
-    if (s_parse_rows(store_elem(payload, PAY_CHANNELS), &p->channels) ||
-        s_parse_rows(store_elem(payload, PAY_ROWS), &p->rows))
+    if (s_parse_rows(journal_elem(payload, PAY_CHANNELS), &p->channels) ||
+        s_parse_rows(journal_elem(payload, PAY_ROWS), &p->rows))
         return -1;
     return 0;
 }

@@ -5,15 +5,14 @@
     into what a team lead reads: means, rates, resolution-time percentiles
     and the seed's grade per channel (grades.h).
 
-    In the server: the request side is report_call_begin, then
-    store_call_end with the server's callback; the callback turns the
-    payload into the reply with report_reply_new.
+    In the server: report_read queues the read; once its reply is in,
+    report_reply_new turns it into the reply.
 */
 #ifndef TIER_REPORT_H
 #define TIER_REPORT_H
 
 #include "grades.h"
-#include "store.h"
+#include "journal.h"
 #include "tier.pb-c.h"
 
 #include <stdint.h>
@@ -21,11 +20,11 @@
 #define REPORT_DEFAULT_RANGE_MS (24 * 3600 * 1000LL)       //  since_ms 0: the last 24 h
 #define REPORT_MAX_RANGE_MS     (400 * 24 * 3600 * 1000LL) //  a year and some
 
-//  Check a ReportRequest and start its tier_report call on store (the
-//  caller ends it with store_call_end). Returns 0, or a Tier__V1__ErrorCode
-//  with reason filled and no call started.
-int report_call_begin(store_t *store, const Tier__V1__ReportRequest *request, int64_t now_ms,
-                      char *reason, size_t reason_size);
+//  Check a ReportRequest and queue its read (FCALL_RO tier_report) in the
+//  journal's batch: *read_p is its index. Returns 0, or a
+//  Tier__V1__ErrorCode with reason filled and nothing queued.
+int report_read(journal_t *journal, const Tier__V1__ReportRequest *request, int64_t now_ms,
+                char *reason, size_t reason_size, uint32_t *read_p);
 
 //  The reply for a tier_report payload, each channel graded with grades
 //  (borrowed), the total graded as its weakest channel. Hours and days are

@@ -1,16 +1,15 @@
+#!lua name=tierd
 --
--- stats.lua — service-level measurements, in the same Redis function library
--- as store.lua (appended to it at build time), so that every KPI is recorded
--- in the same atomic step as the state change it measures.
---
--- It fills in the KPI hooks store.lua calls (KPI.created, KPI.assigned,
--- KPI.first_response, KPI.response, KPI.customer_message, KPI.escalated,
--- KPI.resolved, KPI.abandoned, KPI.rated) and registers tier_report.
+-- stats.lua — service-level aggregates in Redis: the only Redis functions
+-- tierd has. Every ticket transition is decided and recorded by the router
+-- itself (router/lifecycle.c, docs/data-model.md); what is left here works on
+-- aggregates, never on tickets: adding a batch's counts (tier_kpi), rolling
+-- minutes up into hours and days (tier_rollup), and reading a report
+-- (tier_report, read-only).
 --
 -- Aggregates, never tickets: a report over a day or a month reads a bounded
--- number of hashes, whatever the volume, and several routers sharing one
--- Redis add to the same counters. One hash per time bucket, resolution and
--- dimension (docs/metrics.md has the whole layout):
+-- number of hashes, whatever the volume. One hash per time bucket,
+-- resolution and dimension (docs/metrics.md has the whole layout):
 --
 --   {P}k:{res}:{start}:{dim}   res   m (minute), h (hour), d (day)
 --                              start bucket start, ms since the epoch (UTC)
@@ -21,21 +20,30 @@
 --
 -- Every event is counted in the minute it happens (a resolution in the
 -- minute it was resolved), under the ticket's channel, level, department and
--- agent at that moment. There is no "all" dimension: every ticket has a
--- channel, so the totals are the sum of the channel fields.
+-- agent at that moment (router/kpi.c gathers them per batch). There is no
+-- "all" dimension: every ticket has a channel, so the totals are the sum of
+-- the channel fields.
 --
--- Minutes roll up into hours and days once they are over: a transition that
+-- Minutes roll up into hours and days once they are over: a batch that
 -- finds a finished minute in {P}k:pending adds its fields to the hour and day
--- buckets ({P}k:done is the last minute rolled up). Writing each event once
--- instead of three times keeps the cost of a transition low; rolling up at
--- most one minute per call keeps it bounded. A late event (a router whose
--- clock is behind) for a minute already rolled up is written to all three
--- at once, so several routers on one Redis stay exact.
+-- buckets ({P}k:done is the last minute rolled up). Writing each count once
+-- instead of three times keeps a batch cheap; rolling up at most one minute
+-- per batch keeps it bounded. A late count (a router whose clock is behind)
+-- for a minute already rolled up is written to all three at once.
 --
--- Besides the aggregates, three fields in the ticket hash carry what a later
--- measurement needs: k_person (a person, not a bot, was assigned it once),
--- k_wait (since when the customer waits for an answer; absent = since
--- creation, 0 = answered) and k_rated (its first rating was counted).
+-- Calling convention: FCALL <name> 0 <prefix> <now_ms> <args...>. Numbers
+-- are passed and stored as decimal strings (see N): Redis would print large
+-- Lua numbers in exponent form.
+
+local P   -- key prefix, e.g. "tier:"
+local NOW -- the router's clock, ms since the epoch
+
+local function N(x) return string.format('%.0f', x) end
+
+local function begin(args)
+  P = args[1]
+  NOW = tonumber(args[2])
+end
 
 local MINUTE, HOUR, DAY = 60000, 3600000, 86400000
 local DAY_S = 86400
@@ -121,58 +129,6 @@ local function rollup(limit)
   return last
 end
 
-local NOWHERE = {}
-local TALLY = {} -- counts not yet written: "minute|chan|level|dept|agent" -> entry
-local BOTS = {}  -- agent -> is a bot, for the flush's life
-
--- Add counts (counter -> increment) to the minute of NOW, under the ticket's
--- channel, level, department and agent, or the level, department and agent
--- given in `at` (an escalation counts where it left from). Counts are only
--- gathered here, per (minute, channel, level, department, agent); KPI.flush
--- spreads them over the four dimensions and writes them once per batch of
--- calls (store.lua), so a thousand resolutions in one minute cost one
--- HINCRBY per field, not a thousand.
-local function tally(t, counts, at)
-  at = at or NOWHERE
-  local minute = NOW - NOW % MINUTE
-  local chan, level = t.chan, at.level or t.level
-  local dept, agent = at.dept or t.dept, at.agent or t.agent
-  local slot = minute .. '|' .. chan .. '|' .. level .. '|' .. dept .. '|' .. agent
-  local entry = TALLY[slot]
-  if not entry then
-    entry = { minute = minute, values = { tostring(chan), tostring(level), dept, agent },
-              counts = {} }
-    TALLY[slot] = entry
-  end
-  local sums = entry.counts
-  for counter, n in pairs(counts) do sums[counter] = (sums[counter] or 0) + n end
-end
-
--- The gathered counts per (minute, dimension): "minute|dim" -> { minute,
--- dim, fields (field -> increment) }.
-local function tally_by_dimension()
-  local out = {}
-  for _, e in pairs(TALLY) do
-    for i, dim in ipairs(DIMS) do
-      local value = e.values[i]
-      if dim ~= 'agent' or value ~= '' then
-        local slot = e.minute .. '|' .. dim
-        local entry = out[slot]
-        if not entry then
-          entry = { minute = e.minute, dim = dim, fields = {} }
-          out[slot] = entry
-        end
-        local fields = entry.fields
-        for counter, n in pairs(e.counts) do
-          local field = value .. '|' .. counter
-          fields[field] = (fields[field] or 0) + n
-        end
-      end
-    end
-  end
-  return out
-end
-
 -- Add gathered fields (field -> increment) to a hash; true when one was new.
 local function add_fields(key, fields)
   local fresh = false
@@ -182,103 +138,39 @@ local function add_fields(key, fields)
   return fresh
 end
 
--- Write what tally gathered: each minute bucket once; a late minute (one
--- already rolled up) straight into its hour and day too.
-KPI.flush = function()
-  if next(TALLY) == nil then return end
+-- args: prefix now n (minute dim field increment)...
+-- A batch's counts (router/kpi.c), already added up per (minute, dimension,
+-- field): each minute bucket is written once; a late minute (one already
+-- rolled up) straight into its hour and day too.
+local function tier_kpi(_, a)
+  begin(a)
   local rolled = rollup(1)
-  local pending = {}
-  for _, e in pairs(tally_by_dimension()) do
-    local key = bucket_key('m', e.minute, e.dim)
-    if add_fields(key, e.fields) then
-      keep(key, e.minute + MINUTE, MINUTE_KEEP_S)
-      pending[e.minute] = true
+  local groups = {}
+  local i = 4
+  for _ = 1, tonumber(a[3]) do
+    local slot = a[i] .. '|' .. a[i + 1]
+    local g = groups[slot]
+    if not g then
+      g = { minute = tonumber(a[i]), dim = a[i + 1], fields = {} }
+      groups[slot] = g
     end
-    if e.minute <= rolled then
-      roll_into(e.minute, e.dim, add_fields, e.fields)
-      pending[e.minute] = nil
+    g.fields[a[i + 2]] = (g.fields[a[i + 2]] or 0) + tonumber(a[i + 3])
+    i = i + 4
+  end
+  local pending = {}
+  for _, g in pairs(groups) do
+    local key = bucket_key('m', g.minute, g.dim)
+    if add_fields(key, g.fields) then
+      keep(key, g.minute + MINUTE, MINUTE_KEEP_S)
+      pending[g.minute] = true
+    end
+    if g.minute <= rolled then
+      roll_into(g.minute, g.dim, add_fields, g.fields)
+      pending[g.minute] = nil
     end
   end
   for minute in pairs(pending) do redis.call('ZADD', pending_key(), N(minute), N(minute)) end
-  TALLY = {}
-  BOTS = {}
-end
-
-local function is_bot(agent)
-  if agent == '' then return false end
-  if BOTS[agent] == nil then BOTS[agent] = redis.call('HGET', akey(agent), 'bot') == '1' end
-  return BOTS[agent]
-end
-
-KPI.created = function(t)
-  tally(t, { created = 1 })
-end
-
--- An assignment is a ticket handled at a level: the base of the escalation
--- rate. Whether a person ever held the ticket decides self-service later.
-KPI.assigned = function(t)
-  if not is_bot(t.agent) then
-    t.k_person = '1'
-    put(t, 'k_person', 1)
-  end
-  tally(t, { handled = 1 })
-end
-
--- t.fdue: when the first response is due (ms since the epoch, set at
--- intake from the SLA policy); 0 = no target, and it counts in neither.
-KPI.first_response = function(t)
-  local counts = { responded = 1, frt_sum = NOW - tonumber(t.created) }
-  local due = tonumber(t.fdue) or 0
-  if due > 0 then
-    if NOW <= due then counts.sla_met = 1 else counts.sla_missed = 1 end
-  end
-  tally(t, counts)
-end
-
--- A response time is how long the customer had been waiting: since the
--- ticket was created, or since their first message after the last answer.
--- A second response in a row answers nobody and is not timed.
-KPI.response = function(t)
-  local since = redis.call('HGET', tkey(t.id), 'k_wait')
-  since = since and tonumber(since) or tonumber(t.created)
-  if since > 0 then tally(t, { resp_n = 1, resp_sum = NOW - since }) end
-  redis.call('HSET', tkey(t.id), 'k_wait', 0)
-end
-
-KPI.customer_message = function(t)
-  if redis.call('HGET', tkey(t.id), 'k_wait') == '0' then
-    redis.call('HSET', tkey(t.id), 'k_wait', N(NOW))
-  end
-end
-
-KPI.escalated = function(t, from_level, from_dept, agent, kind)
-  local counts = { escalated = 1 }
-  counts[kind == ESC_HIERARCHICAL and 'esc_h' or 'esc_f'] = 1
-  tally(t, counts, { level = from_level, dept = from_dept, agent = agent })
-end
-
--- One-touch: exactly one agent response before the resolution.
--- Self-service: resolved by a bot, and no person was ever assigned it.
-KPI.resolved = function(t)
-  local took = NOW - tonumber(t.created)
-  local counts = { resolved = 1, res_sum = took }
-  counts['rh' .. res_bucket(took)] = 1
-  if t.resp == '1' then counts.one_touch = 1 end
-  if t.k_person == '' and is_bot(t.agent) then counts.self_service = 1 end
-  tally(t, counts)
-end
-
-KPI.abandoned = function(t)
-  tally(t, { abandoned = 1 })
-end
-
--- Only a ticket's first rating counts: a resent or changed rating would
--- otherwise count twice, in buckets that may be gone by then.
-KPI.rated = function(t, csat)
-  if redis.call('HSETNX', tkey(t.id), 'k_rated', 1) == 0 then return end
-  local counts = { ratings = 1, rating_sum = csat }
-  if csat >= 4 then counts.ratings_4_5 = 1 end
-  tally(t, counts)
+  return 0
 end
 
 ---------------------------------------------------------------------------
@@ -367,7 +259,6 @@ local REPORT_DIMS = { channel = 'chan', level = 'level', department = 'dept', ag
 -- (ms) of the UTC hour, which the router turns into local time.
 local function tier_report(_, a)
   begin(a)
-  KPI.flush() -- counts of earlier calls of the same batch
   local by = a[5]
   local by_time = by == 'hour' or by == 'day'
   local dim = REPORT_DIMS[by]
@@ -385,8 +276,7 @@ local function tier_report(_, a)
   end
   local edges = {}
   for i, edge in ipairs(RES_EDGES) do edges[i] = N(edge) end
-  return finish('OK', '', { N(since), N(till), by, edges, rows_out(channels),
-                            rows_out(rows) })
+  return { N(since), N(till), by, edges, rows_out(channels), rows_out(rows) }
 end
 
 -- args: prefix now limit. Rolls up at most `limit` finished minutes; the
@@ -395,12 +285,10 @@ end
 -- Payload: { last minute rolled up }.
 local function tier_rollup(_, a)
   begin(a)
-  return finish('OK', '', { N(rollup(tonumber(a[3]))) })
+  return N(rollup(tonumber(a[3])))
 end
 
+redis.register_function('tier_kpi', tier_kpi)
 redis.register_function('tier_rollup', tier_rollup)
 redis.register_function{ function_name = 'tier_report', callback = tier_report,
                          flags = { 'no-writes' } }
--- Callable inside tier_batch too (store.lua), like every other function.
-CALLS.tier_rollup = tier_rollup
-CALLS.tier_report = tier_report

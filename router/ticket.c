@@ -1,178 +1,393 @@
 /*  ticket.c — see ticket.h. */
 #include "ticket.h"
+#include "heap.h"
 #include "log.h"
-#include "store.h"
 
-#include <cjson/cJSON.h>
-#include <stdio.h>
+#include <czmq.h>
 #include <stdlib.h>
 #include <string.h>
 
-//  The fields of a ticket record (store.lua RECORD), in its order.
-enum s_record_field {
-    R_PB,
-    R_PRIO,
-    R_LEVEL,
-    R_DEPT,
-    R_STATE,
-    R_AGENT,
-    R_ATT,
-    R_CREATED,
-    R_UPDATED,
-    R_QUEUED,
-    R_FRT,
-    R_RESOLVED,
-    R_CSAT,
-    R_FIELDS
+//  Customer and Policy field numbers (tier.proto, store.proto).
+enum { CUSTOMER_ID = 1, CUSTOMER_VIP = 3 };
+enum {
+    POLICY_FIRST = 1,
+    POLICY_RESOLUTION = 2,
+    POLICY_WAIT = 3,
+    POLICY_WARN = 4,
+    POLICY_ACTION = 5,
+    POLICY_BOOST = 6,
+    POLICY_BUSINESS = 7
 };
 
-static char *s_field(const redisReply *fields, int field)
+struct intern {
+    policy_t *policies; //  list of shared policies (owned)
+    zhashx_t *names;    //  name -> the same name (owned copies)
+};
+
+static void s_free_name(void **item)
 {
-    return (char *) store_str(store_elem(fields, (size_t) field));
+    free(*item);
+    *item = NULL;
 }
 
-static uint64_t s_u64(const redisReply *fields, int field)
+intern_t *intern_new(void)
 {
-    return store_u64(store_elem(fields, (size_t) field));
+    intern_t *self = calloc(1, sizeof(intern_t));
+    if (!self)
+        return NULL;
+    self->names = zhashx_new(); //  keys are duplicated and freed by zhashx
+    zhashx_set_destructor(self->names, s_free_name);
+    return self;
 }
 
-static char *s_json_str(const cJSON *entry, const char *key)
+void intern_destroy(intern_t **self_p)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(entry, key);
-    return cJSON_IsString(item) ? item->valuestring : (char *) "";
-}
-
-static uint64_t s_json_u64(const cJSON *entry, const char *key)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(entry, key);
-    if (cJSON_IsNumber(item))
-        return item->valuedouble > 0 ? (uint64_t) item->valuedouble : 0;
-    if (cJSON_IsString(item))
-        return strtoull(item->valuestring, NULL, 10);
-    return 0;
-}
-
-static void s_history_entry(Tier__V1__HistoryEntry *out, const cJSON *entry)
-{
-    tier__v1__history_entry__init(out);
-    out->at_ms = s_json_u64(entry, "t");
-    out->kind = (Tier__V1__HistoryKind) s_json_u64(entry, "k");
-    out->actor = s_json_str(entry, "a");
-    out->text = s_json_str(entry, "x");
-    out->reason = s_json_str(entry, "r");
-    out->from_level = (Tier__V1__Level) s_json_u64(entry, "fl");
-    out->to_level = (Tier__V1__Level) s_json_u64(entry, "tl");
-    out->from_department = s_json_str(entry, "fd");
-    out->to_department = s_json_str(entry, "td");
-    out->escalation = (Tier__V1__EscalationKind) s_json_u64(entry, "e");
-    out->automatic = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "au"));
-}
-
-static void s_history(ticket_view_t *view, const redisReply *history)
-{
-    size_t count = history && history->type == REDIS_REPLY_ARRAY ? history->elements : 0;
-    view->json = calloc(count + 1, sizeof(void *));
-    view->entries = calloc(count + 1, sizeof(Tier__V1__HistoryEntry));
-    view->entry_ptrs = calloc(count + 1, sizeof(Tier__V1__HistoryEntry *));
-    size_t kept = 0;
-    for (size_t i = 0; i < count; i++) {
-        cJSON *entry = cJSON_Parse(store_str(history->element[i]));
-        if (!entry) {
-            log_warning("ticket %s: history entry %zu is not JSON; skipped", view->ticket.id, i);
-            continue;
-        }
-        view->json[view->json_count++] = entry;
-        s_history_entry(&view->entries[kept], entry);
-        view->entry_ptrs[kept] = &view->entries[kept];
-        kept++;
+    if (!self_p || !*self_p)
+        return;
+    intern_t *self = *self_p;
+    while (self->policies) {
+        policy_t *next = self->policies->next;
+        free(self->policies);
+        self->policies = next;
     }
-    view->ticket.n_history = kept;
-    view->ticket.history = view->entry_ptrs;
+    zhashx_destroy(&self->names);
+    free(self);
+    *self_p = NULL;
 }
 
-int ticket_view_init(ticket_view_t *view, const redisReply *record, bool with_history)
+static bool s_same_policy(const policy_t *a, const policy_t *b)
 {
-    memset(view, 0, sizeof(*view));
-    Tier__V1__Ticket *t = &view->ticket;
-    tier__v1__ticket__init(t);
-    const redisReply *fields = store_elem(record, 1);
-    const redisReply *pb = store_elem(fields, R_PB);
-    if (!fields || fields->elements != R_FIELDS || !pb || pb->type != REDIS_REPLY_STRING)
-        return -1;
-    view->content = tier__v1__ticket__unpack(NULL, pb->len, (const uint8_t *) pb->str);
-    if (!view->content)
-        return -1;
-    t->id = (char *) store_str(store_elem(record, 0));
-    t->external_id = view->content->external_id;
-    t->channel = view->content->channel;
-    t->customer = view->content->customer;
-    t->subject = view->content->subject;
-    t->body = view->content->body;
-    t->n_tags = view->content->n_tags;
-    t->tags = view->content->tags;
-    t->priority = (Tier__V1__Priority) s_u64(fields, R_PRIO);
-    t->level = (Tier__V1__Level) s_u64(fields, R_LEVEL);
-    t->department = s_field(fields, R_DEPT);
-    t->state = (Tier__V1__TicketState) s_u64(fields, R_STATE);
-    t->agent = s_field(fields, R_AGENT);
-    t->attempt = (uint32_t) s_u64(fields, R_ATT);
-    t->created_ms = s_u64(fields, R_CREATED);
-    t->updated_ms = s_u64(fields, R_UPDATED);
-    t->queued_ms = s_u64(fields, R_QUEUED);
-    t->first_response_ms = s_u64(fields, R_FRT);
-    t->resolved_ms = s_u64(fields, R_RESOLVED);
-    t->csat = (uint32_t) s_u64(fields, R_CSAT);
-    if (with_history)
-        s_history(view, store_elem(record, 2));
+    policy_t x = *a, y = *b;
+    x.next = y.next = NULL;
+    return memcmp(&x, &y, sizeof(policy_t)) == 0;
+}
+
+const policy_t *intern_policy(intern_t *self, const policy_t *policy)
+{
+    for (policy_t *p = self->policies; p; p = p->next)
+        if (s_same_policy(p, policy))
+            return p;
+    policy_t *copy = malloc(sizeof(policy_t));
+    if (!copy) {
+        log_error("out of memory keeping an SLA policy");
+        abort();
+    }
+    *copy = *policy;
+    copy->next = self->policies;
+    self->policies = copy;
+    return copy;
+}
+
+const char *intern_name(intern_t *self, const char *name, size_t len)
+{
+    if (!name || !len)
+        return NULL;
+    char key[256];
+    char *k = len < sizeof(key) ? key : malloc(len + 1);
+    if (!k) {
+        log_error("out of memory keeping a name");
+        abort();
+    }
+    memcpy(k, name, len);
+    k[len] = 0;
+    char *found = zhashx_lookup(self->names, k);
+    if (!found) {
+        found = strdup(k);
+        zhashx_insert(self->names, k, found);
+    }
+    if (k != key)
+        free(k);
+    return found;
+}
+
+ticket_t *ticket_new(uint64_t id)
+{
+    ticket_t *self = calloc(1, sizeof(ticket_t));
+    if (!self)
+        return NULL;
+    self->id = id;
+    self->queue = self->redis_queue = -1;
+    self->queue_pos = self->wait_pos = self->timer_pos = HEAP_NONE;
+    self->step_first = self->step_last = STEP_NONE;
+    return self;
+}
+
+void ticket_destroy(ticket_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    ticket_t *self = *self_p;
+    free(self->customer);
+    free(self->applied);
+    free(self);
+    *self_p = NULL;
+}
+
+//  A string field into an owned copy (NULL for "").
+static void s_set_owned(char **field, const uint8_t *data, size_t len)
+{
+    free(*field);
+    *field = NULL;
+    if (len) {
+        *field = malloc(len + 1);
+        if (!*field) {
+            log_error("out of memory reading a ticket");
+            abort();
+        }
+        memcpy(*field, data, len);
+        (*field)[len] = 0;
+    }
+}
+
+static int s_apply_customer(ticket_t *self, const uint8_t *data, size_t len)
+{
+    wire_reader_t r = {data, data + len};
+    wire_field_t f;
+    while (wire_next(&r, &f))
+        if (f.field == CUSTOMER_ID && f.type == WIRE_LEN)
+            s_set_owned(&self->customer, f.data, f.len);
+        else if (f.field == CUSTOMER_VIP && f.type == WIRE_VARINT)
+            self->vip = f.value != 0;
+    return r.p ? 0 : -1;
+}
+
+static int s_read_policy(policy_t *policy, const uint8_t *data, size_t len)
+{
+    memset(policy, 0, sizeof(policy_t));
+    int wait = 1, boost = 1;
+    wire_reader_t r = {data, data + len};
+    wire_field_t f;
+    while (wire_next(&r, &f))
+        switch (f.field) {
+        case POLICY_FIRST:
+            policy->first_response_ms = (int64_t) f.value;
+            break;
+        case POLICY_RESOLUTION:
+            policy->resolution_ms = (int64_t) f.value;
+            break;
+        case POLICY_WAIT:
+            if (wait <= POLICY_LEVELS)
+                policy->wait_ms[wait++] = (int64_t) f.value;
+            break;
+        case POLICY_WARN:
+            policy->warn_percent = (int) f.value;
+            break;
+        case POLICY_ACTION:
+            policy->action = (int) f.value;
+            break;
+        case POLICY_BOOST:
+            if (boost <= POLICY_PRIORITIES)
+                policy->priority_boost_ms[boost++] = (int64_t) f.value;
+            break;
+        case POLICY_BUSINESS:
+            if (f.type == WIRE_LEN && f.len < sizeof(policy->business))
+                memcpy(policy->business, f.data, f.len);
+            break;
+        }
+    return r.p ? 0 : -1;
+}
+
+void step_policy(bytes_t *step, const policy_t *policy)
+{
+    size_t mark = wire_open(step, TK_POLICY);
+    wire_u64(step, POLICY_FIRST, (uint64_t) policy->first_response_ms);
+    wire_u64(step, POLICY_RESOLUTION, (uint64_t) policy->resolution_ms);
+    for (int level = 1; level <= POLICY_LEVELS; level++)
+        wire_u64(step, POLICY_WAIT, (uint64_t) policy->wait_ms[level]);
+    wire_u64(step, POLICY_WARN, (uint64_t) policy->warn_percent);
+    wire_u64(step, POLICY_ACTION, (uint64_t) policy->action);
+    for (int prio = 1; prio <= POLICY_PRIORITIES; prio++)
+        wire_u64(step, POLICY_BOOST, (uint64_t) policy->priority_boost_ms[prio]);
+    wire_str_opt(step, POLICY_BUSINESS, policy->business);
+    wire_close(step, mark);
+}
+
+void step_history(bytes_t *step, const history_t *e)
+{
+    size_t mark = wire_open(step, TK_HISTORY);
+    wire_u64(step, HE_AT, (uint64_t) e->at_ms);
+    wire_u64(step, HE_KIND, (uint64_t) e->kind);
+    wire_str_opt(step, HE_ACTOR, e->actor);
+    wire_str_opt(step, HE_TEXT, e->text);
+    wire_str_opt(step, HE_REASON, e->reason);
+    wire_u64_opt(step, HE_FROM_LEVEL, (uint64_t) e->from_level);
+    wire_u64_opt(step, HE_TO_LEVEL, (uint64_t) e->to_level);
+    wire_str_opt(step, HE_FROM_DEPT, e->from_dept);
+    wire_str_opt(step, HE_TO_DEPT, e->to_dept);
+    wire_u64_opt(step, HE_ESCALATION, (uint64_t) e->escalation);
+    wire_u64_opt(step, HE_AUTOMATIC, e->automatic);
+    wire_close(step, mark);
+}
+
+static inline uint64_t s_u64(const wire_field_t *f)
+{
+    return f->type == WIRE_VARINT ? f->value : 0;
+}
+
+//  One field of a step; -1 if a nested message is malformed.
+static int s_apply_field(ticket_t *t, intern_t *intern, const wire_field_t *f)
+{
+    switch (f->field) {
+    case TK_ID:
+        if (f->type == WIRE_LEN && f->len < 24) {
+            char id[24];
+            memcpy(id, f->data, f->len);
+            id[f->len] = 0;
+            t->id = strtoull(id, NULL, 10);
+        }
+        break;
+    case TK_EXTERNAL_ID:
+        t->has_external_id = f->len > 0;
+        t->followup = f->len >= 9 && memcmp(f->data, "followup:", 9) == 0;
+        break;
+    case TK_CHANNEL:
+        t->channel = (uint8_t) s_u64(f);
+        break;
+    case TK_CUSTOMER:
+        return f->type == WIRE_LEN ? s_apply_customer(t, f->data, f->len) : 0;
+    case TK_PRIORITY:
+        t->priority = (uint8_t) s_u64(f);
+        break;
+    case TK_LEVEL:
+        t->level = (uint8_t) s_u64(f);
+        break;
+    case TK_DEPARTMENT:
+        t->department = intern_name(intern, (const char *) f->data, f->len);
+        break;
+    case TK_STATE:
+        t->state = (uint8_t) s_u64(f);
+        break;
+    case TK_AGENT:
+        t->agent = intern_name(intern, (const char *) f->data, f->len);
+        break;
+    case TK_ATTEMPT:
+        t->attempt = (uint32_t) s_u64(f);
+        break;
+    case TK_CREATED:
+        t->created_ms = (int64_t) s_u64(f);
+        break;
+    case TK_UPDATED:
+        t->updated_ms = (int64_t) s_u64(f);
+        break;
+    case TK_QUEUED:
+        t->queued_ms = (int64_t) s_u64(f);
+        break;
+    case TK_FIRST_RESPONSE:
+        t->first_response_ms = (int64_t) s_u64(f);
+        break;
+    case TK_RESOLVED:
+        t->resolved_ms = (int64_t) s_u64(f);
+        break;
+    case TK_CSAT:
+        t->csat = (uint8_t) s_u64(f);
+        break;
+    case TK_POLICY: {
+        policy_t policy;
+        if (f->type != WIRE_LEN || s_read_policy(&policy, f->data, f->len))
+            return -1;
+        t->policy = intern_policy(intern, &policy);
+        break;
+    }
+    case TK_BOOST:
+        t->boost_ms = (int64_t) s_u64(f);
+        break;
+    case TK_SCORE:
+        t->score = (int64_t) s_u64(f);
+        break;
+    case TK_APPLIED:
+        s_set_owned(&t->applied, f->data, f->len);
+        break;
+    case TK_RESPONSES:
+        t->responses = (uint32_t) s_u64(f);
+        break;
+    case TK_ESCALATIONS:
+        t->escalations = (uint32_t) s_u64(f);
+        break;
+    case TK_FIRST_DUE:
+        t->first_due_ms = (int64_t) s_u64(f);
+        break;
+    case TK_RESOLUTION_DUE:
+        t->resolution_due_ms = (int64_t) s_u64(f);
+        break;
+    case TK_RESOLUTION_START:
+        t->resolution_start_ms = (int64_t) s_u64(f);
+        break;
+    case TK_PAUSED:
+        t->paused_ms = (int64_t) s_u64(f);
+        break;
+    case TK_STAGE_FIRST:
+    case TK_STAGE_RESOLUTION:
+    case TK_STAGE_WAIT:
+        t->stage[f->field - TK_STAGE_FIRST] = (uint8_t) s_u64(f);
+        break;
+    case TK_PROMISED_AGENT:
+        t->promised = intern_name(intern, (const char *) f->data, f->len);
+        break;
+    case TK_PROMISE:
+        t->promise_ms = (int64_t) s_u64(f);
+        break;
+    case TK_WAITING_SINCE:
+        t->waiting_since_ms = (int64_t) s_u64(f);
+        break;
+    case TK_PERSON:
+        t->person = s_u64(f) != 0;
+        break;
+    case TK_RATED:
+        t->rated = s_u64(f) != 0;
+        break;
+    case TK_VIP:
+        t->vip = s_u64(f) != 0;
+        break;
+    case TK_PROMISE_CHECK:
+        t->promise_check_ms = (int64_t) s_u64(f);
+        break;
+    default: //  subject, body, tags, history: stored, not needed in memory
+        break;
+    }
     return 0;
 }
 
-void ticket_view_fini(ticket_view_t *view)
+int ticket_apply(ticket_t *self, intern_t *intern, const uint8_t *data, size_t len)
 {
-    for (size_t i = 0; i < view->json_count; i++)
-        cJSON_Delete(view->json[i]);
-    free(view->json);
-    free(view->entries);
-    free(view->entry_ptrs);
-    if (view->content)
-        tier__v1__ticket__free_unpacked(view->content, NULL);
-    memset(view, 0, sizeof(*view));
+    wire_reader_t r = {data, data + len};
+    wire_field_t f;
+    while (wire_next(&r, &f))
+        if (s_apply_field(self, intern, &f))
+            return -1;
+    return r.p ? 0 : -1;
 }
 
-int ticket_pack_content(const Tier__V1__Ticket *submitted, uint8_t **data_p, size_t *size_p)
+int ticket_wire(const uint8_t *stored, size_t len, bool with_history, bytes_t *out)
 {
-    Tier__V1__Ticket content = TIER__V1__TICKET__INIT;
-    content.external_id = submitted->external_id;
-    content.channel = submitted->channel;
-    content.customer = submitted->customer;
-    content.subject = submitted->subject;
-    content.body = submitted->body;
-    content.n_tags = submitted->n_tags;
-    content.tags = submitted->tags;
-    *size_p = tier__v1__ticket__get_packed_size(&content);
-    *data_p = malloc(*size_p + 1);
-    if (!*data_p)
+    wire_reader_t r = {stored, stored + len};
+    wire_field_t f;
+    //  Copy runs of wanted fields at once, not field by field.
+    const uint8_t *run = stored;
+    while (wire_next(&r, &f)) {
+        bool wanted = f.field < TK_INTERNAL && (with_history || f.field != TK_HISTORY);
+        if (!wanted) {
+            bytes_put(out, run, (size_t) (f.start - run));
+            run = r.p;
+        }
+    }
+    if (!r.p)
         return -1;
-    tier__v1__ticket__pack(&content, *data_p);
+    bytes_put(out, run, (size_t) (stored + len - run));
     return 0;
 }
 
-char *ticket_history_entry(int64_t at_ms, int kind, const char *actor, const char *text,
-                           const char *reason, bool automatic)
+int ticket_content(const uint8_t *stored, size_t len, ticket_content_t *out)
 {
-    cJSON *entry = cJSON_CreateObject();
-    char at[24];
-    snprintf(at, sizeof(at), "%lld", (long long) at_ms);
-    cJSON_AddStringToObject(entry, "t", at);
-    cJSON_AddNumberToObject(entry, "k", kind);
-    cJSON_AddStringToObject(entry, "a", actor ? actor : "");
-    if (text && *text)
-        cJSON_AddStringToObject(entry, "x", text);
-    if (reason && *reason)
-        cJSON_AddStringToObject(entry, "r", reason);
-    if (automatic)
-        cJSON_AddTrueToObject(entry, "au");
-    char *json = cJSON_PrintUnformatted(entry);
-    cJSON_Delete(entry);
-    return json;
+    memset(out, 0, sizeof(*out));
+    wire_reader_t r = {stored, stored + len};
+    wire_field_t f;
+    while (wire_next(&r, &f))
+        if (f.field == TK_SUBJECT && f.type == WIRE_LEN && !out->subject) {
+            out->subject = f.data;
+            out->subject_len = f.len;
+        } else if (f.field == TK_CUSTOMER && f.type == WIRE_LEN && !out->customer) {
+            out->customer = f.data;
+            out->customer_len = f.len;
+        }
+    return r.p ? 0 : -1;
 }

@@ -1,0 +1,790 @@
+/*  book.c — see book.h.
+
+    Reading order: the id table, steps, placing a ticket (queues, holders,
+    deferred), timers, heads, flushing a batch, loading.
+*/
+#include "book.h"
+#include "log.h"
+#include "tier.pb-c.h"
+
+#include <czmq.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TABLE_SIZE_MIN  1024
+#define U64_TEXT_MAX    24
+#define STEP_BYTES_MIN  4096
+
+//  One step kept for the batch: where its bytes are, and the next step of
+//  the same ticket.
+typedef struct {
+    uint32_t offset, len;
+    uint32_t next; //  STEP_NONE: the ticket's last
+} step_t;
+
+//  An index change gathered by book_flush: one command per (kind, key).
+typedef enum { OP_ZADD_QUEUE, OP_ZREM_QUEUE, OP_SADD_HELD, OP_SREM_HELD, OP_ZADD_DEFERRED,
+               OP_ZREM_DEFERRED } op_kind_t;
+typedef struct {
+    op_kind_t kind;
+    const char *key; //  queue name or agent (interned/stable), or NULL
+    int64_t score;
+    uint64_t id;
+} op_t;
+
+struct book {
+    intern_t *intern;   //  borrowed
+    journal_t *journal; //  borrowed
+    //  id -> ticket: open addressing, linear probing, backward-shift deletion
+    ticket_t **slots;
+    size_t slot_count, used;
+    size_t cursor; //  book_first/next
+    //  queues: BOOK_LEVELS x (1 + departments), more for departments met in
+    //  Redis that the config no longer has
+    queue_t *queues;
+    size_t queue_count, queue_size;
+    int touched_cursor;
+    heap_t timers;
+    zhashx_t *holders; //  agent -> holder_t (owned)
+    ticket_t *held_cursor;
+    //  the batch
+    bytes_t step_bytes; //  every step's bytes
+    step_t *steps;
+    uint32_t step_count, step_size;
+    size_t step_open; //  offset where the step being written began
+    bytes_t scratch;  //  the step being written
+    ticket_t *dirty;  //  tickets changed in this batch
+    op_t *ops;
+    size_t op_count, op_size;
+};
+
+//  ---------------------------------------------------------------------------
+//  Construction
+
+static void s_holder_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void s_queue_init(queue_t *q, int level, const char *department)
+{
+    memset(q, 0, sizeof(*q));
+    q->level = level;
+    q->department = department;
+    q->complete = true;
+    snprintf(q->name, sizeof(q->name), "%d:%s", level, department ? department : "");
+    for (int c = 0; c <= BOOK_CHANNELS; c++)
+        heap_init(&q->by_channel[c], offsetof(ticket_t, queue_pos));
+    heap_init(&q->by_wait, offsetof(ticket_t, wait_pos));
+}
+
+static int s_queue_add(book_t *self, int level, const char *department)
+{
+    if (self->queue_count == self->queue_size) {
+        size_t size = self->queue_size ? self->queue_size * 2 : 16;
+        queue_t *grown = realloc(self->queues, size * sizeof(queue_t));
+        if (!grown) {
+            log_error("out of memory adding a queue");
+            abort();
+        }
+        //  The heaps hold pointers to tickets, not to the queue: moving is fine.
+        self->queues = grown;
+        self->queue_size = size;
+    }
+    s_queue_init(&self->queues[self->queue_count], level, department);
+    return (int) self->queue_count++;
+}
+
+book_t *book_new(intern_t *intern, journal_t *journal, const char *const *departments,
+                 int department_count)
+{
+    book_t *self = calloc(1, sizeof(book_t));
+    if (!self)
+        return NULL;
+    self->intern = intern;
+    self->journal = journal;
+    self->slot_count = TABLE_SIZE_MIN;
+    self->slots = calloc(self->slot_count, sizeof(ticket_t *));
+    heap_init(&self->timers, offsetof(ticket_t, timer_pos));
+    self->holders = zhashx_new();
+    zhashx_set_destructor(self->holders, s_holder_free);
+    self->touched_cursor = 0;
+    for (int level = 1; level <= BOOK_LEVELS; level++) {
+        s_queue_add(self, level, NULL);
+        for (int d = 0; d < department_count; d++)
+            s_queue_add(self, level,
+                        intern_name(intern, departments[d], strlen(departments[d])));
+    }
+    return self;
+}
+
+static void s_forget_all(book_t *self)
+{
+    for (size_t i = 0; i < self->slot_count; i++)
+        if (self->slots[i]) {
+            ticket_destroy(&self->slots[i]);
+        }
+    self->used = 0;
+    for (size_t q = 0; q < self->queue_count; q++) {
+        for (int c = 0; c <= BOOK_CHANNELS; c++)
+            heap_fini(&self->queues[q].by_channel[c]);
+        heap_fini(&self->queues[q].by_wait);
+        self->queues[q].unloaded = 0;
+        self->queues[q].complete = true;
+        self->queues[q].touched = false;
+        self->queues[q].listed = false;
+    }
+    heap_fini(&self->timers);
+    zhashx_purge(self->holders);
+    self->dirty = NULL;
+    self->step_count = 0;
+    bytes_clear(&self->step_bytes);
+    self->op_count = 0;
+}
+
+void book_destroy(book_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    book_t *self = *self_p;
+    s_forget_all(self);
+    free(self->slots);
+    free(self->queues);
+    zhashx_destroy(&self->holders);
+    bytes_fini(&self->step_bytes);
+    bytes_fini(&self->scratch);
+    free(self->steps);
+    free(self->ops);
+    free(self);
+    *self_p = NULL;
+}
+
+void book_clear(book_t *self)
+{
+    s_forget_all(self);
+}
+
+intern_t *book_intern(book_t *self)
+{
+    return self->intern;
+}
+
+//  ---------------------------------------------------------------------------
+//  The id table
+
+static inline size_t s_hash(uint64_t id, size_t count)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (size_t) id & (count - 1);
+}
+
+static void s_grow(book_t *self)
+{
+    size_t old_count = self->slot_count;
+    ticket_t **old = self->slots;
+    self->slot_count *= 2;
+    self->slots = calloc(self->slot_count, sizeof(ticket_t *));
+    if (!self->slots) {
+        log_error("out of memory growing the ticket table to %zu", self->slot_count);
+        abort();
+    }
+    for (size_t i = 0; i < old_count; i++)
+        if (old[i]) {
+            size_t at = s_hash(old[i]->id, self->slot_count);
+            while (self->slots[at])
+                at = (at + 1) & (self->slot_count - 1);
+            self->slots[at] = old[i];
+        }
+    free(old);
+}
+
+ticket_t *book_ticket(book_t *self, uint64_t id)
+{
+    size_t mask = self->slot_count - 1;
+    for (size_t at = s_hash(id, self->slot_count);; at = (at + 1) & mask) {
+        ticket_t *t = self->slots[at];
+        if (!t || t->id == id)
+            return t;
+    }
+}
+
+void book_add(book_t *self, ticket_t *ticket)
+{
+    if ((self->used + 1) * 4 > self->slot_count * 3)
+        s_grow(self);
+    size_t mask = self->slot_count - 1;
+    size_t at = s_hash(ticket->id, self->slot_count);
+    while (self->slots[at])
+        at = (at + 1) & mask;
+    self->slots[at] = ticket;
+    self->used++;
+}
+
+static void s_table_remove(book_t *self, const ticket_t *ticket)
+{
+    size_t mask = self->slot_count - 1;
+    size_t at = s_hash(ticket->id, self->slot_count);
+    while (self->slots[at] != ticket) {
+        if (!self->slots[at])
+            return;
+        at = (at + 1) & mask;
+    }
+    self->slots[at] = NULL;
+    self->used--;
+    //  Backward shift: pull later entries of the run into the hole.
+    for (size_t next = (at + 1) & mask; self->slots[next]; next = (next + 1) & mask) {
+        size_t home = s_hash(self->slots[next]->id, self->slot_count);
+        //  Does `home` lie cyclically in (at, next]? Then it stays.
+        bool stays = at <= next ? (home > at && home <= next) : (home > at || home <= next);
+        if (stays)
+            continue;
+        self->slots[at] = self->slots[next];
+        self->slots[next] = NULL;
+        at = next;
+    }
+}
+
+size_t book_count(const book_t *self)
+{
+    return self->used;
+}
+
+ticket_t *book_first(book_t *self)
+{
+    self->cursor = 0;
+    return book_next(self);
+}
+
+ticket_t *book_next(book_t *self)
+{
+    while (self->cursor < self->slot_count) {
+        ticket_t *t = self->slots[self->cursor++];
+        if (t)
+            return t;
+    }
+    return NULL;
+}
+
+//  ---------------------------------------------------------------------------
+//  Steps
+
+static void s_dirty(book_t *self, ticket_t *ticket)
+{
+    if (ticket->dirty)
+        return;
+    ticket->dirty = true;
+    ticket->dirty_next = self->dirty;
+    self->dirty = ticket;
+}
+
+bytes_t *book_step(book_t *self, ticket_t *ticket)
+{
+    (void) ticket;
+    bytes_clear(&self->scratch);
+    return &self->scratch;
+}
+
+void book_step_end(book_t *self, ticket_t *ticket)
+{
+    if (ticket_apply(ticket, self->intern, self->scratch.data, self->scratch.len))
+        log_error("ticket %llu: a step the router wrote does not read back (a bug)",
+                  (unsigned long long) ticket->id);
+    if (self->step_count == self->step_size) {
+        uint32_t size = self->step_size ? self->step_size * 2 : 256;
+        step_t *grown = realloc(self->steps, size * sizeof(step_t));
+        if (!grown) {
+            log_error("out of memory keeping a batch's steps");
+            abort();
+        }
+        self->steps = grown;
+        self->step_size = size;
+    }
+    uint32_t index = self->step_count++;
+    self->steps[index] = (step_t){(uint32_t) self->step_bytes.len, (uint32_t) self->scratch.len,
+                                  STEP_NONE};
+    bytes_put(&self->step_bytes, self->scratch.data, self->scratch.len);
+    if (ticket->step_first == STEP_NONE)
+        ticket->step_first = index;
+    else
+        self->steps[ticket->step_last].next = index;
+    ticket->step_last = index;
+    s_dirty(self, ticket);
+}
+
+void book_created(book_t *self, ticket_t *ticket)
+{
+    ticket->redis_exists = false;
+    s_dirty(self, ticket);
+}
+
+//  ---------------------------------------------------------------------------
+//  Placing a ticket
+
+static bool s_closed_state(int state)
+{
+    return state == TIER__V1__TICKET_STATE__STATE_RESOLVED ||
+           state == TIER__V1__TICKET_STATE__STATE_ABANDONED ||
+           state == TIER__V1__TICKET_STATE__STATE_DEAD;
+}
+
+int book_queue_index(book_t *self, int level, const char *department)
+{
+    for (size_t i = 0; i < self->queue_count; i++)
+        if (self->queues[i].level == level && self->queues[i].department == department)
+            return (int) i;
+    return -1;
+}
+
+int book_queue_ensure(book_t *self, int level, const char *department)
+{
+    int index = book_queue_index(self, level, department);
+    if (index < 0 && level >= 1 && level <= BOOK_LEVELS)
+        index = s_queue_add(self, level, department);
+    if (index >= 0)
+        self->queues[index].listed = true; //  found in P queues
+    return index;
+}
+
+static inline int s_channel(const ticket_t *t)
+{
+    return t->channel >= 1 && t->channel <= BOOK_CHANNELS ? t->channel : 0;
+}
+
+static void s_unqueue(book_t *self, ticket_t *t)
+{
+    if (t->queue < 0)
+        return;
+    queue_t *q = &self->queues[t->queue];
+    for (int c = 0; c <= BOOK_CHANNELS; c++)
+        heap_remove(&q->by_channel[c], t);
+    heap_remove(&q->by_wait, t);
+    q->touched = true;
+    t->queue = -1;
+}
+
+static void s_enqueue(book_t *self, ticket_t *t, int index)
+{
+    queue_t *q = &self->queues[index];
+    if (t->queue != index) {
+        s_unqueue(self, t);
+        t->queue = index;
+        q->touched = true;
+    } else
+        //  The channel may have changed: take it out of every channel heap.
+        for (int c = 0; c <= BOOK_CHANNELS; c++)
+            if (c != s_channel(t))
+                heap_remove(&q->by_channel[c], t);
+    heap_set(&q->by_channel[s_channel(t)], t, t->score, t->id);
+    heap_set(&q->by_wait, t, t->queued_ms, t->id);
+}
+
+//  Holders keep the head of their list here (holder_t stays small and public).
+typedef struct {
+    holder_t pub;
+    ticket_t *first;
+} holder_full_t;
+
+static void s_unhold(book_t *self, ticket_t *t)
+{
+    if (!t->holder)
+        return;
+    holder_full_t *h = zhashx_lookup(self->holders, t->holder);
+    if (h) {
+        if (h->pub.held)
+            h->pub.held--;
+        if (h->pub.per_channel[s_channel(t)])
+            h->pub.per_channel[s_channel(t)]--;
+        if (h->first == t)
+            h->first = t->held_next;
+    }
+    if (t->held_prev)
+        t->held_prev->held_next = t->held_next;
+    if (t->held_next)
+        t->held_next->held_prev = t->held_prev;
+    if (self->held_cursor == t)
+        self->held_cursor = t->held_next;
+    t->held_prev = t->held_next = NULL;
+    t->holder = NULL;
+}
+
+static void s_hold(book_t *self, ticket_t *t, const char *agent)
+{
+    holder_full_t *h = (holder_full_t *) book_holder_get(self, agent);
+    t->holder = h->pub.agent;
+    t->held_prev = NULL;
+    t->held_next = h->first;
+    if (h->first)
+        h->first->held_prev = t;
+    h->first = t;
+    h->pub.held++;
+    h->pub.per_channel[s_channel(t)]++;
+}
+
+int book_place(book_t *self, ticket_t *t)
+{
+    int state = t->state;
+    int want_queue = -1;
+    if (state == TIER__V1__TICKET_STATE__STATE_QUEUED) {
+        want_queue = book_queue_index(self, t->level, t->department);
+        if (want_queue < 0 && t->level >= 1 && t->level <= BOOK_LEVELS)
+            want_queue = s_queue_add(self, t->level, t->department);
+        if (want_queue < 0) {
+            log_error("ticket %llu has level %d: no queue for it",
+                      (unsigned long long) t->id, t->level);
+            return -1;
+        }
+    }
+    if (want_queue >= 0)
+        s_enqueue(self, t, want_queue);
+    else
+        s_unqueue(self, t);
+    bool held = state == TIER__V1__TICKET_STATE__STATE_OFFERED ||
+                state == TIER__V1__TICKET_STATE__STATE_ASSIGNED;
+    const char *want_holder = held ? t->agent : NULL;
+    if (t->holder != want_holder) {
+        s_unhold(self, t);
+        if (want_holder)
+            s_hold(self, t, want_holder);
+    }
+    t->deferred = state == TIER__V1__TICKET_STATE__STATE_DEFERRED;
+    t->closed = s_closed_state(state);
+    if (t->closed)
+        heap_remove(&self->timers, t);
+    s_dirty(self, t);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Timers
+
+void book_timer(book_t *self, ticket_t *ticket, int64_t due_ms)
+{
+    if (due_ms > 0 && !ticket->closed)
+        heap_set(&self->timers, ticket, due_ms, ticket->id);
+    else
+        heap_remove(&self->timers, ticket);
+}
+
+ticket_t *book_due(book_t *self, int64_t now_ms)
+{
+    const heap_entry_t *min = heap_min(&self->timers);
+    return min && min->key <= now_ms ? min->item : NULL;
+}
+
+int64_t book_next_due(const book_t *self)
+{
+    const heap_entry_t *min = heap_min(&self->timers);
+    return min ? min->key : 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Queues
+
+size_t book_queue_count(const book_t *self)
+{
+    return self->queue_count;
+}
+
+queue_t *book_queue(book_t *self, size_t index)
+{
+    return index < self->queue_count ? &self->queues[index] : NULL;
+}
+
+uint32_t book_depth(const book_t *self, size_t index)
+{
+    const queue_t *q = &self->queues[index];
+    uint32_t depth = q->unloaded;
+    for (int c = 0; c <= BOOK_CHANNELS; c++)
+        depth += heap_count(&q->by_channel[c]);
+    return depth;
+}
+
+int64_t book_oldest(const book_t *self, size_t index)
+{
+    const heap_entry_t *min = heap_min(&self->queues[index].by_wait);
+    return min ? min->key : 0;
+}
+
+ticket_t *book_head(book_t *self, size_t index, const bool *allowed)
+{
+    queue_t *q = &self->queues[index];
+    const heap_entry_t *best = NULL;
+    for (int c = 0; c <= BOOK_CHANNELS; c++) {
+        if (allowed && !allowed[c])
+            continue;
+        const heap_entry_t *min = heap_min(&q->by_channel[c]);
+        if (min && (!best || min->key < best->key || (min->key == best->key && min->tie < best->tie)))
+            best = min;
+    }
+    //  After a restart, only what is loaded up to loaded_upto is known to
+    //  come first.
+    if (!best || (!q->complete && best->key > q->loaded_upto))
+        return NULL;
+    return best->item;
+}
+
+int book_touched_next(book_t *self)
+{
+    for (; self->touched_cursor < (int) self->queue_count; self->touched_cursor++)
+        if (self->queues[self->touched_cursor].touched) {
+            self->queues[self->touched_cursor].touched = false;
+            return self->touched_cursor++;
+        }
+    self->touched_cursor = 0;
+    return -1;
+}
+
+//  ---------------------------------------------------------------------------
+//  Holders
+
+holder_t *book_holder(book_t *self, const char *agent)
+{
+    return agent ? zhashx_lookup(self->holders, agent) : NULL;
+}
+
+holder_t *book_holder_get(book_t *self, const char *agent)
+{
+    holder_full_t *h = zhashx_lookup(self->holders, agent);
+    if (h)
+        return &h->pub;
+    h = calloc(1, sizeof(holder_full_t));
+    if (!h) {
+        log_error("out of memory adding agent %s", agent);
+        abort();
+    }
+    h->pub.agent = intern_name(self->intern, agent, strlen(agent));
+    zhashx_insert(self->holders, agent, h);
+    return &h->pub;
+}
+
+void book_holder_forget(book_t *self, const char *agent)
+{
+    holder_full_t *h = zhashx_lookup(self->holders, agent);
+    if (!h)
+        return;
+    //  Whatever it still holds stays where it is in Redis; callers requeue first.
+    while (h->first)
+        s_unhold(self, h->first);
+    zhashx_delete(self->holders, agent);
+}
+
+ticket_t *book_held_first(book_t *self, const char *agent)
+{
+    holder_full_t *h = agent ? zhashx_lookup(self->holders, agent) : NULL;
+    self->held_cursor = h ? h->first : NULL;
+    return book_held_next(self);
+}
+
+ticket_t *book_held_next(book_t *self)
+{
+    ticket_t *t = self->held_cursor;
+    if (t)
+        self->held_cursor = t->held_next;
+    return t;
+}
+
+holder_t *book_holder_first(book_t *self)
+{
+    return zhashx_first(self->holders);
+}
+
+holder_t *book_holder_next(book_t *self)
+{
+    return zhashx_next(self->holders);
+}
+
+//  ---------------------------------------------------------------------------
+//  Flushing a batch
+
+static void s_op(book_t *self, op_kind_t kind, const char *key, int64_t score, uint64_t id)
+{
+    if (self->op_count == self->op_size) {
+        size_t size = self->op_size ? self->op_size * 2 : 256;
+        op_t *grown = realloc(self->ops, size * sizeof(op_t));
+        if (!grown) {
+            log_error("out of memory gathering a batch's index changes");
+            abort();
+        }
+        self->ops = grown;
+        self->op_size = size;
+    }
+    self->ops[self->op_count++] = (op_t){kind, key, score, id};
+}
+
+static int s_op_order(const void *a, const void *b)
+{
+    const op_t *x = a, *y = b;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1; //  stable pointers: grouping only
+    return 0;
+}
+
+//  The steps of a ticket, as one SET or APPEND.
+static void s_write_steps(book_t *self, ticket_t *t)
+{
+    size_t total = 0;
+    for (uint32_t s = t->step_first; s != STEP_NONE; s = self->steps[s].next)
+        total += self->steps[s].len;
+    journal_write(self->journal, 3);
+    journal_arg_str(self->journal, t->redis_exists ? "APPEND" : "SET");
+    journal_arg_key_u64(self->journal, "tk:", t->id);
+    journal_arg_open(self->journal, total);
+    for (uint32_t s = t->step_first; s != STEP_NONE; s = self->steps[s].next)
+        journal_arg_piece(self->journal, self->step_bytes.data + self->steps[s].offset,
+                          self->steps[s].len);
+    journal_arg_piece(self->journal, "\r\n", 2);
+    t->redis_exists = true;
+    t->step_first = t->step_last = STEP_NONE;
+}
+
+//  Compare a ticket's place with what Redis has; gather the differences.
+static void s_diff(book_t *self, ticket_t *t, bool changed)
+{
+    if (t->queue >= 0 && !self->queues[t->queue].listed) {
+        //  The loader finds queues by name: list it before its first member.
+        journal_write(self->journal, 3);
+        journal_arg_str(self->journal, "SADD");
+        journal_arg_key(self->journal, "queues", NULL);
+        journal_arg_str(self->journal, self->queues[t->queue].name);
+        self->queues[t->queue].listed = true;
+    }
+    if (t->queue != t->redis_queue || (t->queue >= 0 && t->score != t->redis_score)) {
+        if (t->redis_queue >= 0 && t->redis_queue != t->queue)
+            s_op(self, OP_ZREM_QUEUE, self->queues[t->redis_queue].name, 0, t->id);
+        if (t->queue >= 0)
+            s_op(self, OP_ZADD_QUEUE, self->queues[t->queue].name, t->score, t->id);
+        t->redis_queue = t->queue;
+        t->redis_score = t->score;
+    }
+    if (t->holder != t->redis_holder) {
+        if (t->redis_holder)
+            s_op(self, OP_SREM_HELD, t->redis_holder, 0, t->id);
+        if (t->holder)
+            s_op(self, OP_SADD_HELD, t->holder, 0, t->id);
+        t->redis_holder = t->holder;
+    }
+    //  A deferral's time may change with a step: score it again then.
+    if (t->deferred != t->redis_deferred || (t->deferred && changed)) {
+        if (t->deferred)
+            s_op(self, OP_ZADD_DEFERRED, NULL, t->promise_ms, t->id);
+        else
+            s_op(self, OP_ZREM_DEFERRED, NULL, 0, t->id);
+        t->redis_deferred = t->deferred;
+    }
+}
+
+//  One command per run of ops of the same kind and key.
+static void s_write_ops(book_t *self)
+{
+    qsort(self->ops, self->op_count, sizeof(op_t), s_op_order);
+    static const char *commands[] = {"ZADD", "ZREM", "SADD", "SREM", "ZADD", "ZREM"};
+    static const char *keys[] = {"q:", "q:", "w:", "w:", "deferred", "deferred"};
+    for (size_t i = 0; i < self->op_count;) {
+        size_t end = i;
+        while (end < self->op_count && self->ops[end].kind == self->ops[i].kind &&
+               self->ops[end].key == self->ops[i].key)
+            end++;
+        op_kind_t kind = self->ops[i].kind;
+        bool scored = kind == OP_ZADD_QUEUE || kind == OP_ZADD_DEFERRED;
+        int per = scored ? 2 : 1;
+        journal_write(self->journal, 2 + per * (int) (end - i));
+        journal_arg_str(self->journal, commands[kind]);
+        journal_arg_key(self->journal, keys[kind], self->ops[i].key);
+        for (size_t k = i; k < end; k++) {
+            if (scored)
+                journal_arg_i64(self->journal, self->ops[k].score);
+            journal_arg_u64(self->journal, self->ops[k].id);
+        }
+        i = end;
+    }
+    self->op_count = 0;
+}
+
+void book_flush(book_t *self, book_closed_fn *closed, void *arg)
+{
+    for (ticket_t *t = self->dirty, *next; t; t = next) {
+        next = t->dirty_next;
+        t->dirty = false;
+        t->dirty_next = NULL;
+        bool changed = t->step_first != STEP_NONE;
+        if (changed || !t->redis_exists)
+            s_write_steps(self, t);
+        s_diff(self, t, changed);
+        if (t->closed && closed)
+            closed(arg, t);
+    }
+    self->dirty = NULL;
+    s_write_ops(self);
+    self->step_count = 0;
+    bytes_clear(&self->step_bytes);
+}
+
+void book_evict(book_t *self, ticket_t *t)
+{
+    s_unqueue(self, t);
+    s_unhold(self, t);
+    heap_remove(&self->timers, t);
+    s_table_remove(self, t);
+    ticket_destroy(&t);
+}
+
+//  ---------------------------------------------------------------------------
+//  Loading
+
+static ticket_t *s_read(book_t *self, const uint8_t *stored, size_t len, bool closed_too)
+{
+    ticket_t *t = ticket_new(0);
+    if (!t || ticket_apply(t, self->intern, stored, len) || !t->id || !t->policy) {
+        log_error("a stored ticket (%zu bytes) is malformed; it stays in Redis as it is", len);
+        ticket_destroy(&t);
+        return NULL;
+    }
+    if (book_ticket(self, t->id) || (!closed_too && s_closed_state(t->state))) {
+        ticket_destroy(&t);
+        return NULL;
+    }
+    t->redis_exists = true;
+    book_add(self, t);
+    book_place(self, t);
+    //  Redis has it where its state says (both were written by one batch).
+    t->redis_queue = t->queue;
+    t->redis_score = t->score;
+    t->redis_holder = t->holder;
+    t->redis_deferred = t->deferred;
+    return t;
+}
+
+ticket_t *book_load(book_t *self, const uint8_t *stored, size_t len, int64_t now_ms)
+{
+    (void) now_ms;
+    return s_read(self, stored, len, false);
+}
+
+ticket_t *book_fetched(book_t *self, const uint8_t *stored, size_t len)
+{
+    return s_read(self, stored, len, true);
+}
+
+void book_loading(book_t *self, size_t index, uint32_t unloaded, int64_t loaded_upto,
+                  bool complete)
+{
+    if (index >= self->queue_count)
+        return;
+    queue_t *q = &self->queues[index];
+    q->unloaded = unloaded;
+    q->loaded_upto = loaded_upto;
+    q->complete = complete;
+    q->touched = true;
+}
+
+void book_redis_held(book_t *self, ticket_t *ticket, const char *agent)
+{
+    (void) self;
+    ticket->redis_holder = agent;
+}

@@ -1,0 +1,618 @@
+/*  journal.c — see journal.h.
+
+    Commands are written as RESP straight into the batch's buffers (one for
+    the writes, one for the reads) and handed to hiredis in one piece when
+    the batch is sent; hiredis is used synchronously, on a socket the loop
+    polls, only to write that piece and parse the replies.
+*/
+#include "journal.h"
+#include "log.h"
+#include "wire.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define U64_TEXT_MAX   24
+
+//  The commands of one batch.
+typedef struct {
+    bytes_t writes;  //  RESP of the writes (inside MULTI ... EXEC)
+    size_t nwrites;  //  their count
+    bytes_t reads;   //  RESP of the reads (after EXEC)
+    size_t nreads;   //  their count
+    int64_t sent_ms; //  when it was sent
+} batch_t;
+
+struct journal {
+    journal_config_t config; //  strings below are owned copies
+    char *host;              //  from the URL
+    int port;
+    int db;
+    redisContext *redis; //  NULL while down
+    char error[256];     //  why it is down
+    int64_t next_try_ms; //  backoff: no attempt before this
+    int backoff_ms;
+    char who[256];          //  the lock's other owner (standby)
+    batch_t filling;        //  being built
+    batch_t flight;         //  sent, not answered
+    bool in_flight;         //  flight holds a batch
+    bytes_t *target;        //  where journal_arg writes: filling.writes or .reads
+    bytes_t out;            //  scratch: the whole batch as sent
+    redisReply **replies;   //  of the reads of the batch being delivered
+    size_t replies_count;   //  valid during delivery
+    size_t replies_size;
+    int64_t last_write_ms;  //  last batch with writes sent
+    char lease_text[U64_TEXT_MAX];
+};
+
+//  ---------------------------------------------------------------------------
+//  Set-up
+
+static int s_parse_url(journal_t *self, const char *url)
+{
+    char host[256] = "127.0.0.1";
+    int port = 6379, db = 0;
+    if (strncmp(url, "redis://", 8) != 0)
+        return -1;
+    const char *rest = url + 8;
+    if (strchr(rest, '@')) //  credentials are not supported
+        return -1;
+    if (sscanf(rest, "%255[^:/]:%d/%d", host, &port, &db) < 1 &&
+        sscanf(rest, "%255[^:/]", host) != 1)
+        return -1;
+    if (port <= 0 || port > 65535 || db < 0)
+        return -1;
+    self->host = strdup(host);
+    self->port = port;
+    self->db = db;
+    return 0;
+}
+
+journal_t *journal_new(const journal_config_t *config)
+{
+    journal_t *self = calloc(1, sizeof(journal_t));
+    if (!self)
+        return NULL;
+    if (s_parse_url(self, config->url)) {
+        log_error("redis url \"%s\" is not redis://HOST[:PORT][/DB]", config->url);
+        free(self);
+        return NULL;
+    }
+    self->config = *config;
+    self->config.url = strdup(config->url);
+    self->config.prefix = strdup(config->prefix);
+    self->config.owner = strdup(config->owner);
+    snprintf(self->lease_text, sizeof(self->lease_text), "%d", config->lock_lease_ms);
+    self->backoff_ms = BACKOFF_MIN_MS;
+    self->target = &self->filling.writes;
+    snprintf(self->error, sizeof(self->error), "not connected yet");
+    return self;
+}
+
+static void s_batch_fini(batch_t *batch)
+{
+    bytes_fini(&batch->writes);
+    bytes_fini(&batch->reads);
+}
+
+static void s_batch_clear(batch_t *batch)
+{
+    bytes_clear(&batch->writes);
+    bytes_clear(&batch->reads);
+    batch->nwrites = batch->nreads = 0;
+}
+
+static void s_free_replies(journal_t *self)
+{
+    for (size_t i = 0; i < self->replies_count; i++)
+        if (self->replies[i])
+            freeReplyObject(self->replies[i]);
+    self->replies_count = 0;
+}
+
+void journal_destroy(journal_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    journal_t *self = *self_p;
+    if (self->redis)
+        redisFree(self->redis);
+    s_free_replies(self);
+    free(self->replies);
+    s_batch_fini(&self->filling);
+    s_batch_fini(&self->flight);
+    bytes_fini(&self->out);
+    free((char *) self->config.url);
+    free((char *) self->config.prefix);
+    free((char *) self->config.owner);
+    free(self->host);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *journal_prefix(journal_t *self)
+{
+    return self->config.prefix;
+}
+
+//  ---------------------------------------------------------------------------
+//  Connection
+
+static struct timeval s_timeval(int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+static void s_down(journal_t *self, const char *why)
+{
+    //  `why` may point into the context: copy it before freeing the context.
+    if (why != self->error)
+        snprintf(self->error, sizeof(self->error), "%s", why);
+    if (self->redis) {
+        log_error("redis %s:%d lost: %s; refusing new work until it is back", self->host,
+                  self->port, self->error);
+        redisFree(self->redis);
+        self->redis = NULL;
+    }
+}
+
+//  A command outside the batches, for connection set-up only. Returns the
+//  reply (caller frees) or NULL (then the journal is down).
+static redisReply *s_command(journal_t *self, const char *what, int argc, const char **argv,
+                             const size_t *lens)
+{
+    redisReply *reply = redisCommandArgv(self->redis, argc, argv, lens);
+    if (!reply) {
+        s_down(self, self->redis->errstr);
+        return NULL;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis %s failed: %s (tierd needs Redis 7.0 or later)", what, reply->str);
+        snprintf(self->error, sizeof(self->error), "%s failed: %.200s", what, reply->str);
+        freeReplyObject(reply);
+        redisFree(self->redis);
+        self->redis = NULL;
+        return NULL;
+    }
+    return reply;
+}
+
+static int s_connect(journal_t *self)
+{
+    self->redis =
+        redisConnectWithTimeout(self->host, self->port, s_timeval(self->config.connect_timeout_ms));
+    if (!self->redis || self->redis->err) {
+        snprintf(self->error, sizeof(self->error), "cannot connect to %s:%d: %s", self->host,
+                 self->port, self->redis ? self->redis->errstr : "out of memory");
+        if (self->redis)
+            redisFree(self->redis);
+        self->redis = NULL;
+        return -1;
+    }
+    redisSetTimeout(self->redis, s_timeval(self->config.command_timeout_ms));
+    redisReply *reply;
+    if (self->db) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", self->db);
+        const char *argv[] = {"SELECT", db};
+        size_t lens[] = {6, strlen(db)};
+        if (!(reply = s_command(self, "SELECT", 2, argv, lens)))
+            return -1;
+        freeReplyObject(reply);
+    }
+    if (self->config.library) {
+        const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", self->config.library};
+        size_t lens[] = {8, 4, 7, self->config.library_size};
+        if (!(reply = s_command(self, "FUNCTION LOAD", 4, argv, lens)))
+            return -1;
+        freeReplyObject(reply);
+    }
+    return 0;
+}
+
+//  SET P lock OWNER NX PX LEASE; else is it ours already (a reconnect
+//  within the lease)? 0 = ours, 1 = another's (self->who), -1 = down.
+static int s_take_lock(journal_t *self)
+{
+    char key[512];
+    snprintf(key, sizeof(key), "%slock", self->config.prefix);
+    const char *argv[] = {"SET", key, self->config.owner, "NX", "PX", self->lease_text};
+    size_t lens[] = {3, strlen(key), strlen(self->config.owner), 2, 2, strlen(self->lease_text)};
+    redisReply *reply = s_command(self, "SET lock", 6, argv, lens);
+    if (!reply)
+        return -1;
+    bool taken = reply->type == REDIS_REPLY_STATUS;
+    freeReplyObject(reply);
+    if (taken)
+        return 0;
+    const char *get[] = {"GET", key};
+    size_t get_lens[] = {3, strlen(key)};
+    if (!(reply = s_command(self, "GET lock", 2, get, get_lens)))
+        return -1;
+    snprintf(self->who, sizeof(self->who), "%s", journal_str(reply));
+    freeReplyObject(reply);
+    if (strcmp(self->who, self->config.owner) == 0)
+        return 0;
+    return 1;
+}
+
+int journal_reconnect(journal_t *self, int64_t now_ms, const char **who_p)
+{
+    if (!self->redis) {
+        if (now_ms < self->next_try_ms)
+            return -1;
+        if (s_connect(self)) {
+            log_warning("redis: %s; retrying in %d ms", self->error, self->backoff_ms);
+            self->next_try_ms = now_ms + self->backoff_ms;
+            self->backoff_ms =
+                self->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : self->backoff_ms * 2;
+            return -1;
+        }
+        log_notice("redis %s:%d connected", self->host, self->port);
+        self->backoff_ms = BACKOFF_MIN_MS;
+        self->error[0] = 0;
+    }
+    int rc = s_take_lock(self);
+    if (rc == 1 && who_p)
+        *who_p = self->who;
+    return rc;
+}
+
+bool journal_up(journal_t *self)
+{
+    return self->redis != NULL;
+}
+
+const char *journal_error(journal_t *self)
+{
+    return self->redis ? "" : self->error;
+}
+
+void journal_release(journal_t *self)
+{
+    if (!self->redis || self->in_flight)
+        return;
+    //  Delete the lock only if it is still ours.
+    static const char script[] =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+        "return 0";
+    char key[512];
+    snprintf(key, sizeof(key), "%slock", self->config.prefix);
+    const char *argv[] = {"EVAL", script, "1", key, self->config.owner};
+    size_t lens[] = {4, sizeof(script) - 1, 1, strlen(key), strlen(self->config.owner)};
+    redisReply *reply = s_command(self, "release the lock", 5, argv, lens);
+    if (reply)
+        freeReplyObject(reply);
+}
+
+//  ---------------------------------------------------------------------------
+//  Building a batch
+
+static void s_resp_header(bytes_t *b, char kind, uint64_t n)
+{
+    char text[U64_TEXT_MAX + 4];
+    int len = snprintf(text, sizeof(text), "%c%llu\r\n", kind, (unsigned long long) n);
+    bytes_put(b, text, (size_t) len);
+}
+
+void journal_write(journal_t *self, int argc)
+{
+    self->target = &self->filling.writes;
+    self->filling.nwrites++;
+    s_resp_header(self->target, '*', (uint64_t) argc);
+}
+
+uint32_t journal_read(journal_t *self, int argc)
+{
+    self->target = &self->filling.reads;
+    s_resp_header(self->target, '*', (uint64_t) argc);
+    return (uint32_t) self->filling.nreads++;
+}
+
+void journal_arg(journal_t *self, const void *data, size_t len)
+{
+    s_resp_header(self->target, '$', len);
+    bytes_put(self->target, data, len);
+    bytes_put(self->target, "\r\n", 2);
+}
+
+void journal_arg_open(journal_t *self, size_t len)
+{
+    s_resp_header(self->target, '$', len);
+}
+
+void journal_arg_piece(journal_t *self, const void *data, size_t len)
+{
+    bytes_put(self->target, data, len);
+}
+
+void journal_arg_str(journal_t *self, const char *s)
+{
+    journal_arg(self, s ? s : "", s ? strlen(s) : 0);
+}
+
+void journal_arg_u64(journal_t *self, uint64_t value)
+{
+    char text[U64_TEXT_MAX];
+    int len = snprintf(text, sizeof(text), "%llu", (unsigned long long) value);
+    journal_arg(self, text, (size_t) len);
+}
+
+void journal_arg_i64(journal_t *self, int64_t value)
+{
+    char text[U64_TEXT_MAX];
+    int len = snprintf(text, sizeof(text), "%lld", (long long) value);
+    journal_arg(self, text, (size_t) len);
+}
+
+void journal_arg_key(journal_t *self, const char *a, const char *b)
+{
+    size_t prefix = strlen(self->config.prefix), la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0;
+    journal_arg_open(self, prefix + la + lb);
+    journal_arg_piece(self, self->config.prefix, prefix);
+    journal_arg_piece(self, a, la);
+    journal_arg_piece(self, b, lb);
+    bytes_put(self->target, "\r\n", 2);
+}
+
+void journal_arg_key_u64(journal_t *self, const char *a, uint64_t id)
+{
+    char text[U64_TEXT_MAX];
+    snprintf(text, sizeof(text), "%llu", (unsigned long long) id);
+    journal_arg_key(self, a, text);
+}
+
+size_t journal_writes(const journal_t *self)
+{
+    return self->filling.nwrites;
+}
+
+size_t journal_pending(const journal_t *self)
+{
+    return self->filling.nwrites + self->filling.nreads;
+}
+
+int64_t journal_last_write_ms(const journal_t *self)
+{
+    return self->last_write_ms;
+}
+
+//  ---------------------------------------------------------------------------
+//  Sending and receiving
+
+static void s_fixed_command(bytes_t *b, int argc, const char **argv)
+{
+    s_resp_header(b, '*', (uint64_t) argc);
+    for (int i = 0; i < argc; i++) {
+        size_t len = strlen(argv[i]);
+        s_resp_header(b, '$', len);
+        bytes_put(b, argv[i], len);
+        bytes_put(b, "\r\n", 2);
+    }
+}
+
+//  The whole batch, as sent: the writes fenced in a transaction, then the reads.
+static void s_frame(journal_t *self, const batch_t *batch)
+{
+    bytes_t *out = &self->out;
+    bytes_clear(out);
+    if (batch->nwrites) {
+        char key[512];
+        snprintf(key, sizeof(key), "%slock", self->config.prefix);
+        s_fixed_command(out, 2, (const char *[]){"WATCH", key});
+        s_fixed_command(out, 1, (const char *[]){"MULTI"});
+        bytes_put(out, batch->writes.data, batch->writes.len);
+        s_fixed_command(out, 5,
+                        (const char *[]){"SET", key, self->config.owner, "PX", self->lease_text});
+        s_fixed_command(out, 1, (const char *[]){"EXEC"});
+    }
+    bytes_put(out, batch->reads.data, batch->reads.len);
+}
+
+//  The filling batch failed with the one in flight: forget its commands.
+static void s_drop_filling(journal_t *self)
+{
+    s_batch_clear(&self->filling);
+    self->target = &self->filling.writes;
+}
+
+static void s_fail(journal_t *self, journal_status_t status)
+{
+    self->in_flight = false;
+    s_batch_clear(&self->flight);
+    s_drop_filling(self);
+    if (self->config.done)
+        self->config.done(self->config.arg, status);
+}
+
+int journal_send(journal_t *self, int64_t now_ms)
+{
+    if (self->in_flight || !journal_pending(self))
+        return 0;
+    if (!self->redis) {
+        s_drop_filling(self);
+        if (self->config.done)
+            self->config.done(self->config.arg, JOURNAL_FAILED);
+        return -1;
+    }
+    s_frame(self, &self->filling);
+    if (redisAppendFormattedCommand(self->redis, (const char *) self->out.data, self->out.len) !=
+        REDIS_OK) {
+        s_down(self, "cannot queue a batch");
+        s_drop_filling(self);
+        if (self->config.done)
+            self->config.done(self->config.arg, JOURNAL_FAILED);
+        return -1;
+    }
+    int done = 0;
+    while (self->redis && !done)
+        if (redisBufferWrite(self->redis, &done) != REDIS_OK)
+            s_down(self, self->redis->errstr);
+    if (!self->redis) {
+        s_drop_filling(self);
+        if (self->config.done)
+            self->config.done(self->config.arg, JOURNAL_FAILED);
+        return -1;
+    }
+    if (self->filling.nwrites)
+        self->last_write_ms = now_ms;
+    batch_t sent = self->flight;
+    self->flight = self->filling;
+    self->filling = sent;
+    s_batch_clear(&self->filling);
+    self->target = &self->filling.writes;
+    self->flight.sent_ms = now_ms;
+    self->in_flight = true;
+    if (self->config.sent)
+        self->config.sent(self->config.arg);
+    return 1;
+}
+
+static bool s_get(journal_t *self, redisReply **reply)
+{
+    void *raw = NULL;
+    if (redisGetReply(self->redis, &raw) != REDIS_OK || !raw) {
+        s_down(self, self->redis->errstr);
+        return false;
+    }
+    *reply = raw;
+    return true;
+}
+
+//  Read the transaction's replies: WATCH, MULTI, QUEUED..., SET, EXEC.
+static journal_status_t s_read_transaction(journal_t *self, size_t nwrites)
+{
+    journal_status_t status = JOURNAL_COMMITTED;
+    for (size_t i = 0; i < nwrites + 4; i++) {
+        redisReply *reply;
+        if (!s_get(self, &reply))
+            return JOURNAL_FAILED;
+        bool exec = i == nwrites + 3;
+        if (exec && reply->type == REDIS_REPLY_NIL) {
+            log_error("redis: the lock %slock was taken by another router; standing down",
+                      self->config.prefix);
+            status = JOURNAL_FENCED;
+        } else if (exec && reply->type != REDIS_REPLY_ARRAY) {
+            log_error("redis refused a batch: %s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+            status = JOURNAL_FAILED;
+        } else if (exec) {
+            for (size_t k = 0; k < reply->elements; k++)
+                if (reply->element[k]->type == REDIS_REPLY_ERROR) {
+                    log_error("redis: a write of a batch failed: %s", reply->element[k]->str);
+                    status = JOURNAL_FAILED;
+                    break;
+                }
+        } else if (reply->type == REDIS_REPLY_ERROR && status == JOURNAL_COMMITTED) {
+            log_error("redis refused a command of a batch: %s", reply->str);
+            status = JOURNAL_FAILED;
+        }
+        freeReplyObject(reply);
+    }
+    return status;
+}
+
+int journal_receive(journal_t *self, int64_t now_ms)
+{
+    if (!self->in_flight)
+        return 0;
+    journal_status_t status = JOURNAL_COMMITTED;
+    if (self->flight.nwrites)
+        status = s_read_transaction(self, self->flight.nwrites);
+    if (!self->redis) {
+        s_fail(self, JOURNAL_FAILED);
+        return -1;
+    }
+    if (self->replies_size < self->flight.nreads) {
+        redisReply **grown = realloc(self->replies, self->flight.nreads * sizeof(redisReply *));
+        if (!grown) {
+            log_error("out of memory reading a batch's replies");
+            abort();
+        }
+        self->replies = grown;
+        self->replies_size = self->flight.nreads;
+    }
+    for (size_t i = 0; i < self->flight.nreads; i++)
+        if (!s_get(self, &self->replies[self->replies_count++])) {
+            self->replies_count--;
+            s_free_replies(self);
+            s_fail(self, JOURNAL_FAILED);
+            return -1;
+        }
+    if (status != JOURNAL_COMMITTED) {
+        s_free_replies(self);
+        s_fail(self, status);
+        return 0;
+    }
+    //  Send the next batch before delivering this one, so that Redis works
+    //  on it while the callbacks run here.
+    self->in_flight = false;
+    s_batch_clear(&self->flight);
+    journal_send(self, now_ms);
+    if (self->config.done)
+        self->config.done(self->config.arg, JOURNAL_COMMITTED);
+    s_free_replies(self);
+    return 0;
+}
+
+void journal_check(journal_t *self, int64_t now_ms)
+{
+    if (!self->in_flight || now_ms - self->flight.sent_ms < self->config.command_timeout_ms)
+        return;
+    char why[96];
+    snprintf(why, sizeof(why), "no reply within command_timeout_ms (%d ms)",
+             self->config.command_timeout_ms);
+    s_down(self, why);
+    s_fail(self, JOURNAL_FAILED);
+}
+
+int journal_fd(journal_t *self)
+{
+    return self->redis && self->in_flight ? self->redis->fd : -1;
+}
+
+bool journal_busy(journal_t *self)
+{
+    return self->in_flight;
+}
+
+const redisReply *journal_reply(journal_t *self, uint32_t i)
+{
+    return i < self->replies_count ? self->replies[i] : NULL;
+}
+
+const char *journal_str(const redisReply *r)
+{
+    if (r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
+        return r->str;
+    return "";
+}
+
+size_t journal_len(const redisReply *r)
+{
+    if (r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
+        return r->len;
+    return 0;
+}
+
+uint64_t journal_u64(const redisReply *r)
+{
+    if (!r)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer > 0 ? (uint64_t) r->integer : 0;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoull(r->str, NULL, 10);
+    return 0;
+}
+
+const redisReply *journal_elem(const redisReply *r, size_t i)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+        return NULL;
+    return r->element[i];
+}

@@ -1,0 +1,66 @@
+/*  loader.h — the router's state, read back from Redis.
+
+    At start, and after every reconnect (the outcome of the batches in
+    flight when Redis went away is unknown, so memory starts over), the
+    loader reads what the book needs, in this order:
+
+      1. the format, the last ticket id and event seq, the known agents,
+         the deferred tickets and the queue names;
+      2. what each agent holds (P w:AGENT), every held and deferred ticket,
+         and the first chunk of every queue, in dispatch order;
+      3. then, in the background while the router works, the rest of every
+         queue, a chunk per round trip.
+
+    After 2 the router is ready: it dispatches from what is loaded (a queue
+    gives a ticket only when every ticket before it is loaded), so with a
+    million queued tickets it dispatches again within milliseconds.
+    Agents known to Redis that do not register again are given a lease
+    (2 x liveness x heartbeat after they were last seen); then what they hold
+    goes back to its queues.
+*/
+#ifndef TIER_LOADER_H
+#define TIER_LOADER_H
+
+#include "book.h"
+#include "journal.h"
+#include "lifecycle.h"
+#include "outbox.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define STORE_FORMAT "2" //  P format: the data model of docs/data-model.md
+
+typedef struct loader loader_t;
+
+//  The loader reports: ready (the core is loaded: seq is the last event
+//  number), or failed (the Redis data cannot be used: why).
+typedef void(loader_ready_fn)(void *arg, uint64_t seq);
+typedef void(loader_failed_fn)(void *arg, const char *why);
+
+typedef struct {
+    book_t *book;
+    journal_t *journal;
+    outbox_t *outbox;
+    lifecycle_t *lifecycle;
+    int64_t lease_ms; //  for agents that do not come back
+    loader_ready_fn *ready;
+    loader_failed_fn *failed;
+    void *arg;
+} loader_config_t;
+
+loader_t *loader_new(const loader_config_t *config);
+void loader_destroy(loader_t **self_p);
+
+//  Start over (the book was cleared): queue the first reads.
+void loader_start(loader_t *self, int64_t now_ms);
+//  Loading the queues' rest: call every loop turn; queues a chunk's reads
+//  when none is in flight.
+void loader_step(loader_t *self, int64_t now_ms);
+bool loader_ready(const loader_t *self);
+//  Every queued ticket is loaded.
+bool loader_complete(const loader_t *self);
+//  Tickets loaded so far (for status lines).
+uint64_t loader_loaded(const loader_t *self);
+
+#endif

@@ -1,0 +1,238 @@
+/*  outbox.c — see outbox.h. */
+#include "outbox.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCHES     3    //  filling, in flight, being delivered
+#define CHUNK_BYTES 65536
+
+typedef struct {
+    outbox_fn *fn;
+    uint32_t read;
+    uint8_t payload[OUTBOX_PAYLOAD_MAX];
+} item_t;
+
+//  Strings handed out by outbox_strdup must not move: they live in chunks.
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, size;
+    char data[];
+} chunk_t;
+
+struct outbox_batch {
+    item_t *items;
+    size_t count, size;
+    uint8_t *bytes; //  the arena of outbox_put (may move: offsets only)
+    size_t bytes_used, bytes_size;
+    chunk_t *chunks; //  outbox_strdup's
+};
+
+struct outbox {
+    journal_t *journal;
+    void *arg;
+    outbox_batch_t batches[BATCHES];
+    int filling;    //  index of the filling batch
+    int sent[BATCHES]; //  indexes of the batches sent, oldest first
+    int sent_count;
+};
+
+outbox_t *outbox_new(journal_t *journal, void *arg)
+{
+    outbox_t *self = calloc(1, sizeof(outbox_t));
+    if (!self)
+        return NULL;
+    self->journal = journal;
+    self->arg = arg;
+    return self;
+}
+
+static void s_chunks_free(outbox_batch_t *b)
+{
+    while (b->chunks) {
+        chunk_t *next = b->chunks->next;
+        free(b->chunks);
+        b->chunks = next;
+    }
+}
+
+void outbox_destroy(outbox_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    outbox_t *self = *self_p;
+    for (int i = 0; i < BATCHES; i++) {
+        free(self->batches[i].items);
+        free(self->batches[i].bytes);
+        s_chunks_free(&self->batches[i]);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+static void s_oom(const char *what)
+{
+    log_error("out of memory growing %s", what);
+    abort();
+}
+
+void outbox_add(outbox_t *self, outbox_fn *fn, const void *payload, size_t size, uint32_t read)
+{
+    outbox_batch_t *b = &self->batches[self->filling];
+    if (b->count == b->size) {
+        size_t grown_size = b->size ? b->size * 2 : 256;
+        item_t *grown = realloc(b->items, grown_size * sizeof(item_t));
+        if (!grown)
+            s_oom("the outbox");
+        b->items = grown;
+        b->size = grown_size;
+    }
+    item_t *item = &b->items[b->count++];
+    item->fn = fn;
+    item->read = read;
+    if (size > OUTBOX_PAYLOAD_MAX) {
+        log_error("outbox payload of %zu bytes is too large (a bug)", size);
+        abort();
+    }
+    if (size)
+        memcpy(item->payload, payload, size);
+}
+
+uint32_t outbox_put(outbox_t *self, const void *data, size_t len)
+{
+    outbox_batch_t *b = &self->batches[self->filling];
+    if (b->bytes_used + len > b->bytes_size) {
+        size_t size = b->bytes_size ? b->bytes_size : CHUNK_BYTES;
+        while (size < b->bytes_used + len)
+            size *= 2;
+        uint8_t *grown = realloc(b->bytes, size);
+        if (!grown)
+            s_oom("the outbox arena");
+        b->bytes = grown;
+        b->bytes_size = size;
+    }
+    uint32_t offset = (uint32_t) b->bytes_used;
+    if (len)
+        memcpy(b->bytes + offset, data, len);
+    b->bytes_used += len;
+    return offset;
+}
+
+const char *outbox_strdup(outbox_t *self, const char *s)
+{
+    outbox_batch_t *b = &self->batches[self->filling];
+    size_t len = strlen(s) + 1;
+    if (!b->chunks || b->chunks->used + len > b->chunks->size) {
+        size_t size = len > CHUNK_BYTES ? len : CHUNK_BYTES;
+        chunk_t *chunk = malloc(sizeof(chunk_t) + size);
+        if (!chunk)
+            s_oom("the outbox strings");
+        chunk->next = b->chunks;
+        chunk->used = 0;
+        chunk->size = size;
+        b->chunks = chunk;
+    }
+    char *copy = b->chunks->data + b->chunks->used;
+    memcpy(copy, s, len);
+    b->chunks->used += len;
+    return copy;
+}
+
+const uint8_t *outbox_bytes(outbox_batch_t *batch, uint32_t offset)
+{
+    return batch->bytes + offset;
+}
+
+size_t outbox_filling(const outbox_t *self)
+{
+    return self->batches[self->filling].count;
+}
+
+static void s_reset(outbox_batch_t *b)
+{
+    b->count = 0;
+    b->bytes_used = 0;
+    //  Keep one chunk for the next batch.
+    if (b->chunks) {
+        chunk_t *keep = b->chunks;
+        while (keep->next) {
+            chunk_t *next = keep->next;
+            keep->next = next->next;
+            free(next);
+        }
+        keep->used = 0;
+    }
+}
+
+static void s_run(outbox_t *self, int index, bool committed)
+{
+    outbox_batch_t *b = &self->batches[index];
+    //  Items may add items: to the filling batch, never to this one.
+    for (size_t i = 0; i < b->count; i++) {
+        item_t *item = &b->items[i];
+        const redisReply *reply =
+            committed && item->read != OUTBOX_NO_READ ? journal_reply(self->journal, item->read)
+                                                      : NULL;
+        item->fn(self->arg, b, item->payload, reply, committed);
+    }
+    s_reset(b);
+}
+
+static int s_free_batch(const outbox_t *self)
+{
+    for (int i = 0; i < BATCHES; i++) {
+        bool used = i == self->filling;
+        for (int k = 0; k < self->sent_count; k++)
+            used = used || self->sent[k] == i;
+        if (!used)
+            return i;
+    }
+    log_error("outbox: no free batch (a bug)");
+    abort();
+}
+
+void outbox_sent(outbox_t *self)
+{
+    if (self->sent_count == BATCHES - 1) {
+        log_error("outbox: more batches in flight than the journal allows (a bug)");
+        abort();
+    }
+    self->sent[self->sent_count++] = self->filling;
+    self->filling = s_free_batch(self);
+}
+
+//  Run the oldest batch sent; it stays reserved (in sent) while its items run.
+static void s_pop(outbox_t *self, bool committed)
+{
+    int index = self->sent[0];
+    s_run(self, index, committed);
+    memmove(self->sent, self->sent + 1, (size_t) (self->sent_count - 1) * sizeof(int));
+    self->sent_count--;
+}
+
+void outbox_done(outbox_t *self, bool committed)
+{
+    if (self->sent_count)
+        s_pop(self, committed);
+}
+
+void outbox_run_filling(outbox_t *self)
+{
+    int index = self->filling;
+    self->sent[self->sent_count++] = index; //  reserve it while it runs
+    self->filling = s_free_batch(self);
+    s_run(self, index, true);
+    self->sent_count--;
+}
+
+void outbox_fail_all(outbox_t *self)
+{
+    while (self->sent_count)
+        s_pop(self, false);
+    //  The filling one; its items answer, they do not queue more work.
+    for (int round = 0; round < 4 && self->batches[self->filling].count; round++) {
+        outbox_sent(self);
+        s_pop(self, false);
+    }
+}
