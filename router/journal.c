@@ -9,9 +9,12 @@
 #include "log.h"
 #include "wire.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -214,8 +217,40 @@ static int s_connect(journal_t *self)
     return 0;
 }
 
+//  Whether a lock value "host:pid:start" names a router of this host that
+//  is not running any more (killed: it could not let go of the lock).
+static bool s_owner_dead(const char *owner)
+{
+    char host[256], mine[256] = "";
+    int pid = 0;
+    if (sscanf(owner, "%255[^:]:%d:", host, &pid) != 2 || pid <= 0)
+        return false;
+    gethostname(mine, sizeof(mine) - 1);
+    if (strcmp(host, mine) != 0)
+        return false;
+    return kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+//  Replace the lock if it still holds `was`. 0 = taken, 1 = not, -1 = down.
+static int s_take_over(journal_t *self, const char *key, const char *was)
+{
+    static const char script[] =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+        "return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return false";
+    const char *argv[] = {"EVAL", script, "1", key, was, self->config.owner, self->lease_text};
+    size_t lens[] = {4,           sizeof(script) - 1,        1, strlen(key), strlen(was),
+                     strlen(self->config.owner), strlen(self->lease_text)};
+    redisReply *reply = s_command(self, "take over the lock", 7, argv, lens);
+    if (!reply)
+        return -1;
+    bool taken = reply->type == REDIS_REPLY_STATUS;
+    freeReplyObject(reply);
+    return taken ? 0 : 1;
+}
+
 //  SET P lock OWNER NX PX LEASE; else is it ours already (a reconnect
-//  within the lease)? 0 = ours, 1 = another's (self->who), -1 = down.
+//  within the lease), or of a router of this host that was killed? 0 =
+//  ours, 1 = another's (self->who), -1 = down.
 static int s_take_lock(journal_t *self)
 {
     char key[512];
@@ -237,6 +272,12 @@ static int s_take_lock(journal_t *self)
     freeReplyObject(reply);
     if (strcmp(self->who, self->config.owner) == 0)
         return 0;
+    if (s_owner_dead(self->who)) {
+        int rc = s_take_over(self, key, self->who);
+        if (rc == 0)
+            log_notice("redis: took over the lock of %s (no longer running)", self->who);
+        return rc;
+    }
     return 1;
 }
 

@@ -669,10 +669,87 @@ static void s_intake_free(intake_item_t *item)
     item->ticket = NULL;
 }
 
-static void s_intake_done(server_t *self, const char *key)
+//  Submits of an external id whose intake is under way wait for its
+//  outcome (a client retrying while the first try is being written).
+typedef struct {
+    uint8_t env[ENVELOPE_MAX];
+    size_t env_len;
+    uint64_t request_id;
+} waiter_t;
+
+typedef struct {
+    waiter_t *list;
+    size_t count;
+} waiters_t;
+
+#define NO_WAITERS ((void *) 1) //  the value of an intake nobody waits for
+
+static void s_waiters_free(void **item)
 {
-    if (key)
-        zhashx_delete(self->intakes, key);
+    if (*item && *item != NO_WAITERS) {
+        waiters_t *w = *item;
+        free(w->list);
+        free(w);
+    }
+    *item = NULL;
+}
+
+static void s_wait_for_intake(server_t *self, const char *key, const uint8_t *env,
+                              size_t env_len, uint64_t request_id)
+{
+    waiters_t *w = zhashx_lookup(self->intakes, key);
+    if (w == NO_WAITERS) {
+        w = calloc(1, sizeof(waiters_t));
+        if (!w) {
+            log_error("out of memory keeping a resent submit");
+            abort();
+        }
+        zhashx_update(self->intakes, key, w);
+    }
+    waiter_t *grown = realloc(w->list, (w->count + 1) * sizeof(waiter_t));
+    if (!grown) {
+        log_error("out of memory keeping a resent submit");
+        abort();
+    }
+    w->list = grown;
+    waiter_t *one = &w->list[w->count++];
+    memcpy(one->env, env, env_len);
+    one->env_len = env_len;
+    one->request_id = request_id;
+}
+
+static void s_send_submitted(server_t *self, const uint8_t *env, size_t env_len,
+                             uint64_t request_id, uint64_t ticket, bool duplicate)
+{
+    char id[ID_TEXT_MAX];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long) ticket);
+    Tier__V1__SubmitReply submitted = TIER__V1__SUBMIT_REPLY__INIT;
+    submitted.id = id;
+    submitted.duplicate = duplicate;
+    Tier__V1__ClientReply reply = TIER__V1__CLIENT_REPLY__INIT;
+    reply.request_id = request_id;
+    reply.body_case = TIER__V1__CLIENT_REPLY__BODY_SUBMITTED;
+    reply.submitted = &submitted;
+    s_send_packed(self->clients_handle, env, env_len, &reply.base, &self->scratch);
+}
+
+//  The intake of `key` is over: with a ticket (committed), or not. Those
+//  who sent the same submit meanwhile get the answer (a duplicate of it).
+static void s_intake_done(server_t *self, const char *key, bool committed, uint64_t ticket)
+{
+    if (!key)
+        return;
+    waiters_t *w = zhashx_lookup(self->intakes, key);
+    if (w && w != NO_WAITERS)
+        for (size_t i = 0; i < w->count; i++) {
+            waiter_t *one = &w->list[i];
+            if (committed && ticket)
+                s_send_submitted(self, one->env, one->env_len, one->request_id, ticket, true);
+            else
+                s_error_to(self, SOCK_CLIENTS, one->env, one->env_len, one->request_id,
+                           TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE, s_unavailable(self));
+        }
+    zhashx_delete(self->intakes, key);
 }
 
 //  The answer to a submit, and the end of its intake.
@@ -690,7 +767,7 @@ static void s_item_submitted(void *arg, outbox_batch_t *batch, void *payload, co
     (void) r;
     server_t *self = arg;
     submitted_item_t *item = payload;
-    s_intake_done(self, item->intake_key);
+    s_intake_done(self, item->intake_key, committed, item->id);
     if (item->followup_of) {
         char key[ID_TEXT_MAX];
         snprintf(key, sizeof(key), "%llu", (unsigned long long) item->followup_of);
@@ -705,17 +782,8 @@ static void s_item_submitted(void *arg, outbox_batch_t *batch, void *payload, co
                      s_unavailable(self));
         return;
     }
-    char id[ID_TEXT_MAX];
-    snprintf(id, sizeof(id), "%llu", (unsigned long long) item->id);
-    Tier__V1__SubmitReply submitted = TIER__V1__SUBMIT_REPLY__INIT;
-    submitted.id = id;
-    submitted.duplicate = item->duplicate;
-    Tier__V1__ClientReply reply = TIER__V1__CLIENT_REPLY__INIT;
-    reply.request_id = item->dest.request_id;
-    reply.body_case = TIER__V1__CLIENT_REPLY__BODY_SUBMITTED;
-    reply.submitted = &submitted;
-    s_send_packed(self->clients_handle, outbox_bytes(batch, item->dest.env), item->dest.env_len,
-                  &reply.base, &self->scratch);
+    s_send_submitted(self, outbox_bytes(batch, item->dest.env), item->dest.env_len,
+                     item->dest.request_id, item->id, item->duplicate);
 }
 
 static void s_submitted_later(server_t *self, const dest_t *dest, uint64_t id, bool duplicate,
@@ -895,7 +963,7 @@ static void s_item_intake(void *arg, outbox_batch_t *batch, void *payload, const
                          s_unavailable(self));
         else
             s_followup_done(self, item->followup_of);
-        s_intake_done(self, item->intake_key);
+        s_intake_done(self, item->intake_key, false, 0);
     } else
         s_intake_apply(self, batch, item);
     s_intake_free(item);
@@ -905,7 +973,7 @@ static void s_item_intake(void *arg, outbox_batch_t *batch, void *payload, const
 //  Takes ticket (and request, which owns it, if not NULL). dest is in the
 //  filling batch, or NULL for a follow-up.
 static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, const dest_t *dest,
-                     uint64_t followup_of, bool test)
+                     const uint8_t *env, uint64_t followup_of, bool test)
 {
     intake_item_t item = {.epoch = self->epoch,
                           .ticket = ticket,
@@ -917,21 +985,14 @@ static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, co
     if (*ticket->external_id && !test) {
         if (zhashx_lookup(self->intakes, ticket->external_id)) {
             //  The same ticket, sent again while its intake is under way:
-            //  the retry will find it.
-            if (dest) {
-                Tier__V1__Error error = TIER__V1__ERROR__INIT;
-                error.code = TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE;
-                error.reason = "a submit with this external_id is being taken in; retry";
-                error.hint = (char *) s_hint(error.code);
-                Tier__V1__ClientReply reply = TIER__V1__CLIENT_REPLY__INIT;
-                reply.request_id = dest->request_id;
-                reply.error = &error;
-                s_reply_later(self, dest, &reply.base);
-            }
+            //  it gets the first one's answer.
+            if (env)
+                s_wait_for_intake(self, ticket->external_id, env, dest->env_len,
+                                  dest->request_id);
             s_intake_free(&item);
             return;
         }
-        zhashx_insert(self->intakes, ticket->external_id, (void *) 1);
+        zhashx_insert(self->intakes, ticket->external_id, NO_WAITERS);
         item.intake_key = outbox_strdup(self->outbox, ticket->external_id);
     }
     rules_outcome_t out;
@@ -1546,12 +1607,12 @@ static bool s_client_request(server_t *self, const uint8_t *env, size_t env_len,
     case TIER__V1__CLIENT_REQUEST__BODY_SUBMIT:
         if ((code = s_validate_ticket(self, req->submit->ticket, reason, sizeof(reason))))
             REFUSE(code, "%s", reason);
-        s_intake(self, req->submit->ticket, req, &dest, 0, false);
+        s_intake(self, req->submit->ticket, req, &dest, env, 0, false);
         return true;
     case TIER__V1__CLIENT_REQUEST__BODY_RULES_TEST:
         if ((code = s_validate_ticket(self, req->rules_test->ticket, reason, sizeof(reason))))
             REFUSE(code, "%s", reason);
-        s_intake(self, req->rules_test->ticket, req, &dest, 0, true);
+        s_intake(self, req->rules_test->ticket, req, &dest, env, 0, true);
         return true;
     case TIER__V1__CLIENT_REQUEST__BODY_GET:
         if (!*req->get->id)
@@ -2027,7 +2088,7 @@ static void s_item_followup_tickets(void *arg, outbox_batch_t *batch, void *payl
             journal_len(one))
             t = s_followup_ticket(one, ids[i]);
         if (t)
-            s_intake(self, t, NULL, NULL, ids[i], false);
+            s_intake(self, t, NULL, NULL, NULL, ids[i], false);
         else {
             s_followup_done(self, ids[i]);
             if (committed && item->epoch == self->epoch && !journal_len(one)) {
@@ -2515,6 +2576,7 @@ server_t *server_new(config_t *config)
     self->dispatch = dispatch_new(config, self->book);
     self->metrics = metrics_new();
     self->intakes = zhashx_new();
+    zhashx_set_destructor(self->intakes, s_waiters_free);
     self->followups_busy = zhashx_new();
     s_set_state(self, STATE_DOWN, "redis is not connected yet");
     if (strcmp(config->metrics_listen, METRICS_LISTEN_OFF) != 0) //  NULL: logged, goes on

@@ -91,7 +91,7 @@ printf '%s' '{"action":"resolve","text":"ok"}'
     harness.wait_until(all_done, 60, "every queue empty and every agent idle")
 
     # Exactly one ticket per external id: nothing unacknowledged left behind.
-    ticket_keys = tb.redis.cli("--scan", "--pattern", PREFIX + "t:*").split()
+    ticket_keys = tb.redis.cli("--scan", "--pattern", PREFIX + "tk:*").split()
     check(len(ticket_keys) == TICKETS,
           f"{TICKETS} tickets in Redis, found {len(ticket_keys)} "
           f"({len(unacked_attempts)} submits went unanswered and were retried)")

@@ -197,8 +197,8 @@ class Bench:
         return all(not q.tickets for q in snap.queues) and all(a.load == 0 for a in snap.agents)
 
     def _redis_view(self):
-        """(number of ticket hashes, {external id: ticket id}) straight from Redis."""
-        count = self.redis.cmd("EVAL", "return #redis.call('KEYS', ARGV[1])", 0, "tier:t:*")
+        """(number of stored tickets, {external id: ticket id}) straight from Redis."""
+        count = self.redis.cmd("EVAL", "return #redis.call('KEYS', ARGV[1])", 0, "tier:tk:*")
         flat = self.redis.cmd(
             "EVAL", "local o = {} for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "
             "o[#o + 1] = k; o[#o + 1] = redis.call('GET', k) end return o", 0, "tier:x:*")

@@ -259,8 +259,8 @@ def check_report(tb, facts, by, since="1h", grades=DEFAULT_GRADES):
 def fdue_of(tb, tid):
     """When the ticket's first response was due (ms), 0 = no target: the SLA
     deadline tierd stored at intake (docs/data-model.md)."""
-    value = tb.redis.cmd("HGET", f"tier:t:{tid}", "fdue")
-    return int(value or 0)
+    stored = tb.stored(tid)
+    return stored.first_response_due_ms if stored else 0
 
 
 # ---------------------------------------------------------------------------

@@ -133,14 +133,19 @@ def wait_ticket(tb, tid, predicate, timeout=10, what="condition"):
     return harness.wait_until(holds, timeout, f"ticket {tid}: {what}")
 
 
-HISTORY_SLA = 16  # HistoryKind HISTORY_SLA, as store.lua writes it ("k")
+HISTORY_SLA = 16  # HistoryKind HISTORY_SLA
 
 
 def stored_sla_entries(tb, tid):
     """The ticket's SLA history entries straight from Redis (for when tierd
-    is down): store.lua keeps history as JSON in the list "tier:h:ID"."""
-    raw = tb.redis.cmd("LRANGE", f"tier:h:{tid}", 0, -1) or []
-    return [e for e in map(json.loads, raw) if e.get("k") == HISTORY_SLA]
+    is down): the history of the stored ticket "tier:tk:ID"
+    (proto/store.proto), as dicts with the keys t (ms), k (kind), x (text),
+    r (reason)."""
+    stored = tb.stored(tid)
+    if stored is None:
+        return []
+    return [{"t": str(e.at_ms), "k": e.kind, "x": e.text, "r": e.reason}
+            for e in stored.history if e.kind == HISTORY_SLA]
 
 
 def now_ms():
