@@ -7,11 +7,20 @@
 // they are dropped. Retries go out on the same socket: ZeroMQ reconnects by
 // itself, and a request queued while tierd was down is delivered when it
 // comes back, which is harmless for the calls we resend.
+//
+// The pipelined path is built for thousands of answers a second: a request
+// is packed straight into the zmq_msg_t that carries it, an answer is read
+// with ZMQ_DONTWAIT into one reused zmq_msg_t before anything waits (a
+// zmq_poll costs system calls; a message already queued costs none), and
+// tierclient_recv_borrowed decodes into an arena that is emptied, not freed,
+// between answers.
 #include "tierclient.h"
 
 #include <czmq.h>
 #include <errno.h>
+#include <stdalign.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,15 +32,119 @@
 #define EXTERNAL_ID_BYTES 16     // random bytes in a made-up external_id (32 hex chars)
 #define UNDECODABLE_ID    0      // request_id of an answer to a request tierd could not read
 
+#define ARENA_INITIAL  1024          // bytes of the borrowed-answer arena at first use
+#define ARENA_KEEP_MAX (1024 * 1024) // the arena grows to the largest answer up to this
+#define ARENA_ALIGN    alignof(max_align_t)
+
+#define NO_WAIT     -2 // a deadline: do not wait at all
+#define READ_OK     1  // s_recv_*: a whole answer is in self->frame
+#define READ_NONE   0  // s_recv_*: nothing came before the deadline
+#define READ_INTR   -1 // s_recv_*: the wait was interrupted
+#define READ_FAILED -2 // s_recv_*: the receive failed; the error is set
+
+// One allocation that did not fit in the arena's block, freed at the reset.
+typedef struct s_chunk_t {
+    struct s_chunk_t *next; // the chunk allocated before this one
+} s_chunk_t;
+
+// A bump allocator for protobuf-c. An answer unpacked into it costs no
+// malloc once the block has grown to the largest answer seen: the arena is
+// emptied, not freed, before the next one. What does not fit goes into
+// chunks of its own, and the block grows by their size at the next reset.
+typedef struct {
+    ProtobufCAllocator allocator; // what protobuf-c calls; allocator_data is the arena
+    uint8_t *block;               // the reused block, or NULL before the first use
+    size_t size;                  // bytes in block
+    size_t used;                  // bytes of block handed out since the reset
+    s_chunk_t *chunks;            // overflow allocations since the reset
+    size_t overflow;              // bytes in chunks
+} s_arena_t;
+
 struct _tierclient_t {
     zsock_t *dealer;          // DEALER connected to tierd's clients endpoint
+    void *handle;             // the libzmq socket of dealer
+    zmq_msg_t frame;          // receive buffer, reused for every frame
     char *endpoint;           // where it connects, for error messages
     int timeout_ms;           // how long one try waits for its answer
     int retries;              // resends after a timeout, on safe calls
     uint64_t last_request_id; // the next request_id is this plus one; ids are never 0
     int errcode;              // last error: Tier__V1__ErrorCode or TIERCLIENT_*
     char errstr[ERRSTR_MAX];  // last error for people, "" after success
+    int timeout_errstr_ms;    // >= 0: errstr is a timeout of this many ms, not written yet
+    s_arena_t arena;          // holds the answer tierclient_recv_borrowed lent out
 };
+
+// ---------------------------------------------------------------------
+// The arena
+
+static void *s_arena_alloc(void *data, size_t size)
+{
+    s_arena_t *arena = (s_arena_t *) data;
+    size = size ? (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1) : ARENA_ALIGN;
+    if (arena->block && arena->size - arena->used >= size) {
+        void *pointer = arena->block + arena->used;
+        arena->used += size;
+        return pointer;
+    }
+    // The header takes ARENA_ALIGN bytes so that what follows stays aligned.
+    s_chunk_t *chunk = (s_chunk_t *) malloc(ARENA_ALIGN + size);
+    if (!chunk)
+        return NULL;
+    chunk->next = arena->chunks;
+    arena->chunks = chunk;
+    arena->overflow += size;
+    return (uint8_t *) chunk + ARENA_ALIGN;
+}
+
+static void s_arena_free(void *data, void *pointer)
+{
+    (void) data; // everything goes at the next reset
+    (void) pointer;
+}
+
+static void s_arena_init(s_arena_t *arena)
+{
+    memset(arena, 0, sizeof *arena);
+    arena->allocator.alloc = s_arena_alloc;
+    arena->allocator.free = s_arena_free;
+    arena->allocator.allocator_data = arena;
+}
+
+static void s_arena_release_chunks(s_arena_t *arena)
+{
+    while (arena->chunks) {
+        s_chunk_t *next = arena->chunks->next;
+        free(arena->chunks);
+        arena->chunks = next;
+    }
+    arena->overflow = 0;
+}
+
+// Forgets everything handed out; the memory stays for the next answer.
+static void s_arena_reset(s_arena_t *arena)
+{
+    size_t want = arena->block ? arena->size + arena->overflow : ARENA_INITIAL;
+    if (want > arena->size && want <= ARENA_KEEP_MAX) {
+        uint8_t *block = (uint8_t *) malloc(want);
+        if (block) {
+            free(arena->block);
+            arena->block = block;
+            arena->size = want;
+        }
+    }
+    s_arena_release_chunks(arena);
+    arena->used = 0;
+}
+
+static void s_arena_fini(s_arena_t *arena)
+{
+    s_arena_release_chunks(arena);
+    free(arena->block);
+    arena->block = NULL;
+}
+
+// ---------------------------------------------------------------------
+// Errors
 
 static void s_set_error(tierclient_t *self, int code, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
@@ -39,6 +152,7 @@ static void s_set_error(tierclient_t *self, int code, const char *format, ...)
 static void s_set_error(tierclient_t *self, int code, const char *format, ...)
 {
     self->errcode = code;
+    self->timeout_errstr_ms = -1;
     va_list args;
     va_start(args, format);
     vsnprintf(self->errstr, sizeof self->errstr, format, args);
@@ -49,6 +163,15 @@ static void s_clear_error(tierclient_t *self)
 {
     self->errcode = TIER__V1__ERROR_CODE__ERROR_NONE;
     self->errstr[0] = '\0';
+    self->timeout_errstr_ms = -1;
+}
+
+// "No answer yet" is what a pipelined reader hears at the end of every
+// batch: its text is written only if somebody asks for it.
+static void s_set_timeout_error(tierclient_t *self, int timeout_ms)
+{
+    self->errcode = TIERCLIENT_TIMEOUT;
+    self->timeout_errstr_ms = timeout_ms;
 }
 
 tierclient_t *tierclient_new(const char *endpoint, int timeout_ms)
@@ -58,10 +181,14 @@ tierclient_t *tierclient_new(const char *endpoint, int timeout_ms)
     tierclient_t *self = calloc(1, sizeof(tierclient_t));
     if (!self)
         return NULL;
+    zmq_msg_init(&self->frame);
+    s_arena_init(&self->arena);
+    self->timeout_errstr_ms = -1;
     self->endpoint = strdup(endpoint);
     self->dealer = zsock_new(ZMQ_DEALER);
     self->retries = TIERCLIENT_DEFAULT_RETRIES;
     if (self->endpoint && self->dealer) {
+        self->handle = zsock_resolve(self->dealer);
         // Limits must be set before connecting to apply to the connection.
         zsock_set_linger(self->dealer, 0);
         zsock_set_sndhwm(self->dealer, HWM_MESSAGES);
@@ -80,6 +207,8 @@ void tierclient_destroy(tierclient_t **self_p)
         return;
     tierclient_t *self = *self_p;
     zsock_destroy(&self->dealer);
+    zmq_msg_close(&self->frame);
+    s_arena_fini(&self->arena);
     free(self->endpoint);
     free(self);
     *self_p = NULL;
@@ -118,27 +247,36 @@ const char *tierclient_errname(tierclient_t *self)
 
 const char *tierclient_errstr(tierclient_t *self)
 {
+    if (self->timeout_errstr_ms >= 0) {
+        snprintf(self->errstr, sizeof self->errstr, "no answer from %s within %d ms",
+                 self->endpoint, self->timeout_errstr_ms);
+        self->timeout_errstr_ms = -1;
+    }
     return self->errstr;
 }
 
 void *tierclient_socket(tierclient_t *self)
 {
-    return zsock_resolve(self->dealer);
+    return self->handle;
 }
 
-// Sends one packed request; 0 or -1 with the error set.
+// ---------------------------------------------------------------------
+// Sending and receiving
+
+// Sends one request, packed straight into the message that carries it;
+// 0 or -1 with the error set.
 static int s_send(tierclient_t *self, const Tier__V1__ClientRequest *request)
 {
     size_t size = tier__v1__client_request__get_packed_size(request);
-    zframe_t *frame = zframe_new(NULL, size);
-    if (!frame) {
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, size) == -1) {
         s_set_error(self, TIERCLIENT_FAILED, "out of memory packing a %zu-byte request", size);
         return -1;
     }
-    tier__v1__client_request__pack(request, zframe_data(frame));
-    if (zframe_send(&frame, self->dealer, 0) == 0)
+    tier__v1__client_request__pack(request, (uint8_t *) zmq_msg_data(&msg));
+    if (zmq_msg_send(&msg, self->handle, 0) != -1)
         return 0;
-    zframe_destroy(&frame);
+    zmq_msg_close(&msg);
     s_set_error(self, TIERCLIENT_FAILED,
                 "cannot send to %s within %d ms: %s (too many requests in flight?)", self->endpoint,
                 self->timeout_ms, zmq_strerror(zmq_errno()));
@@ -149,7 +287,7 @@ static int s_send(tierclient_t *self, const Tier__V1__ClientRequest *request)
 // passes. Returns 1 readable, 0 timed out, -1 interrupted.
 static int s_wait(tierclient_t *self, int64_t deadline)
 {
-    zmq_pollitem_t item = {zsock_resolve(self->dealer), 0, ZMQ_POLLIN, 0};
+    zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
     long wait_ms = -1;
     if (deadline >= 0) {
         int64_t left = deadline - zclock_mono();
@@ -167,25 +305,52 @@ static void s_set_wait_error(tierclient_t *self, int ready, int timeout_ms)
     if (ready < 0)
         s_set_error(self, TIERCLIENT_FAILED, "interrupted waiting for %s", self->endpoint);
     else
-        s_set_error(self, TIERCLIENT_TIMEOUT, "no answer from %s within %d ms", self->endpoint,
-                    timeout_ms);
+        s_set_timeout_error(self, timeout_ms);
 }
 
-// Reads one answer that is waiting. Tolerates envelope frames before the
-// answer (the last frame is the answer). NULL with the error set if it is not
-// a ClientReply: never trust the network.
-static Tier__V1__ClientReply *s_read(tierclient_t *self)
+// Reads one whole message that is waiting into self->frame: its last frame
+// is the answer (frames before it are an envelope, tolerated and dropped).
+// Never blocks. Returns READ_OK, READ_NONE or READ_FAILED.
+static int s_recv_frame(tierclient_t *self)
 {
-    zmsg_t *msg = zmsg_recv(self->dealer);
-    if (!msg) {
-        s_set_error(self, TIERCLIENT_FAILED, "receive from %s failed: %s", self->endpoint,
-                    zmq_strerror(zmq_errno()));
-        return NULL;
+    int rc = zmq_msg_recv(&self->frame, self->handle, ZMQ_DONTWAIT);
+    if (rc == -1 && zmq_errno() == EAGAIN)
+        return READ_NONE;
+    // The frames of a message arrive together: the rest is there already.
+    while (rc != -1 && zmq_msg_more(&self->frame))
+        rc = zmq_msg_recv(&self->frame, self->handle, ZMQ_DONTWAIT);
+    if (rc != -1)
+        return READ_OK;
+    s_set_error(self, TIERCLIENT_FAILED, "receive from %s failed: %s", self->endpoint,
+                zmq_strerror(zmq_errno()));
+    return READ_FAILED;
+}
+
+// Reads the next answer into self->frame, waiting up to deadline (zclock_mono
+// ms, -1 = forever, NO_WAIT = not at all) if none is queued yet. An answer
+// already queued costs no system call: only an empty socket is polled.
+static int s_recv_until(tierclient_t *self, int64_t deadline)
+{
+    while (true) {
+        int got = s_recv_frame(self);
+        if (got != READ_NONE || deadline == NO_WAIT)
+            return got;
+        int ready = s_wait(self, deadline);
+        if (ready <= 0)
+            return ready < 0 ? READ_INTR : READ_NONE;
     }
-    zframe_t *frame = zmsg_last(msg);
-    Tier__V1__ClientReply *reply =
-        frame ? tier__v1__client_reply__unpack(NULL, zframe_size(frame), zframe_data(frame)) : NULL;
-    zmsg_destroy(&msg);
+}
+
+// Decodes the answer in self->frame into allocator (NULL: malloc, the
+// caller frees), then lets the frame go: a frame kept would pin libzmq's
+// receive buffer and make it allocate another. NULL with the error set if
+// it is not a ClientReply: never trust the network.
+static Tier__V1__ClientReply *s_decode(tierclient_t *self, ProtobufCAllocator *allocator)
+{
+    Tier__V1__ClientReply *reply = tier__v1__client_reply__unpack(
+        allocator, zmq_msg_size(&self->frame), (const uint8_t *) zmq_msg_data(&self->frame));
+    zmq_msg_close(&self->frame);
+    zmq_msg_init(&self->frame);
     if (!reply)
         s_set_error(self, TIERCLIENT_FAILED,
                     "%s sent an answer that is not a ClientReply (is it tierd's clients "
@@ -200,13 +365,13 @@ static Tier__V1__ClientReply *s_await(tierclient_t *self, uint64_t request_id, i
 {
     bool garbled = false; // an undecodable answer came: say so rather than "no answer"
     while (true) {
-        int ready = s_wait(self, deadline);
-        if (ready <= 0) {
+        int got = s_recv_until(self, deadline);
+        if (got == READ_NONE || got == READ_INTR) {
             if (!garbled)
-                s_set_wait_error(self, ready, self->timeout_ms); // else keep s_read's
-            return NULL;
+                s_set_wait_error(self, got == READ_INTR ? -1 : 0, self->timeout_ms);
+            return NULL; // else keep the error of the garbage
         }
-        Tier__V1__ClientReply *reply = s_read(self);
+        Tier__V1__ClientReply *reply = got == READ_OK ? s_decode(self, NULL) : NULL;
         if (!reply) {
             garbled = true; // garbage is not our answer; keep waiting for it
             continue;
@@ -550,16 +715,34 @@ uint64_t tierclient_send_submit(tierclient_t *self, const Tier__V1__Ticket *tick
     return request.request_id;
 }
 
+// Reads the next answer for tierclient_recv and _recv_borrowed: its frame is
+// in self->frame on success; -1 with the error set otherwise.
+static int s_recv_next(tierclient_t *self, int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? -1 : timeout_ms == 0 ? NO_WAIT : zclock_mono() + timeout_ms;
+    int got = s_recv_until(self, deadline);
+    if (got == READ_OK)
+        return 0;
+    if (got != READ_FAILED)
+        s_set_wait_error(self, got == READ_INTR ? -1 : 0, timeout_ms);
+    return -1;
+}
+
 int tierclient_recv(tierclient_t *self, int timeout_ms, Tier__V1__ClientReply **reply_p)
 {
     *reply_p = NULL;
-    int64_t deadline = timeout_ms < 0 ? -1 : zclock_mono() + timeout_ms;
-    int ready = s_wait(self, deadline);
-    if (ready <= 0) {
-        s_set_wait_error(self, ready, timeout_ms);
+    if (s_recv_next(self, timeout_ms) || !(*reply_p = s_decode(self, NULL)))
         return -1;
-    }
-    if (!(*reply_p = s_read(self)))
+    s_clear_error(self);
+    return 0;
+}
+
+int tierclient_recv_borrowed(tierclient_t *self, int timeout_ms,
+                             const Tier__V1__ClientReply **reply_p)
+{
+    *reply_p = NULL;
+    s_arena_reset(&self->arena); // the answer lent out last time goes now
+    if (s_recv_next(self, timeout_ms) || !(*reply_p = s_decode(self, &self->arena.allocator)))
         return -1;
     s_clear_error(self);
     return 0;

@@ -10,8 +10,9 @@
 //
 //   synchronous   tierclient_submit, _get, _cancel, ... : send, wait for the
 //                 answer up to timeout_ms per try, retry where that is safe.
-//   pipelined     tierclient_send_submit + tierclient_recv: keep thousands of
-//                 requests in flight, match replies on request_id yourself.
+//   pipelined     tierclient_send_submit + tierclient_recv (or
+//                 tierclient_recv_borrowed): keep thousands of requests in
+//                 flight, match replies on request_id yourself.
 //
 // Errors live in the object, like hiredis' context: after a call returned -1
 // or NULL, tierclient_errcode says what kind and tierclient_errstr says what
@@ -169,6 +170,13 @@ uint64_t tierclient_send_submit(tierclient_t *self, const Tier__V1__Ticket *tick
 // (errcode TIERCLIENT_TIMEOUT), on interrupt or on an undecodable answer
 // (TIERCLIENT_FAILED; the answer is dropped).
 int tierclient_recv(tierclient_t *self, int timeout_ms, Tier__V1__ClientReply **reply_p);
+
+// tierclient_recv without an allocation per answer, for readers of thousands
+// of answers a second: the answer is decoded into memory the library keeps
+// and reuses. *reply_p is borrowed: valid until the next call on self, never
+// freed by the caller. Returns and errors as tierclient_recv.
+int tierclient_recv_borrowed(tierclient_t *self, int timeout_ms,
+                             const Tier__V1__ClientReply **reply_p);
 
 // The libzmq socket handle, for zmq_poll or zpoller: readable when
 // tierclient_recv has an answer. Borrowed: do not read from it or close it.
