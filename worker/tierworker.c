@@ -16,13 +16,23 @@
     Request ids carry the job's slot in the job table in their low bits, so
     an answer finds its job without a search; the high bits are a sequence
     number, so a late answer for a job that is gone never matches.
+
+    The hot path allocates nothing once warm. What the router sends is read
+    with ZMQ_DONTWAIT into one zmq_msg_t until EAGAIN, and unpacked into a
+    scratch arena that is emptied before each message; an Offer's arena is
+    traded for the (emptied) arena of the job slot it lands in, so the ticket
+    lives as long as the job without a copy. Messages are packed into buffers
+    kept with their slot. Inside tierworker_poll the clock is read once per
+    wake-up, and the timers are walked at most once per millisecond.
 */
 #include "tierworker.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdalign.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +53,9 @@
 #define JOBS_INITIAL         8              //  first size of the job table
 #define HOSTNAME_MAX         256            //  bytes for gethostname
 #define ERROR_MAX            512            //  bytes of the last fatal error text
+#define ARENA_INITIAL        1024           //  bytes of a message arena at first use
+#define ARENA_KEEP_MAX       65536          //  an arena grows to its largest message up to this
+#define ARENA_ALIGN          alignof(max_align_t)
 
 //  What a queued message is, for logs and for error handling
 typedef enum {
@@ -55,6 +68,24 @@ typedef enum {
 } s_kind_t;
 
 static const char *s_kind_name[] = {"accept", "respond", "resolve", "escalate", "release", "defer"};
+
+//  One allocation that did not fit in an arena's block, freed at the reset.
+typedef struct s_chunk_t {
+    struct s_chunk_t *next; //  the chunk allocated before this one
+} s_chunk_t;
+
+//  A bump allocator for protobuf-c. A message unpacked into it costs no
+//  malloc once the block has grown to the largest message seen: the arena is
+//  emptied, not freed, for the next one. What does not fit goes into chunks
+//  of its own, and the block grows by their size at the next reset.
+typedef struct {
+    ProtobufCAllocator allocator; //  what protobuf-c calls; allocator_data is the arena
+    uint8_t *block;               //  the reused block, or NULL before the first use
+    size_t size;                  //  bytes in block
+    size_t used;                  //  bytes of block handed out since the reset
+    s_chunk_t *chunks;            //  overflow allocations since the reset
+    size_t overflow;              //  bytes in chunks
+} s_arena_t;
 
 //  One message of a job waiting for the router's answer
 typedef struct {
@@ -69,8 +100,10 @@ typedef struct {
 struct _tierworker_job_t {
     bool in_use;                    //  this table slot holds a live job
     uint64_t index;                 //  slot in the job table, low bits of request ids
-    Tier__V1__RouterMessage *offer; //  the unpacked Offer; owns the ticket
+    s_arena_t *arena;               //  holds offer; emptied when the job is freed
+    Tier__V1__RouterMessage *offer; //  the unpacked Offer (in arena); holds the ticket
     Tier__V1__Ticket *ticket;       //  borrowed from offer
+    uint64_t id_hash;               //  of ticket->id: s_job_find compares strings rarely
     bool finished;                  //  the caller called a finishing verb
     bool revoked;                   //  the router took it back: send nothing more
     bool accept_held;               //  out[0] is an Accept not sent yet (see s_hold_accept)
@@ -115,13 +148,98 @@ struct _tierworker_t {
     size_t n_held;                               //  jobs whose Accept is held back
     uint8_t *ctl_buf;                            //  packing buffer for control messages
     size_t ctl_cap;                              //  bytes allocated in ctl_buf
+    s_arena_t *scratch;                          //  the message being handled is unpacked here
+    bool in_poll;                                //  inside tierworker_poll: now_ms is the clock
+    int64_t now_ms;                              //  the clock, read once per wake-up
+    int64_t tick_ms;                             //  when the timers were last walked
     char error[ERROR_MAX];                       //  why we stopped, "" if we did not
 };
 
-static int64_t s_now(void)
+//  Inside tierworker_poll, the time of the current wake-up (what it handles
+//  takes microseconds); from the verbs, which the caller may call any time
+//  later, the clock itself.
+static int64_t s_now(tierworker_t *self)
 {
-    return zclock_mono();
+    return self->in_poll ? self->now_ms : zclock_mono();
 }
+
+//  ---------------------------------------------------------------------
+//  Arenas
+
+static void *s_arena_alloc(void *data, size_t size)
+{
+    s_arena_t *arena = (s_arena_t *) data;
+    size = size ? (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1) : ARENA_ALIGN;
+    if (arena->block && arena->size - arena->used >= size) {
+        void *pointer = arena->block + arena->used;
+        arena->used += size;
+        return pointer;
+    }
+    //  The header takes ARENA_ALIGN bytes so that what follows stays aligned.
+    s_chunk_t *chunk = (s_chunk_t *) malloc(ARENA_ALIGN + size);
+    if (!chunk)
+        return NULL;
+    chunk->next = arena->chunks;
+    arena->chunks = chunk;
+    arena->overflow += size;
+    return (uint8_t *) chunk + ARENA_ALIGN;
+}
+
+static void s_arena_free(void *data, void *pointer)
+{
+    (void) data; //  everything goes at the next reset
+    (void) pointer;
+}
+
+static s_arena_t *s_arena_new(void)
+{
+    s_arena_t *arena = (s_arena_t *) calloc(1, sizeof(s_arena_t));
+    if (arena) {
+        arena->allocator.alloc = s_arena_alloc;
+        arena->allocator.free = s_arena_free;
+        arena->allocator.allocator_data = arena;
+    }
+    return arena;
+}
+
+static void s_arena_release_chunks(s_arena_t *arena)
+{
+    while (arena->chunks) {
+        s_chunk_t *next = arena->chunks->next;
+        free(arena->chunks);
+        arena->chunks = next;
+    }
+    arena->overflow = 0;
+}
+
+//  Forgets everything handed out; the memory stays for the next message.
+static void s_arena_reset(s_arena_t *arena)
+{
+    size_t want = arena->block ? arena->size + arena->overflow : ARENA_INITIAL;
+    if (want > arena->size && want <= ARENA_KEEP_MAX) {
+        uint8_t *block = (uint8_t *) malloc(want);
+        if (block) {
+            free(arena->block);
+            arena->block = block;
+            arena->size = want;
+        }
+    }
+    s_arena_release_chunks(arena);
+    arena->used = 0;
+}
+
+static void s_arena_destroy(s_arena_t **arena_p)
+{
+    if (!*arena_p)
+        return;
+    s_arena_release_chunks(*arena_p);
+    free((*arena_p)->block);
+    free(*arena_p);
+    *arena_p = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Logs and names
 
 static void s_log(tierworker_t *self, bool trouble, const char *format, ...)
 {
@@ -182,7 +300,7 @@ static void s_transmit(tierworker_t *self, const uint8_t *buf, size_t len)
 {
     if (zmq_send(self->handle, buf, len, ZMQ_DONTWAIT) == -1)
         s_log(self, false, "send failed (%s), will retry", zmq_strerror(errno));
-    self->last_sent_ms = s_now();
+    self->last_sent_ms = s_now(self);
 }
 
 static void s_send_control(tierworker_t *self, Tier__V1__WorkerMessage *msg)
@@ -215,9 +333,14 @@ static tierworker_job_t *s_job_new(tierworker_t *self)
         self->jobs_size = size;
     }
     if (!self->jobs[index]) {
-        self->jobs[index] = (tierworker_job_t *) calloc(1, sizeof(tierworker_job_t));
-        if (!self->jobs[index])
+        tierworker_job_t *fresh = (tierworker_job_t *) calloc(1, sizeof(tierworker_job_t));
+        if (fresh && !(fresh->arena = s_arena_new())) {
+            free(fresh);
+            fresh = NULL;
+        }
+        if (!fresh)
             return NULL;
+        self->jobs[index] = fresh;
     }
     tierworker_job_t *job = self->jobs[index];
     job->in_use = true;
@@ -242,10 +365,10 @@ static void s_unhold(tierworker_t *self, tierworker_job_t *job)
     }
 }
 
-//  The slot and its packing buffers stay allocated for the next job.
+//  The slot, its arena and its packing buffers stay allocated for the next job.
 static void s_job_free(tierworker_t *self, tierworker_job_t *job)
 {
-    tier__v1__router_message__free_unpacked(job->offer, NULL);
+    s_arena_reset(job->arena);
     job->offer = NULL;
     job->ticket = NULL;
     job->in_use = false;
@@ -264,11 +387,22 @@ static void s_job_free_if_done(tierworker_t *self, tierworker_job_t *job)
         s_job_free(self, job);
 }
 
+//  FNV-1a: a table of a few dozen jobs needs no more.
+static uint64_t s_id_hash(const char *ticket_id)
+{
+    uint64_t hash = UINT64_C(14695981039346656037);
+    for (const unsigned char *c = (const unsigned char *) ticket_id; *c; c++)
+        hash = (hash ^ *c) * UINT64_C(1099511628211);
+    return hash;
+}
+
 static tierworker_job_t *s_job_find(tierworker_t *self, const char *ticket_id)
 {
+    uint64_t hash = s_id_hash(ticket_id);
     for (size_t index = 0; index < self->jobs_size; index++) {
         tierworker_job_t *job = self->jobs[index];
-        if (job && job->in_use && !job->revoked && streq(job->ticket->id, ticket_id))
+        if (job && job->in_use && !job->revoked && job->id_hash == hash &&
+            streq(job->ticket->id, ticket_id))
             return job;
     }
     return NULL;
@@ -291,7 +425,7 @@ static void s_job_drop(tierworker_t *self, tierworker_job_t *job, const char *re
 static void s_job_flush(tierworker_t *self, tierworker_job_t *job)
 {
     s_unhold(self, job);
-    int64_t now = s_now();
+    int64_t now = s_now(self);
     for (size_t i = 0; i < job->n_out; i++) {
         s_transmit(self, job->out[i].buf, job->out[i].len);
         job->out[i].sent_ms = now;
@@ -320,7 +454,7 @@ static int s_job_queue(tierworker_t *self, tierworker_job_t *job, s_kind_t kind,
             s_job_unqueue(job, 0);
         else if (self->registered && !job->retry_ms) {
             s_transmit(self, job->out[0].buf, job->out[0].len);
-            job->out[0].sent_ms = s_now();
+            job->out[0].sent_ms = s_now(self);
         }
     }
     if (job->n_out == OUT_MAX)
@@ -337,7 +471,7 @@ static int s_job_queue(tierworker_t *self, tierworker_job_t *job, s_kind_t kind,
     job->n_out++;
     if (self->registered && !job->retry_ms && !job->accept_held) {
         s_transmit(self, out->buf, out->len);
-        out->sent_ms = s_now();
+        out->sent_ms = s_now(self);
     }
     return 0;
 }
@@ -432,7 +566,7 @@ static int s_reconnect(tierworker_t *self)
         return -1;
     }
     s_mark_unsent(self);
-    self->last_heard_ms = s_now();
+    self->last_heard_ms = s_now(self);
     s_send_register(self);
     return 0;
 }
@@ -481,7 +615,7 @@ static void s_registration_refused(tierworker_t *self, Tier__V1__Error *error)
         code == TIER__V1__ERROR_CODE__ERROR_INTERNAL) {
         s_log(self, true, "registration failed: %s: %s; retrying in %d ms", s_error_name(code),
               error->reason, self->register_backoff_ms);
-        self->register_retry_ms = s_now() + self->register_backoff_ms;
+        self->register_retry_ms = s_now(self) + self->register_backoff_ms;
         self->register_backoff_ms = self->register_backoff_ms * 2 > BACKOFF_MAX_MS
                                         ? BACKOFF_MAX_MS
                                         : self->register_backoff_ms * 2;
@@ -566,7 +700,7 @@ static void s_on_answer(tierworker_t *self, tierworker_job_t *job, size_t i,
         if (!job->retry_ms) {
             s_log(self, false, "%s: router unavailable, retry in %d ms", job->ticket->id,
                   job->backoff_ms);
-            job->retry_ms = s_now() + job->backoff_ms;
+            job->retry_ms = s_now(self) + job->backoff_ms;
             job->backoff_ms =
                 job->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : job->backoff_ms * 2;
         }
@@ -600,8 +734,8 @@ static void s_on_reply(tierworker_t *self, Tier__V1__RouterMessage *msg)
         }
 }
 
-//  Takes msg into the new job. Returns NULL if the offer is unusable or
-//  one we already hold; the caller then frees msg.
+//  Takes msg, and the scratch arena it is in, into the new job. Returns
+//  NULL if the offer is unusable or one we already hold.
 static tierworker_job_t *s_on_offer(tierworker_t *self, Tier__V1__RouterMessage *msg)
 {
     Tier__V1__Ticket *ticket = msg->offer ? msg->offer->ticket : NULL;
@@ -621,8 +755,14 @@ static tierworker_job_t *s_on_offer(tierworker_t *self, Tier__V1__RouterMessage 
         s_log(self, true, "%s: out of memory, offer ignored", ticket->id);
         return NULL;
     }
+    //  msg lives in the scratch arena: the job keeps that arena, and the
+    //  job's own (empty) arena becomes the scratch one.
+    s_arena_t *spare = job->arena;
+    job->arena = self->scratch;
+    self->scratch = spare;
     job->offer = msg;
     job->ticket = ticket;
+    job->id_hash = s_id_hash(ticket->id);
     job->accept_held = true;
     self->n_held++;
     Tier__V1__Accept accept = TIER__V1__ACCEPT__INIT;
@@ -646,7 +786,8 @@ static void s_on_revoke(tierworker_t *self, Tier__V1__Revoke *revoke)
     s_job_drop(self, job, revoke->reason);
 }
 
-//  Returns a new job, or NULL. Frees msg unless a job took it.
+//  Returns a new job, or NULL. msg is in the scratch arena, emptied before
+//  the next message unless a job took it.
 static tierworker_job_t *s_on_message(tierworker_t *self, Tier__V1__RouterMessage *msg)
 {
     tierworker_job_t *job = NULL;
@@ -658,40 +799,38 @@ static tierworker_job_t *s_on_message(tierworker_t *self, Tier__V1__RouterMessag
         s_on_revoke(self, msg->revoke);
     else
         s_log(self, true, "push with body %d ignored", (int) msg->body_case);
-    if (!job)
-        tier__v1__router_message__free_unpacked(msg, NULL);
     return job;
 }
 
-//  Reads what is waiting without blocking. Returns a new job or NULL.
+//  Reads what is waiting without blocking, until EAGAIN or a new job.
+//  Returns the job or NULL. The frame is let go as soon as it is unpacked:
+//  one kept would pin libzmq's receive buffer and make it allocate another.
 static tierworker_job_t *s_receive(tierworker_t *self)
 {
-    while (!self->fatal) {
-        zmq_msg_t frame;
-        zmq_msg_init(&frame);
-        if (zmq_msg_recv(&frame, self->handle, ZMQ_DONTWAIT) == -1) {
-            zmq_msg_close(&frame);
-            return NULL;
-        }
+    tierworker_job_t *job = NULL;
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    while (!job && !self->fatal && zmq_msg_recv(&frame, self->handle, ZMQ_DONTWAIT) != -1) {
         bool more = zmq_msg_more(&frame);
-        Tier__V1__RouterMessage *msg = tier__v1__router_message__unpack(
-            NULL, zmq_msg_size(&frame), (const uint8_t *) zmq_msg_data(&frame));
         size_t size = zmq_msg_size(&frame);
+        s_arena_reset(self->scratch);
+        Tier__V1__RouterMessage *msg =
+            more ? NULL
+                 : tier__v1__router_message__unpack(&self->scratch->allocator, size,
+                                                    (const uint8_t *) zmq_msg_data(&frame));
         while (zmq_msg_more(&frame) && zmq_msg_recv(&frame, self->handle, ZMQ_DONTWAIT) != -1)
             ; //  the rest of a multipart message: not ours to read
         zmq_msg_close(&frame);
-        self->last_heard_ms = s_now();
-        if (more || !msg) {
+        zmq_msg_init(&frame);
+        self->last_heard_ms = s_now(self);
+        if (more || !msg)
             s_log(self, true, "bad frame from router (%zu bytes%s) ignored", size,
                   more ? ", multipart" : "");
-            tier__v1__router_message__free_unpacked(msg, NULL);
-            continue;
-        }
-        tierworker_job_t *job = s_on_message(self, msg);
-        if (job)
-            return job;
+        else
+            job = s_on_message(self, msg);
     }
-    return NULL;
+    zmq_msg_close(&frame);
+    return job;
 }
 
 //  ---------------------------------------------------------------------
@@ -720,9 +859,15 @@ static void s_tick_job(tierworker_t *self, tierworker_job_t *job, int64_t now)
         }
 }
 
+//  Every timer is in whole milliseconds and none falls due the instant it
+//  is set, so a walk within the millisecond of the last one finds nothing:
+//  a poll called once per job of a burst walks the job table once.
 static void s_tick(tierworker_t *self)
 {
-    int64_t now = s_now();
+    int64_t now = s_now(self);
+    if (now == self->tick_ms)
+        return;
+    self->tick_ms = now;
     if (now >= s_silence_deadline(self)) {
         s_log(self, self->registered, "no word from router for %d ms, reconnecting",
               self->liveness * self->heartbeat_ms);
@@ -832,13 +977,14 @@ tierworker_t *tierworker_new(const char *endpoint, const tierworker_config_t *cf
     tierworker_t *self = (tierworker_t *) calloc(1, sizeof(tierworker_t));
     if (!self)
         return NULL;
-    if (s_configure(self, endpoint, cfg) == -1 || s_connect(self) == -1) {
+    self->scratch = s_arena_new();
+    if (!self->scratch || s_configure(self, endpoint, cfg) == -1 || s_connect(self) == -1) {
         fprintf(stderr, "%s: %s\n", cfg->log_prefix ? cfg->log_prefix : "tierworker",
                 *self->error ? self->error : "out of memory");
         tierworker_destroy(&self);
         return NULL;
     }
-    self->last_heard_ms = s_now();
+    self->last_heard_ms = s_now(self);
     s_send_register(self);
     return self;
 }
@@ -855,7 +1001,7 @@ void tierworker_destroy(tierworker_t **self_p)
         tierworker_job_t *job = self->jobs[index];
         if (!job)
             continue;
-        tier__v1__router_message__free_unpacked(job->offer, NULL);
+        s_arena_destroy(&job->arena);
         for (size_t i = 0; i < OUT_MAX; i++)
             free(job->out[i].buf);
         free(job);
@@ -866,6 +1012,7 @@ void tierworker_destroy(tierworker_t **self_p)
     free(self->channel_capacity);
     free(self->jobs);
     free(self->ctl_buf);
+    s_arena_destroy(&self->scratch);
     free(self->endpoint);
     free(self->agent_id);
     free(self->log_prefix);
@@ -883,7 +1030,7 @@ static void s_send_held_accepts(tierworker_t *self)
         s_unhold(self, job);
         if (self->registered && !job->retry_ms) {
             s_transmit(self, job->out[0].buf, job->out[0].len);
-            job->out[0].sent_ms = s_now();
+            job->out[0].sent_ms = s_now(self);
         }
     }
 }
@@ -893,7 +1040,10 @@ int tierworker_poll(tierworker_t *self, int timeout_ms, tierworker_job_t **job_p
     assert(self);
     assert(job_p);
     *job_p = NULL;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now() + timeout_ms;
+    self->now_ms = zclock_mono();
+    self->in_poll = true;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : self->now_ms + timeout_ms;
+    int rc = TIERWORKER_FATAL;
     s_send_held_accepts(self);
     while (!self->fatal) {
         *job_p = s_receive(self);
@@ -901,26 +1051,36 @@ int tierworker_poll(tierworker_t *self, int timeout_ms, tierworker_job_t **job_p
             s_tick(self);
         if (self->fatal)
             break;
-        if (*job_p)
-            return TIERWORKER_JOB;
-        int64_t now = s_now();
-        if (now >= deadline)
-            return TIERWORKER_NOTHING;
+        if (*job_p) {
+            rc = TIERWORKER_JOB;
+            break;
+        }
+        if (self->now_ms >= deadline) {
+            rc = TIERWORKER_NOTHING;
+            break;
+        }
         int64_t next = s_next_deadline(self);
-        int64_t wait = (next < deadline ? next : deadline) - now;
+        int64_t wait = (next < deadline ? next : deadline) - self->now_ms;
         zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, wait < 0 ? 0 : (long) wait) == -1) {
-            if (errno == EINTR)
-                return TIERWORKER_NOTHING;
+        int ready = zmq_poll(&item, 1, wait < 0 ? 0 : (long) wait);
+        int poll_errno = errno;
+        self->now_ms = zclock_mono();
+        if (ready == -1) {
+            if (poll_errno == EINTR) {
+                rc = TIERWORKER_NOTHING;
+                break;
+            }
             snprintf(self->error, sizeof self->error, "cannot poll the socket: %s",
-                     zmq_strerror(errno));
+                     zmq_strerror(poll_errno));
             self->fatal = true;
             s_log(self, true, "%s", self->error);
         }
     }
+    self->in_poll = false;
     //  A job received in the same call stays in the table; freed on destroy.
-    *job_p = NULL;
-    return TIERWORKER_FATAL;
+    if (rc == TIERWORKER_FATAL)
+        *job_p = NULL;
+    return rc;
 }
 
 zsock_t *tierworker_sock(tierworker_t *self)
@@ -932,7 +1092,7 @@ zsock_t *tierworker_sock(tierworker_t *self)
 int tierworker_timeout(tierworker_t *self)
 {
     assert(self);
-    int64_t wait = s_next_deadline(self) - s_now();
+    int64_t wait = s_next_deadline(self) - s_now(self);
     return wait < 0 ? 0 : wait > INT_MAX ? INT_MAX : (int) wait;
 }
 
