@@ -25,6 +25,7 @@ extern char **environ;
 #define REPORT_BUF        65536 //  bytes of unparsed report kept per process
 #define READY_POLL_MS     100   //  wake-up while waiting for registrations
 #define POLL_MAX_MS       1000  //  longest sleep of a worker process
+#define REPORT_MS         10    //  longest a job report waits to share a write
 #define SOCKETS_PER_AGENT 4     //  a reconnect opens the new socket before the old one is reaped
 #define SOCKETS_HEADROOM  64    //  libzmq sockets beyond those of the agents
 #define ARG_MAX_TEXT      32    //  bytes for a number in argv
@@ -160,6 +161,10 @@ static void s_report(bench_workers_t *self, proc_t *proc, const char *line)
         long long ns = strtoll(line + 1, NULL, 10);
         if (ns >= 0)
             s_add_latency(self, ns);
+    } else if (line[0] == 'N') {
+        long count = strtol(line + 1, NULL, 10);
+        if (count > 0)
+            self->jobs += (size_t) count;
     } else if (line[0] == 'F') {
         fprintf(stderr, "tier_bench: worker process %d failed:%s\n", (int) proc->pid, line + 1);
         self->failed = true;
@@ -180,23 +185,51 @@ static void s_parse(bench_workers_t *self, proc_t *proc)
     proc->used -= start;
 }
 
+//  Reads one pipe until it is empty: a read shorter than asked for means
+//  it was (no extra read to hear EAGAIN).
+static void s_read_proc(bench_workers_t *self, proc_t *proc)
+{
+    while (!proc->gone) {
+        size_t room = sizeof(proc->buf) - proc->used - 1;
+        ssize_t got = read(proc->fd, proc->buf + proc->used, room);
+        if (got > 0) {
+            proc->used += (size_t) got;
+            s_parse(self, proc);
+            if ((size_t) got < room)
+                break;
+        } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+            fprintf(stderr, "tier_bench: worker process %d exited\n", (int) proc->pid);
+            proc->gone = true;
+            self->failed = true;
+        } else if (errno == EAGAIN)
+            break;
+    }
+}
+
 int bench_workers_read(bench_workers_t *self)
 {
-    for (int i = 0; i < self->count; i++) {
-        proc_t *proc = &self->procs[i];
-        while (!proc->gone) {
-            ssize_t got =
-                read(proc->fd, proc->buf + proc->used, sizeof(proc->buf) - proc->used - 1);
-            if (got > 0) {
-                proc->used += (size_t) got;
-                s_parse(self, proc);
-            } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
-                fprintf(stderr, "tier_bench: worker process %d exited\n", (int) proc->pid);
-                proc->gone = true;
-                self->failed = true;
-            } else
-                break;
-        }
+    for (int i = 0; i < self->count; i++)
+        s_read_proc(self, &self->procs[i]);
+    return self->failed ? -1 : 0;
+}
+
+size_t bench_workers_pollfds(bench_workers_t *self, struct pollfd *fds, size_t max)
+{
+    size_t count = 0;
+    for (int i = 0; i < self->count && count < max; i++)
+        if (!self->procs[i].gone)
+            fds[count++] = (struct pollfd){self->procs[i].fd, POLLIN, 0};
+    return count;
+}
+
+int bench_workers_read_polled(bench_workers_t *self, const struct pollfd *fds, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (!fds[i].revents)
+            continue;
+        for (int p = 0; p < self->count; p++)
+            if (self->procs[p].fd == fds[i].fd)
+                s_read_proc(self, &self->procs[p]);
     }
     return self->failed ? -1 : 0;
 }
@@ -306,24 +339,54 @@ static int s_worker_args(int argc, char **argv, worker_args_t *args)
                : -1;
 }
 
+//  Job reports wait in stdout's buffer for up to REPORT_MS, so that many
+//  wake-ups' worth leave in one write (and wake the benchmark once); jobs
+//  without a send time are only counted, into one N line per write.
+typedef struct {
+    long unstamped;     //  jobs without a send time, not written yet
+    int64_t pending_ms; //  when the oldest report not written yet was made, 0 = none
+    int64_t now_ns;     //  receive time of this wake-up's jobs, 0 = not read yet
+} reports_t;
+
 //  The send time the submitter put in a "t=<ns>" tag: latency, or -1.
-static int64_t s_latency(tierworker_job_t *job)
+static int64_t s_latency(tierworker_job_t *job, reports_t *reports)
 {
     const Tier__V1__Ticket *ticket = tierworker_job_ticket(job);
     size_t prefix = strlen(BENCH_TAG_PREFIX);
     for (size_t i = 0; i < ticket->n_tags; i++)
-        if (strncmp(ticket->tags[i], BENCH_TAG_PREFIX, prefix) == 0)
-            return s_now_ns() - strtoll(ticket->tags[i] + prefix, NULL, 10);
+        if (strncmp(ticket->tags[i], BENCH_TAG_PREFIX, prefix) == 0) {
+            if (!reports->now_ns)
+                reports->now_ns = s_now_ns();
+            return reports->now_ns - strtoll(ticket->tags[i] + prefix, NULL, 10);
+        }
     return -1;
 }
 
+//  Writes the reports made so far if the oldest is REPORT_MS old (or now).
+static void s_flush_reports(reports_t *reports, int64_t now_ms, bool now)
+{
+    if (!reports->pending_ms || (!now && now_ms - reports->pending_ms < REPORT_MS))
+        return;
+    if (reports->unstamped)
+        printf("N %ld\n", reports->unstamped);
+    fflush(stdout);
+    reports->unstamped = 0;
+    reports->pending_ms = 0;
+}
+
 //  Everything one agent has to do now. Returns -1 on a fatal error.
-static int s_serve(tierworker_t *worker, bool hold)
+static int s_serve(tierworker_t *worker, bool hold, reports_t *reports, int64_t now_ms)
 {
     tierworker_job_t *job;
     int rc;
     while ((rc = tierworker_poll(worker, 0, &job)) == TIERWORKER_JOB) {
-        printf("J %lld\n", (long long) s_latency(job));
+        int64_t latency = s_latency(job, reports);
+        if (latency >= 0)
+            printf("J %lld\n", (long long) latency);
+        else
+            reports->unstamped++;
+        if (!reports->pending_ms)
+            reports->pending_ms = now_ms;
         if (!hold)
             tierworker_resolve(worker, job, "resolved by tier_bench");
     }
@@ -362,21 +425,29 @@ static bool s_all_registered(tierworker_t **workers, int count)
     return true;
 }
 
-//  Sleeps until an agent has input or a timer, then serves those agents.
-static int s_turn(tierworker_t **workers, zmq_pollitem_t *items, int count, bool hold)
+//  Sleeps until an agent has input or a timer (or reports are due), then
+//  serves those agents. due[] holds each agent's timer, read once before the
+//  sleep. *now_ms is the time before the sleep, then after it.
+static int s_turn(tierworker_t **workers, zmq_pollitem_t *items, int *due, int count, bool hold,
+                  reports_t *reports, int64_t *now_ms)
 {
-    long timeout = POLL_MAX_MS;
+    int64_t timeout = POLL_MAX_MS;
+    if (reports->pending_ms)
+        timeout = reports->pending_ms + REPORT_MS - *now_ms;
     for (int i = 0; i < count; i++) {
         items[i] = (zmq_pollitem_t){zsock_resolve(tierworker_sock(workers[i])), 0, ZMQ_POLLIN, 0};
-        long due = tierworker_timeout(workers[i]);
-        if (due < timeout)
-            timeout = due;
+        due[i] = tierworker_timeout(workers[i]);
+        if (due[i] < timeout)
+            timeout = due[i];
     }
-    if (zmq_poll(items, count, timeout) == -1 && errno != EINTR)
+    int64_t start = *now_ms;
+    if (zmq_poll(items, count, timeout > 0 ? (long) timeout : 0) == -1 && errno != EINTR)
         return -1;
+    *now_ms = zclock_mono();
+    reports->now_ns = 0;
     for (int i = 0; i < count; i++)
-        if ((items[i].revents & ZMQ_POLLIN) || tierworker_timeout(workers[i]) == 0)
-            if (s_serve(workers[i], hold))
+        if ((items[i].revents & ZMQ_POLLIN) || due[i] <= *now_ms - start)
+            if (s_serve(workers[i], hold, reports, *now_ms))
                 return -1;
     return 0;
 }
@@ -384,16 +455,22 @@ static int s_turn(tierworker_t **workers, zmq_pollitem_t *items, int count, bool
 static int s_worker_loop(tierworker_t **workers, int count, bool hold)
 {
     zmq_pollitem_t *items = calloc((size_t) count, sizeof(zmq_pollitem_t));
+    int *due = calloc((size_t) count, sizeof(int));
+    reports_t reports = {0, 0, 0};
     bool ready = false;
     int rc = 0;
+    int64_t now_ms = zclock_mono();
     while (!s_stop && rc == 0) {
-        rc = s_turn(workers, items, count, hold);
+        rc = s_turn(workers, items, due, count, hold, &reports, &now_ms);
         if (!ready && s_all_registered(workers, count)) {
             ready = true;
             printf("R\n");
+            fflush(stdout);
         }
-        fflush(stdout);
+        s_flush_reports(&reports, now_ms, false);
     }
+    s_flush_reports(&reports, now_ms, true);
+    free(due);
     free(items);
     return rc;
 }

@@ -8,10 +8,14 @@
     A process reports to the benchmark on its stdout, one line per fact:
         R               every agent of this process is registered
         J <latency_ns>  a job arrived; latency since the send time the
-                        submitter put in the ticket's "t=<ns>" tag, or -1
+                        submitter put in the ticket's "t=<ns>" tag
+        N <count>       count jobs arrived that carry no send time
         F <text>        a fatal error; the process exits
-    The benchmark reads these lines through bench_workers_read. Latencies are
-    CLOCK_REALTIME differences: sender and worker share one machine.
+    Job reports wait up to 10 ms to share one write (and one wake-up of the
+    benchmark); R and F go at once. The benchmark reads these lines through
+    bench_workers_read. Latencies are CLOCK_REALTIME differences: sender and
+    worker share one machine; the receive time is read once per wake-up of
+    the process, at its first stamped job.
 
     Ownership: bench_workers_destroy stops (SIGTERM) and reaps every process.
     Worker processes also die with the benchmark (PR_SET_PDEATHSIG).
@@ -21,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <poll.h>
 #include <stdint.h>
 #include <zmq.h>
 
@@ -55,6 +60,14 @@ size_t bench_workers_pollitems(bench_workers_t *self, zmq_pollitem_t *items, siz
 //  Reads whatever the processes reported so far, without blocking.
 //  Returns 0, or -1 if a process failed or exited.
 int bench_workers_read(bench_workers_t *self);
+
+//  Puts one pollfd per process pipe into fds (at most max). Returns how many.
+size_t bench_workers_pollfds(bench_workers_t *self, struct pollfd *fds, size_t max);
+
+//  bench_workers_read, but only the pipes that fds (made by
+//  bench_workers_pollfds, then given to poll) show readable: no system call
+//  for a silent process.
+int bench_workers_read_polled(bench_workers_t *self, const struct pollfd *fds, size_t count);
 
 //  Jobs reported since the last reset.
 size_t bench_workers_jobs(bench_workers_t *self);
