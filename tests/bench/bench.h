@@ -64,11 +64,12 @@ double bench_percentile_ms(const int64_t *values, size_t count, double p);
 //  A line of /proc/PID/status such as "VmHWM:" in MB, or -1.
 double bench_proc_mb(int pid, const char *field);
 
-//  One ticket, rebuilt for every submit without allocating.
+//  One ticket, rebuilt for every submit without allocating or formatting.
 typedef struct {
     Tier__V1__Ticket ticket;     //  what is sent
     Tier__V1__Customer customer; //  ticket.customer points here
     char external_id[64];        //  unique per submit: made by the benchmark
+    size_t external_prefix;      //  bytes of "b<pid>-" at its start, written once
     char customer_id[32];        //  one customer per ticket
     char tag[32];                //  "t=<send time ns>"
     char *tags[1];               //  ticket.tags points here
@@ -102,6 +103,9 @@ typedef struct {
     int64_t retry_at_ns;    //  when to send them
     char **ids;             //  ticket ids in answer order, or NULL: not kept
     long ids_size;          //  entries allocated in ids
+    char *id_chunk;         //  where the ids' bytes go, one chunk after another
+    size_t id_chunk_used;   //  bytes used in id_chunk
+    size_t id_chunk_size;   //  bytes in id_chunk
 } bench_submitter_t;
 
 //  NULL if the client cannot be created. ticket is used to rebuild resends.
@@ -110,7 +114,10 @@ void bench_submitter_destroy(bench_submitter_t **self_p);
 //  Sends ticket, made by bench_ticket_next(ticket, number, ...). 0 or -1.
 int bench_submitter_send(bench_submitter_t *self, const bench_ticket_t *ticket, long number);
 //  Reads every answer waiting, without blocking, and sends due resends.
-void bench_submitter_read(bench_submitter_t *self);
+//  Returns how many answers it read.
+long bench_submitter_read(bench_submitter_t *self);
+//  Forgets the answers counted and the ids kept so far (after a warm-up).
+void bench_submitter_reset(bench_submitter_t *self);
 //  Answers still owed, resends waiting included.
 long bench_submitter_in_flight(const bench_submitter_t *self);
 //  Submits tickets first .. first + n - 1 as fast as the router answers
@@ -119,17 +126,25 @@ long bench_submitter_in_flight(const bench_submitter_t *self);
 int bench_submitter_run(bench_submitter_t *self, long first, long n, int window);
 
 //  The event stream (topic all/), counting resolutions and missed events.
+//  An event is not decoded: the three fields counted (seq, kind, ticket_id)
+//  are read from its wire form, and the rest is skipped.
 typedef struct {
     zsock_t *sub;           //  SUB, unlimited receive queue
+    void *handle;           //  the libzmq socket of sub
+    uint32_t seq_field;     //  tier.proto field numbers of Event.seq,
+    uint32_t kind_field;    //  Event.kind
+    uint32_t ticket_field;  //  and Event.ticket_id
     uint64_t last_seq;      //  0 before the first event
     uint64_t missed;        //  events skipped in seq (dropped by the PUB)
     uint64_t first_counted; //  resolutions of lower ticket ids are not counted
     long resolved;          //  EVENT_RESOLVED seen (of counted tickets)
+    long undecodable;       //  event frames that were not an Event
+    bool armed;             //  read until EAGAIN once: its ZMQ_FD wakes a poll(2)
 } bench_events_t;
 
 bench_events_t *bench_events_new(const char *endpoint);
 void bench_events_destroy(bench_events_t **self_p);
-//  Reads every event waiting, without blocking.
-void bench_events_read(bench_events_t *self);
+//  Reads every event waiting, without blocking. Returns how many it read.
+long bench_events_read(bench_events_t *self);
 
 #endif

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,30 +41,62 @@
 #define PROGRESS_MS        250    //  progress line interval ($TIER_BENCH_PROGRESS)
 
 //  ---------------------------------------------------------------------------
-//  What a run loop waits on: the client, the events and the worker pipes.
+//  What a run loop waits on: the client, the events and the worker pipes,
+//  in one poll(2) (zmq_poll would cost a non-blocking pass and a ZMQ_EVENTS
+//  query per socket on top). A ZeroMQ socket is in it by its ZMQ_FD, which
+//  wakes a sleeper only for what arrives after the socket was read until
+//  EAGAIN. The events socket is read that far whenever it is read; the
+//  client socket is read again before every wait, because the submits sent
+//  since may have taken an answer's wake-up signal.
 
 typedef struct {
-    zmq_pollitem_t items[POLL_ITEMS_MAX]; //  the poll set
-    int count;                            //  entries used
+    struct pollfd fds[POLL_ITEMS_MAX]; //  the poll set
+    int count;                         //  entries used
 } poll_set_t;
 
-static void s_poll(poll_set_t *set, bench_submitter_t *submitter, bench_events_t *events,
-                   bench_workers_t *workers, long timeout_ms)
+static int s_zmq_fd(void *socket)
 {
+    int fd = -1;
+    size_t size = sizeof(fd);
+    zmq_getsockopt(socket, ZMQ_FD, &fd, &size);
+    return fd;
+}
+
+//  Waits up to timeout_ms for answers, events or worker reports (not at all
+//  if answers came already) and reads them all. Returns 0, or -1 if a worker
+//  process failed.
+static int s_poll(poll_set_t *set, bench_submitter_t *submitter, bench_events_t *events,
+                  bench_workers_t *workers, long timeout_ms)
+{
+    long got = 0;
+    if (submitter)
+        got += bench_submitter_read(submitter);
+    if (events && !events->armed)
+        got += bench_events_read(events);
     set->count = 0;
-    if (submitter)
-        set->items[set->count++] =
-            (zmq_pollitem_t){tierclient_socket(submitter->client), 0, ZMQ_POLLIN, 0};
-    if (events)
-        set->items[set->count++] = (zmq_pollitem_t){zsock_resolve(events->sub), 0, ZMQ_POLLIN, 0};
+    int client = -1, stream = -1;
+    if (submitter) {
+        client = set->count;
+        set->fds[set->count++] =
+            (struct pollfd){s_zmq_fd(tierclient_socket(submitter->client)), POLLIN, 0};
+    }
+    if (events) {
+        stream = set->count;
+        set->fds[set->count++] = (struct pollfd){s_zmq_fd(events->handle), POLLIN, 0};
+    }
+    int pipes = set->count;
     if (workers)
-        set->count += (int) bench_workers_pollitems(workers, set->items + set->count,
-                                                    (size_t) (POLL_ITEMS_MAX - set->count));
-    zmq_poll(set->items, set->count, timeout_ms);
-    if (submitter)
+        set->count += (int) bench_workers_pollfds(workers, set->fds + pipes,
+                                                  (size_t) (POLL_ITEMS_MAX - pipes));
+    if (poll(set->fds, (nfds_t) set->count, got ? 0 : (int) timeout_ms) <= 0)
+        return 0;
+    if (client >= 0 && set->fds[client].revents)
         bench_submitter_read(submitter);
-    if (events)
+    if (stream >= 0 && set->fds[stream].revents)
         bench_events_read(events);
+    return workers
+               ? bench_workers_read_polled(workers, set->fds + pipes, (size_t) (set->count - pipes))
+               : 0;
 }
 
 static bench_workers_t *s_start_workers(const bench_options_t *options, int procs, int per_proc,
@@ -111,8 +144,7 @@ static int s_warm_up(bench_submitter_t *submitter, bench_events_t *events, bench
             return -1;
         int64_t until = bench_now_ns() + WARMUP_WAIT_MS * BENCH_NS_PER_MS;
         while (bench_now_ns() < until && !events->resolved) {
-            s_poll(&set, submitter, events, workers, POLL_MS);
-            if (bench_workers_read(workers))
+            if (s_poll(&set, submitter, events, workers, POLL_MS))
                 return -1;
         }
     }
@@ -128,9 +160,8 @@ static int s_warm_up(bench_submitter_t *submitter, bench_events_t *events, bench
         uint64_t id = strtoull(submitter->ids[i], NULL, 10);
         if (id >= events->first_counted)
             events->first_counted = id + 1;
-        free(submitter->ids[i]);
     }
-    submitter->sent = submitter->answered = submitter->acked = submitter->retried = 0;
+    bench_submitter_reset(submitter);
     events->resolved = 0;
     return 0;
 }
@@ -192,8 +223,8 @@ static int s_throughput_loop(throughput_t *run, const bench_options_t *options)
             if (bench_submitter_send(run->submitter, &run->ticket, next++))
                 return -1;
         }
-        s_poll(&set, run->submitter, run->events, run->workers, POLL_MS);
-        if (bench_workers_read(run->workers) || run->submitter->failed)
+        if (s_poll(&set, run->submitter, run->events, run->workers, POLL_MS) ||
+            run->submitter->failed)
             return -1;
         s_progress(run, start);
         long now_progress = run->submitter->acked + run->events->resolved + run->redis_resolved;
@@ -291,8 +322,7 @@ static int s_wait_jobs(bench_submitter_t *submitter, bench_workers_t *workers, s
                     bench_workers_jobs(workers), count, timeout_ms);
             return -1;
         }
-        s_poll(&set, submitter, NULL, workers, POLL_MS);
-        if (bench_workers_read(workers) || submitter->failed)
+        if (s_poll(&set, submitter, NULL, workers, POLL_MS) || submitter->failed)
             return -1;
     }
     return 0;
@@ -304,8 +334,8 @@ static int s_sleep_until(int64_t due, bench_submitter_t *submitter, bench_worker
     poll_set_t set;
     int64_t left;
     while ((left = due - bench_now_ns()) > BENCH_NS_PER_MS) {
-        s_poll(&set, submitter, NULL, workers, (long) (left / BENCH_NS_PER_MS));
-        if (bench_workers_read(workers) || submitter->failed)
+        if (s_poll(&set, submitter, NULL, workers, (long) (left / BENCH_NS_PER_MS)) ||
+            submitter->failed)
             return -1;
     }
     if (left > 0) {
