@@ -57,6 +57,8 @@ struct book {
     ticket_t *dirty;  //  tickets changed in this batch
     op_t *ops;
     size_t op_count, op_size;
+    uint32_t *group_head, *group_tail, *group_count, *op_next; //  s_write_ops
+    size_t group_size;
 };
 
 //  ---------------------------------------------------------------------------
@@ -157,6 +159,10 @@ void book_destroy(book_t **self_p)
     bytes_fini(&self->scratch);
     free(self->steps);
     free(self->ops);
+    free(self->group_head);
+    free(self->group_tail);
+    free(self->group_count);
+    free(self->op_next);
     free(self);
     *self_p = NULL;
 }
@@ -615,16 +621,6 @@ static void s_op(book_t *self, op_kind_t kind, const char *key, int64_t score, u
     self->ops[self->op_count++] = (op_t){kind, key, score, id};
 }
 
-static int s_op_order(const void *a, const void *b)
-{
-    const op_t *x = a, *y = b;
-    if (x->kind != y->kind)
-        return x->kind < y->kind ? -1 : 1;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1; //  stable pointers: grouping only
-    return 0;
-}
-
 //  The steps of a ticket, as one SET or APPEND.
 static void s_write_steps(book_t *self, ticket_t *t)
 {
@@ -679,29 +675,69 @@ static void s_diff(book_t *self, ticket_t *t, bool changed)
     }
 }
 
-//  One command per run of ops of the same kind and key.
+//  One command per (kind, key): ops are chained per group through a small
+//  hash table (a batch touches a few queues and its agents' held sets).
 static void s_write_ops(book_t *self)
 {
-    qsort(self->ops, self->op_count, sizeof(op_t), s_op_order);
     static const char *commands[] = {"ZADD", "ZREM", "SADD", "SREM", "ZADD", "ZREM"};
     static const char *keys[] = {"q:", "q:", "w:", "w:", "deferred", "deferred"};
-    for (size_t i = 0; i < self->op_count;) {
-        size_t end = i;
-        while (end < self->op_count && self->ops[end].kind == self->ops[i].kind &&
-               self->ops[end].key == self->ops[i].key)
-            end++;
-        op_kind_t kind = self->ops[i].kind;
+    size_t n = self->op_count;
+    if (!n)
+        return;
+    size_t slots = 16;
+    while (slots < 2 * n)
+        slots *= 2;
+    if (slots > self->group_size) {
+        free(self->group_head);
+        free(self->group_tail);
+        free(self->group_count);
+        free(self->op_next);
+        self->group_head = malloc(slots * sizeof(uint32_t));
+        self->group_tail = malloc(slots * sizeof(uint32_t));
+        self->group_count = malloc(slots * sizeof(uint32_t));
+        self->op_next = malloc(slots * sizeof(uint32_t));
+        if (!self->group_head || !self->group_tail || !self->group_count || !self->op_next) {
+            log_error("out of memory writing a batch's index changes");
+            abort();
+        }
+        self->group_size = slots;
+    }
+    memset(self->group_head, 0xff, slots * sizeof(uint32_t));
+    for (size_t i = 0; i < n; i++) {
+        const op_t *op = &self->ops[i];
+        size_t h = ((size_t) op->key * 31 + (size_t) op->kind) * 0x9E3779B97F4A7C15ULL;
+        size_t at = (h >> 17) & (slots - 1);
+        while (self->group_head[at] != UINT32_MAX) {
+            const op_t *first = &self->ops[self->group_head[at]];
+            if (first->kind == op->kind && first->key == op->key)
+                break;
+            at = (at + 1) & (slots - 1);
+        }
+        self->op_next[i] = UINT32_MAX;
+        if (self->group_head[at] == UINT32_MAX) {
+            self->group_head[at] = self->group_tail[at] = (uint32_t) i;
+            self->group_count[at] = 1;
+        } else {
+            self->op_next[self->group_tail[at]] = (uint32_t) i;
+            self->group_tail[at] = (uint32_t) i;
+            self->group_count[at]++;
+        }
+    }
+    for (size_t at = 0; at < slots; at++) {
+        if (self->group_head[at] == UINT32_MAX)
+            continue;
+        const op_t *first = &self->ops[self->group_head[at]];
+        op_kind_t kind = first->kind;
         bool scored = kind == OP_ZADD_QUEUE || kind == OP_ZADD_DEFERRED;
         int per = scored ? 2 : 1;
-        journal_write(self->journal, 2 + per * (int) (end - i));
+        journal_write(self->journal, 2 + per * (int) self->group_count[at]);
         journal_arg_str(self->journal, commands[kind]);
-        journal_arg_key(self->journal, keys[kind], self->ops[i].key);
-        for (size_t k = i; k < end; k++) {
+        journal_arg_key(self->journal, keys[kind], first->key);
+        for (uint32_t k = self->group_head[at]; k != UINT32_MAX; k = self->op_next[k]) {
             if (scored)
                 journal_arg_i64(self->journal, self->ops[k].score);
             journal_arg_u64(self->journal, self->ops[k].id);
         }
-        i = end;
     }
     self->op_count = 0;
 }

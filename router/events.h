@@ -13,11 +13,19 @@
 
 typedef struct _events_t events_t;
 
-//  Bind a PUB socket on endpoint; NULL (and a log line) if it cannot.
+//  Bind the socket (XPUB) on endpoint; NULL (and a log line) if it cannot.
 events_t *events_new(const char *endpoint);
 void events_destroy(events_t **self_p);
 
-//  Publish under "all/", "level/Ln/", "dept/D/", "ticket/ID/", "agent/A/".
+//  The socket, to poll for subscriptions (borrowed).
+void *events_socket(events_t *self);
+//  Take in the subscriptions that came and went; call before publishing.
+void events_read_subscriptions(events_t *self);
+//  Distinct topics subscribed now.
+size_t events_subscriptions(const events_t *self);
+
+//  Publish under "all/", "level/Ln/", "dept/D/", "ticket/ID/", "agent/A/":
+//  those some subscription is a prefix of.
 void events_publish(events_t *self, const Tier__V1__Event *event);
 
 //  Events published so far (copies under several topics count once).

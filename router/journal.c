@@ -20,6 +20,28 @@
 #define BACKOFF_MAX_MS 5000
 #define U64_TEXT_MAX   24
 
+//  Replies are built in an arena, not with malloc per reply as hiredis's
+//  own functions do (a batch has several replies per ticket): chunks kept
+//  from batch to batch, emptied once a batch's outcome is delivered.
+typedef struct rchunk {
+    struct rchunk *next;
+    size_t used, size;
+    max_align_t data[];
+} rchunk_t;
+
+#define RCHUNK_BYTES 65536
+
+//  With AddressSanitizer, replies are poisoned once their batch is
+//  delivered: a pointer kept past it is reported at once.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n)   ((void) (p), (void) (n))
+#define UNPOISON(p, n) ((void) (p), (void) (n))
+#endif
+
 //  The commands of one batch.
 typedef struct {
     bytes_t writes;  //  RESP of the writes (inside MULTI ... EXEC)
@@ -49,7 +71,116 @@ struct journal {
     size_t replies_size;
     int64_t last_write_ms;  //  last batch with writes sent
     char lease_text[U64_TEXT_MAX];
+    char lock_key[512];     //  P lock
+    rchunk_t *chunks;       //  the reply arena; the current chunk first
+    rchunk_t *spare;        //  emptied chunks
 };
+
+//  ---------------------------------------------------------------------------
+//  The reply arena
+
+static void *s_ralloc(journal_t *self, size_t size)
+{
+    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    rchunk_t *c = self->chunks;
+    if (!c || c->used + size > c->size) {
+        size_t want = size > RCHUNK_BYTES ? size : RCHUNK_BYTES;
+        if (self->spare && self->spare->size >= want) {
+            c = self->spare;
+            self->spare = c->next;
+        } else {
+            c = malloc(sizeof(rchunk_t) + want);
+            if (!c) {
+                log_error("out of memory reading redis replies");
+                abort();
+            }
+            c->size = want;
+        }
+        c->used = 0;
+        c->next = self->chunks;
+        self->chunks = c;
+    }
+    void *p = (char *) c->data + c->used;
+    c->used += size;
+    UNPOISON(p, size);
+    return p;
+}
+
+//  Every reply read so far is forgotten.
+static void s_rarena_reset(journal_t *self)
+{
+    while (self->chunks) {
+        rchunk_t *next = self->chunks->next;
+        POISON(self->chunks->data, self->chunks->size);
+        self->chunks->next = self->spare;
+        self->spare = self->chunks;
+        self->chunks = next;
+    }
+}
+
+static void s_rarena_free(rchunk_t *c)
+{
+    while (c) {
+        rchunk_t *next = c->next;
+        UNPOISON(c->data, c->size);
+        free(c);
+        c = next;
+    }
+}
+
+static redisReply *s_rnew(const redisReadTask *task, int type)
+{
+    journal_t *self = task->privdata;
+    redisReply *r = s_ralloc(self, sizeof(redisReply));
+    memset(r, 0, sizeof(*r));
+    r->type = type;
+    if (task->parent) {
+        redisReply *parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+    return r;
+}
+
+static void *s_rstring(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = s_rnew(task, task->type);
+    r->str = s_ralloc(task->privdata, len + 1);
+    memcpy(r->str, str, len);
+    r->str[len] = 0;
+    r->len = len;
+    return r;
+}
+
+static void *s_rarray(const redisReadTask *task, int elements)
+{
+    redisReply *r = s_rnew(task, REDIS_REPLY_ARRAY);
+    r->elements = elements > 0 ? (size_t) elements : 0;
+    if (r->elements) {
+        r->element = s_ralloc(task->privdata, r->elements * sizeof(redisReply *));
+        memset(r->element, 0, r->elements * sizeof(redisReply *));
+    }
+    return r;
+}
+
+static void *s_rinteger(const redisReadTask *task, long long value)
+{
+    redisReply *r = s_rnew(task, REDIS_REPLY_INTEGER);
+    r->integer = value;
+    return r;
+}
+
+static void *s_rnil(const redisReadTask *task)
+{
+    return s_rnew(task, REDIS_REPLY_NIL);
+}
+
+static void s_rfree(void *reply)
+{
+    (void) reply; //  the arena frees
+}
+
+static redisReplyObjectFunctions s_reply_functions = {s_rstring, s_rarray, s_rinteger, s_rnil,
+                                                      s_rfree};
 
 //  ---------------------------------------------------------------------------
 //  Set-up
@@ -89,6 +220,7 @@ journal_t *journal_new(const journal_config_t *config)
     self->config.prefix = strdup(config->prefix);
     self->config.owner = strdup(config->owner);
     snprintf(self->lease_text, sizeof(self->lease_text), "%d", config->lock_lease_ms);
+    snprintf(self->lock_key, sizeof(self->lock_key), "%slock", config->prefix);
     self->backoff_ms = BACKOFF_MIN_MS;
     self->target = &self->filling.writes;
     snprintf(self->error, sizeof(self->error), "not connected yet");
@@ -110,10 +242,8 @@ static void s_batch_clear(batch_t *batch)
 
 static void s_free_replies(journal_t *self)
 {
-    for (size_t i = 0; i < self->replies_count; i++)
-        if (self->replies[i])
-            freeReplyObject(self->replies[i]);
     self->replies_count = 0;
+    s_rarena_reset(self);
 }
 
 void journal_destroy(journal_t **self_p)
@@ -125,6 +255,8 @@ void journal_destroy(journal_t **self_p)
         redisFree(self->redis);
     s_free_replies(self);
     free(self->replies);
+    s_rarena_free(self->chunks);
+    s_rarena_free(self->spare);
     s_batch_fini(&self->filling);
     s_batch_fini(&self->flight);
     bytes_fini(&self->out);
@@ -176,7 +308,7 @@ static redisReply *s_command(journal_t *self, const char *what, int argc, const 
     if (reply->type == REDIS_REPLY_ERROR) {
         log_error("redis %s failed: %s (tierd needs Redis 7.0 or later)", what, reply->str);
         snprintf(self->error, sizeof(self->error), "%s failed: %.200s", what, reply->str);
-        freeReplyObject(reply);
+        s_rarena_reset(self);
         redisFree(self->redis);
         self->redis = NULL;
         return NULL;
@@ -197,6 +329,8 @@ static int s_connect(journal_t *self)
         return -1;
     }
     redisSetTimeout(self->redis, s_timeval(self->config.command_timeout_ms));
+    self->redis->reader->fn = &s_reply_functions;
+    self->redis->reader->privdata = self;
     redisReply *reply;
     if (self->db) {
         char db[16];
@@ -205,14 +339,14 @@ static int s_connect(journal_t *self)
         size_t lens[] = {6, strlen(db)};
         if (!(reply = s_command(self, "SELECT", 2, argv, lens)))
             return -1;
-        freeReplyObject(reply);
+        s_rarena_reset(self);
     }
     if (self->config.library) {
         const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", self->config.library};
         size_t lens[] = {8, 4, 7, self->config.library_size};
         if (!(reply = s_command(self, "FUNCTION LOAD", 4, argv, lens)))
             return -1;
-        freeReplyObject(reply);
+        s_rarena_reset(self);
     }
     return 0;
 }
@@ -244,7 +378,7 @@ static int s_take_over(journal_t *self, const char *key, const char *was)
     if (!reply)
         return -1;
     bool taken = reply->type == REDIS_REPLY_STATUS;
-    freeReplyObject(reply);
+    s_rarena_reset(self);
     return taken ? 0 : 1;
 }
 
@@ -261,7 +395,7 @@ static int s_take_lock(journal_t *self)
     if (!reply)
         return -1;
     bool taken = reply->type == REDIS_REPLY_STATUS;
-    freeReplyObject(reply);
+    s_rarena_reset(self);
     if (taken)
         return 0;
     const char *get[] = {"GET", key};
@@ -269,7 +403,7 @@ static int s_take_lock(journal_t *self)
     if (!(reply = s_command(self, "GET lock", 2, get, get_lens)))
         return -1;
     snprintf(self->who, sizeof(self->who), "%s", journal_str(reply));
-    freeReplyObject(reply);
+    s_rarena_reset(self);
     if (strcmp(self->who, self->config.owner) == 0)
         return 0;
     if (s_owner_dead(self->who)) {
@@ -327,17 +461,36 @@ void journal_release(journal_t *self)
     size_t lens[] = {4, sizeof(script) - 1, 1, strlen(key), strlen(self->config.owner)};
     redisReply *reply = s_command(self, "release the lock", 5, argv, lens);
     if (reply)
-        freeReplyObject(reply);
+        s_rarena_reset(self);
 }
 
 //  ---------------------------------------------------------------------------
 //  Building a batch
 
+//  Decimal digits of v into out (no NUL); returns how many. snprintf is a
+//  large share of a batch's cost otherwise.
+static size_t s_digits(uint64_t v, char *out)
+{
+    char tmp[U64_TEXT_MAX];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 static void s_resp_header(bytes_t *b, char kind, uint64_t n)
 {
-    char text[U64_TEXT_MAX + 4];
-    int len = snprintf(text, sizeof(text), "%c%llu\r\n", kind, (unsigned long long) n);
-    bytes_put(b, text, (size_t) len);
+    bytes_reserve(b, U64_TEXT_MAX + 3);
+    char *p = (char *) b->data + b->len;
+    *p++ = kind;
+    p += s_digits(n, p);
+    *p++ = '\r';
+    *p++ = '\n';
+    b->len = (size_t) ((uint8_t *) p - b->data);
 }
 
 void journal_write(journal_t *self, int argc)
@@ -379,15 +532,18 @@ void journal_arg_str(journal_t *self, const char *s)
 void journal_arg_u64(journal_t *self, uint64_t value)
 {
     char text[U64_TEXT_MAX];
-    int len = snprintf(text, sizeof(text), "%llu", (unsigned long long) value);
-    journal_arg(self, text, (size_t) len);
+    journal_arg(self, text, s_digits(value, text));
 }
 
 void journal_arg_i64(journal_t *self, int64_t value)
 {
-    char text[U64_TEXT_MAX];
-    int len = snprintf(text, sizeof(text), "%lld", (long long) value);
-    journal_arg(self, text, (size_t) len);
+    char text[U64_TEXT_MAX + 1];
+    if (value >= 0) {
+        journal_arg(self, text, s_digits((uint64_t) value, text));
+        return;
+    }
+    text[0] = '-';
+    journal_arg(self, text, 1 + s_digits(0 - (uint64_t) value, text + 1));
 }
 
 void journal_arg_key(journal_t *self, const char *a, const char *b)
@@ -403,8 +559,13 @@ void journal_arg_key(journal_t *self, const char *a, const char *b)
 void journal_arg_key_u64(journal_t *self, const char *a, uint64_t id)
 {
     char text[U64_TEXT_MAX];
-    snprintf(text, sizeof(text), "%llu", (unsigned long long) id);
-    journal_arg_key(self, a, text);
+    size_t n = s_digits(id, text);
+    size_t prefix = strlen(self->config.prefix), la = strlen(a);
+    journal_arg_open(self, prefix + la + n);
+    journal_arg_piece(self, self->config.prefix, prefix);
+    journal_arg_piece(self, a, la);
+    journal_arg_piece(self, text, n);
+    bytes_put(self->target, "\r\n", 2);
 }
 
 size_t journal_writes(const journal_t *self)
@@ -442,8 +603,7 @@ static void s_frame(journal_t *self, const batch_t *batch)
     bytes_t *out = &self->out;
     bytes_clear(out);
     if (batch->nwrites) {
-        char key[512];
-        snprintf(key, sizeof(key), "%slock", self->config.prefix);
+        const char *key = self->lock_key;
         s_fixed_command(out, 2, (const char *[]){"WATCH", key});
         s_fixed_command(out, 1, (const char *[]){"MULTI"});
         bytes_put(out, batch->writes.data, batch->writes.len);
@@ -552,7 +712,7 @@ static journal_status_t s_read_transaction(journal_t *self, size_t nwrites)
             log_error("redis refused a command of a batch: %s", reply->str);
             status = JOURNAL_FAILED;
         }
-        freeReplyObject(reply);
+        s_rarena_reset(self);
     }
     return status;
 }

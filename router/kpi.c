@@ -8,6 +8,7 @@
 #include <string.h>
 
 #define MINUTE_MS    60000LL
+#define MINUTE_KEEP_S (2 * 86400LL) //  minute buckets live this long after they end (stats.lua)
 #define SLOTS_MAX    4096 //  distinct (minute, where) per batch before an early flush is moot
 #define FIELD_MAX    160
 
@@ -36,7 +37,10 @@ typedef struct {
 struct kpi {
     slot_t *slots;
     size_t count, size;
-    zhashx_t *fields; //  "minute|dim|value|counter" -> int64_t* sum (flush scratch)
+    zhashx_t *fields;     //  "minute|dim|value|counter" -> int64_t* sum (flush scratch)
+    int64_t rolled_upto;  //  minutes up to this one are rolled up (or may be)
+    int64_t marked_minute; //  the minute whose keys got their expiry
+    bool marked[4];       //  per dimension: chan, level, dept, agent
 };
 
 static void s_free_sum(void **item)
@@ -52,6 +56,8 @@ kpi_t *kpi_new(void)
         return NULL;
     self->fields = zhashx_new();
     zhashx_set_destructor(self->fields, s_free_sum);
+    self->rolled_upto = -1;
+    self->marked_minute = -1;
     return self;
 }
 
@@ -143,6 +149,60 @@ static void s_sum(kpi_t *self, int64_t minute, const char *dim, const char *valu
     *sum += n;
 }
 
+//  The hash field "value|counter" and its key's parts, from a merged key
+//  "minute|dim|value|counter" (the value may hold '|': an agent id).
+static bool s_split(const char *key, int64_t *minute, const char **dim, size_t *dim_len,
+                    const char **field)
+{
+    const char *a = strchr(key, '|');
+    const char *b = a ? strchr(a + 1, '|') : NULL;
+    if (!a || !b)
+        return false;
+    *minute = strtoll(key, NULL, 10);
+    *dim = a + 1;
+    *dim_len = (size_t) (b - a - 1);
+    *field = b + 1;
+    return true;
+}
+
+//  A minute bucket is written with plain HINCRBYs in the batch's
+//  transaction; the first time this router writes a (minute, dimension)
+//  the key gets its expiry and the minute goes to k:pending for the
+//  rollup (stats.lua, tier_rollup).
+static void s_write_plain(kpi_t *self, journal_t *journal, int64_t minute, const char *dim,
+                          size_t dim_len, const char *field, int64_t n)
+{
+    char key[96];
+    int len = snprintf(key, sizeof(key), "k:m:%lld:%.*s", (long long) minute, (int) dim_len, dim);
+    if (len <= 0 || (size_t) len >= sizeof(key))
+        return;
+    journal_write(journal, 4);
+    journal_arg_str(journal, "HINCRBY");
+    journal_arg_key(journal, key, NULL);
+    journal_arg_str(journal, field);
+    journal_arg_i64(journal, n);
+    if (minute != self->marked_minute) {
+        self->marked_minute = minute;
+        memset(self->marked, 0, sizeof(self->marked));
+        journal_write(journal, 4);
+        journal_arg_str(journal, "ZADD");
+        journal_arg_key(journal, "k:pending", NULL);
+        journal_arg_i64(journal, minute);
+        journal_arg_i64(journal, minute);
+    }
+    int d = dim_len == 4 && !memcmp(dim, "chan", 4)    ? 0
+            : dim_len == 5 && !memcmp(dim, "level", 5) ? 1
+            : dim_len == 4 && !memcmp(dim, "dept", 4)  ? 2
+                                                       : 3;
+    if (!self->marked[d]) {
+        self->marked[d] = true;
+        journal_write(journal, 3);
+        journal_arg_str(journal, "EXPIREAT");
+        journal_arg_key(journal, key, NULL);
+        journal_arg_i64(journal, (minute + MINUTE_MS) / 1000 + MINUTE_KEEP_S);
+    }
+}
+
 void kpi_flush(kpi_t *self, journal_t *journal, int64_t now_ms)
 {
     if (!self->count)
@@ -164,34 +224,48 @@ void kpi_flush(kpi_t *self, journal_t *journal, int64_t now_ms)
                       s->counts[c]);
         }
     }
-    //  FCALL tier_kpi 0 prefix now n (minute dim field increment)...
-    size_t n = zhashx_size(self->fields);
-    journal_write(journal, 6 + 4 * (int) n);
-    journal_arg_str(journal, "FCALL");
-    journal_arg_str(journal, "tier_kpi");
-    journal_arg_str(journal, "0");
-    journal_arg_str(journal, journal_prefix(journal));
-    journal_arg_i64(journal, now_ms);
-    journal_arg_u64(journal, n);
+    //  Minutes already rolled up into hours and days (a clock that went
+    //  back, another router's) need stats.lua's care: FCALL tier_kpi.
+    size_t late = 0;
     for (int64_t *sum = zhashx_first(self->fields); sum; sum = zhashx_next(self->fields)) {
-        const char *key = zhashx_cursor(self->fields);
-        //  "minute|dim|value|counter": the value may hold '|' (an agent id).
-        const char *a = strchr(key, '|');
-        const char *b = a ? strchr(a + 1, '|') : NULL;
-        const char *c = strrchr(key, '|');
-        if (!a || !b || c <= b) {
-            //  cannot be: keys are made above; keep the argument count right
-            journal_arg_str(journal, "0");
-            journal_arg_str(journal, "chan");
-            journal_arg_str(journal, "|none");
-            journal_arg_str(journal, "0");
+        int64_t minute;
+        const char *dim, *field;
+        size_t dim_len;
+        if (!s_split(zhashx_cursor(self->fields), &minute, &dim, &dim_len, &field))
             continue;
+        if (minute <= self->rolled_upto)
+            late++;
+        else
+            s_write_plain(self, journal, minute, dim, dim_len, field, *sum);
+    }
+    if (late) {
+        //  FCALL tier_kpi 0 prefix now n (minute dim field increment)...
+        journal_write(journal, 6 + 4 * (int) late);
+        journal_arg_str(journal, "FCALL");
+        journal_arg_str(journal, "tier_kpi");
+        journal_arg_str(journal, "0");
+        journal_arg_str(journal, journal_prefix(journal));
+        journal_arg_i64(journal, now_ms);
+        journal_arg_u64(journal, late);
+        for (int64_t *sum = zhashx_first(self->fields); sum; sum = zhashx_next(self->fields)) {
+            int64_t minute;
+            const char *dim, *field;
+            size_t dim_len;
+            if (!s_split(zhashx_cursor(self->fields), &minute, &dim, &dim_len, &field) ||
+                minute > self->rolled_upto)
+                continue;
+            journal_arg_i64(journal, minute);
+            journal_arg(journal, dim, dim_len);
+            journal_arg_str(journal, field);
+            journal_arg_i64(journal, *sum);
         }
-        journal_arg(journal, key, (size_t) (a - key));
-        journal_arg(journal, a + 1, (size_t) (b - a - 1));
-        journal_arg(journal, b + 1, strlen(b + 1)); //  "value|counter": the hash field
-        journal_arg_i64(journal, *sum);
     }
     zhashx_purge(self->fields);
     self->count = 0;
+}
+
+void kpi_rolled(kpi_t *self, int64_t minute)
+{
+    if (minute > self->rolled_upto)
+        self->rolled_upto = minute;
 }

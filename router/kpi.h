@@ -7,6 +7,8 @@
     and writes them with one call of the Redis function tier_kpi (stats.lua),
     inside the batch's transaction: a thousand resolutions in one minute cost
     one HINCRBY per field, and the counts commit with the changes they count.
+    Rolling finished minutes up into hours and days is stats.lua's
+    (tier_rollup, from the cron).
 */
 #ifndef TIER_KPI_H
 #define TIER_KPI_H
@@ -61,8 +63,14 @@ void kpi_add(kpi_t *self, int64_t now_ms, const kpi_where_t *where, kpi_counter_
 //  The histogram bucket counter of a resolution that took `ms`.
 kpi_counter_t kpi_resolution_bucket(int64_t ms);
 
-//  Write what was gathered as one FCALL tier_kpi in the journal's batch.
+//  Write what was gathered into the journal's batch: HINCRBYs of the minute
+//  buckets (with their expiry and k:pending, the first time each minute);
+//  counts of minutes already rolled up go through FCALL tier_kpi, which
+//  adds them to their hours and days too.
 void kpi_flush(kpi_t *self, journal_t *journal, int64_t now_ms);
+//  Minutes up to `minute` are (or may be) rolled up: a tier_rollup call at
+//  time T rolls up minutes before T's minute, the previous one excepted.
+void kpi_rolled(kpi_t *self, int64_t minute);
 //  Forget what was gathered (the batch failed).
 void kpi_clear(kpi_t *self);
 

@@ -81,7 +81,7 @@ uint64_t lifecycle_last_id(const lifecycle_t *self)
 
 static void s_id_text(uint64_t id, char *out)
 {
-    snprintf(out, ID_TEXT_MAX, "%llu", (unsigned long long) id);
+    wire_decimal(id, out);
 }
 
 static const char *s_str(const char *s)
@@ -117,13 +117,9 @@ static void s_event(lifecycle_t *self, int64_t now_ms, int kind, const ticket_t 
     static const ev_t none = {0};
     if (!o)
         o = &none;
-    char id[ID_TEXT_MAX] = "";
     Tier__V1__Event e = TIER__V1__EVENT__INIT;
     e.at_ms = (uint64_t) now_ms;
     e.kind = (Tier__V1__EventKind) kind;
-    if (t)
-        s_id_text(t->id, id);
-    e.ticket_id = id;
     e.level = (Tier__V1__Level) (o->level ? o->level : t ? t->level : 0);
     e.department = (char *) (o->department  ? o->department
                              : o->no_department || !t ? ""
@@ -144,7 +140,7 @@ static void s_event(lifecycle_t *self, int64_t now_ms, int kind, const ticket_t 
         e.created_ms = (uint64_t) t->created_ms;
         e.queued_ms = (uint64_t) t->queued_ms;
     }
-    self->config.event(self->config.arg, &e);
+    self->config.event(self->config.arg, &e, t ? t->id : 0);
 }
 
 static void s_history(bytes_t *step, int64_t now_ms, int kind, const char *actor,
@@ -317,8 +313,8 @@ static void s_dead_letter(lifecycle_t *self, int64_t now_ms, ticket_t *t, const 
 static void s_offer(lifecycle_t *self, int64_t now_ms, ticket_t *t, const char *agent,
                     uint32_t attempt)
 {
-    char reason[32];
-    snprintf(reason, sizeof(reason), "attempt %u", attempt);
+    char reason[32] = "attempt ";
+    wire_decimal(attempt, reason + 8);
     bytes_t *step = book_step(self->book, t);
     wire_u64(step, TK_STATE, S_OFFERED);
     wire_str(step, TK_AGENT, agent);
@@ -370,10 +366,20 @@ static int s_holder_check(const ticket_t *t, const lifecycle_result_t *r,
     return 0;
 }
 
-//  ",agent:attempt:request_id," of a result.
-static void s_applied_entry(const lifecycle_result_t *r, char *out, size_t size)
+//  "agent:attempt:request_id," of a result; false if it does not fit.
+static bool s_applied_entry(const lifecycle_result_t *r, char *out, size_t size)
 {
-    snprintf(out, size, "%s:%u:%llu,", r->agent, r->attempt, (unsigned long long) r->request_id);
+    size_t len = strlen(r->agent);
+    if (len + 2 * 21 + 4 > size)
+        return false;
+    memcpy(out, r->agent, len);
+    out[len++] = ':';
+    len += wire_decimal(r->attempt, out + len);
+    out[len++] = ':';
+    len += wire_decimal(r->request_id, out + len);
+    out[len++] = ',';
+    out[len] = 0;
+    return true;
 }
 
 //  A resent result (same agent, attempt and request id) is answered, not
@@ -385,8 +391,7 @@ static bool s_duplicate(const ticket_t *t, const lifecycle_result_t *r)
         return false;
     char entry[LIFECYCLE_REASON_MAX];
     entry[0] = ',';
-    s_applied_entry(r, entry + 1, sizeof(entry) - 1);
-    return strstr(t->applied, entry) != NULL;
+    return s_applied_entry(r, entry + 1, sizeof(entry) - 1) && strstr(t->applied, entry) != NULL;
 }
 
 //  The step of a valid result starts by remembering it.
@@ -394,19 +399,16 @@ static bytes_t *s_applying(lifecycle_t *self, int64_t now_ms, ticket_t *t,
                            const lifecycle_result_t *r)
 {
     char entry[LIFECYCLE_REASON_MAX];
-    s_applied_entry(r, entry, sizeof(entry));
+    if (!s_applied_entry(r, entry, sizeof(entry)))
+        entry[0] = 0; //  an agent id this long is refused at registration
     const char *before = t->applied && *t->applied ? t->applied : ",";
-    size_t len = strlen(before) + strlen(entry) + 1;
-    char *applied = malloc(len);
-    if (!applied) {
-        log_error("out of memory recording a result");
-        abort();
-    }
-    snprintf(applied, len, "%s%s", before, entry);
+    size_t lb = strlen(before), le = strlen(entry);
     bytes_t *step = book_step(self->book, t);
-    wire_str(step, TK_APPLIED, applied);
+    wire_tag(step, TK_APPLIED, WIRE_LEN);
+    wire_varint(step, lb + le);
+    bytes_put(step, before, lb);
+    bytes_put(step, entry, le);
     wire_u64(step, TK_UPDATED, (uint64_t) now_ms);
-    free(applied);
     return step;
 }
 

@@ -30,8 +30,9 @@
 typedef struct lifecycle lifecycle_t;
 
 //  An event, numbered and kept by the caller (server.c) for publishing once
-//  the batch is in Redis. Strings are borrowed for the call.
-typedef void(lifecycle_event_fn)(void *arg, Tier__V1__Event *event);
+//  the batch is in Redis. Strings are borrowed for the call; the ticket's id
+//  is given as a number (event->ticket_id is left empty).
+typedef void(lifecycle_event_fn)(void *arg, Tier__V1__Event *event, uint64_t ticket);
 //  Whether an agent is connected, ready, and has room for one more ticket
 //  of `channel` (a promise coming due goes back to its agent if so).
 typedef bool(lifecycle_available_fn)(void *arg, const char *agent, int channel);

@@ -47,6 +47,7 @@ struct loader {
     uint64_t gen;
     bool ready;
     uint64_t seq;
+    int64_t rolled_upto; //  P k:done
     uint64_t loaded;
     known_t *agents;
     size_t agent_count;
@@ -85,6 +86,11 @@ void loader_destroy(loader_t **self_p)
 bool loader_ready(const loader_t *self)
 {
     return self->ready;
+}
+
+int64_t loader_rolled_upto(const loader_t *self)
+{
+    return self->rolled_upto;
 }
 
 uint64_t loader_loaded(const loader_t *self)
@@ -451,6 +457,9 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
     const redisReply *agents = s_reply(self, r++);
     const redisReply *deferred = s_reply(self, r++);
     const redisReply *queues = s_reply(self, r++);
+    const redisReply *rolled = s_reply(self, r++);
+    self->rolled_upto = rolled && rolled->type == REDIS_REPLY_STRING ? strtoll(rolled->str, NULL, 10)
+                                                                     : -1;
     if (format && format->type == REDIS_REPLY_NIL && nextid && nextid->type != REDIS_REPLY_NIL) {
         s_fail(self, "this Redis prefix holds tierd data of an earlier format (ticket hashes, "
                      "format 1) that this tierd cannot read: let the old router drain it, or "
@@ -549,6 +558,9 @@ void loader_start(loader_t *self, int64_t now_ms)
     journal_read(j, 2);
     journal_arg_str(j, "SMEMBERS");
     journal_arg_key(j, "queues", NULL);
-    step_t step = {self, self->gen, first, 6, 0, 0, false};
+    journal_read(j, 2);
+    journal_arg_str(j, "GET");
+    journal_arg_key(j, "k:done", NULL);
+    step_t step = {self, self->gen, first, 7, 0, 0, false};
     outbox_add(self->config.outbox, s_on_phase1, &step, sizeof(step), OUTBOX_NO_READ);
 }

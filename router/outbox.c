@@ -2,8 +2,21 @@
 #include "outbox.h"
 #include "log.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+//  With AddressSanitizer, memory of a batch's arena is poisoned when the
+//  batch is done, so an item that keeps a pointer into an earlier batch's
+//  arena (a bug: copy what outlives the batch) is reported at once.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n)   ((void) (p), (void) (n))
+#define UNPOISON(p, n) ((void) (p), (void) (n))
+#endif
 
 #define BATCHES     3    //  filling, in flight, being delivered
 #define CHUNK_BYTES 65536
@@ -18,7 +31,7 @@ typedef struct {
 typedef struct chunk {
     struct chunk *next;
     size_t used, size;
-    char data[];
+    max_align_t data[];
 } chunk_t;
 
 struct outbox_batch {
@@ -52,6 +65,7 @@ static void s_chunks_free(outbox_batch_t *b)
 {
     while (b->chunks) {
         chunk_t *next = b->chunks->next;
+        UNPOISON(b->chunks->data, b->chunks->size);
         free(b->chunks);
         b->chunks = next;
     }
@@ -64,6 +78,7 @@ void outbox_destroy(outbox_t **self_p)
     outbox_t *self = *self_p;
     for (int i = 0; i < BATCHES; i++) {
         free(self->batches[i].items);
+        UNPOISON(self->batches[i].bytes, self->batches[i].bytes_size);
         free(self->batches[i].bytes);
         s_chunks_free(&self->batches[i]);
     }
@@ -106,6 +121,7 @@ uint32_t outbox_put(outbox_t *self, const void *data, size_t len)
         size_t size = b->bytes_size ? b->bytes_size : CHUNK_BYTES;
         while (size < b->bytes_used + len)
             size *= 2;
+        UNPOISON(b->bytes, b->bytes_size);
         uint8_t *grown = realloc(b->bytes, size);
         if (!grown)
             s_oom("the outbox arena");
@@ -113,29 +129,38 @@ uint32_t outbox_put(outbox_t *self, const void *data, size_t len)
         b->bytes_size = size;
     }
     uint32_t offset = (uint32_t) b->bytes_used;
+    UNPOISON(b->bytes + offset, len);
     if (len)
         memcpy(b->bytes + offset, data, len);
     b->bytes_used += len;
     return offset;
 }
 
-const char *outbox_strdup(outbox_t *self, const char *s)
+void *outbox_alloc(outbox_t *self, size_t size)
 {
     outbox_batch_t *b = &self->batches[self->filling];
-    size_t len = strlen(s) + 1;
-    if (!b->chunks || b->chunks->used + len > b->chunks->size) {
-        size_t size = len > CHUNK_BYTES ? len : CHUNK_BYTES;
-        chunk_t *chunk = malloc(sizeof(chunk_t) + size);
+    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    if (!b->chunks || b->chunks->used + size > b->chunks->size) {
+        size_t want = size > CHUNK_BYTES ? size : CHUNK_BYTES;
+        chunk_t *chunk = malloc(sizeof(chunk_t) + want);
         if (!chunk)
-            s_oom("the outbox strings");
+            s_oom("the outbox arena");
         chunk->next = b->chunks;
         chunk->used = 0;
-        chunk->size = size;
+        chunk->size = want;
         b->chunks = chunk;
     }
-    char *copy = b->chunks->data + b->chunks->used;
+    void *p = (char *) b->chunks->data + b->chunks->used;
+    b->chunks->used += size;
+    UNPOISON(p, size);
+    return p;
+}
+
+const char *outbox_strdup(outbox_t *self, const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *copy = outbox_alloc(self, len);
     memcpy(copy, s, len);
-    b->chunks->used += len;
     return copy;
 }
 
@@ -153,6 +178,7 @@ static void s_reset(outbox_batch_t *b)
 {
     b->count = 0;
     b->bytes_used = 0;
+    POISON(b->bytes, b->bytes_size);
     //  Keep one chunk for the next batch.
     if (b->chunks) {
         chunk_t *keep = b->chunks;
@@ -162,6 +188,7 @@ static void s_reset(outbox_batch_t *b)
             free(next);
         }
         keep->used = 0;
+        POISON(keep->data, keep->size);
     }
 }
 

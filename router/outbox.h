@@ -42,6 +42,10 @@ uint32_t outbox_put(outbox_t *self, const void *data, size_t len);
 //  A string into the filling batch's arena, NUL-terminated; returns it. The
 //  pointer stays valid until the batch is done (the arena grows by chunks).
 const char *outbox_strdup(outbox_t *self, const char *s);
+//  size bytes (aligned) in the filling batch's arena, valid until the batch
+//  is done (not moved as the arena grows). For protobuf-c's unpack of a
+//  request whose items are in this batch.
+void *outbox_alloc(outbox_t *self, size_t size);
 //  Bytes of a batch's arena (during its items).
 const uint8_t *outbox_bytes(outbox_batch_t *batch, uint32_t offset);
 

@@ -36,7 +36,7 @@
 
 #define BATCH_MAX            512     //  messages read per socket per turn
 #define CRON_MS              100     //  periodic work interval
-#define ROLLUP_MS            3600000 //  roll KPI minutes an idle system left into hours
+#define ROLLUP_MS            10000   //  roll finished KPI minutes into hours and days
 #define ROLLUP_MINUTES       10      //  minutes rolled up per call, at most
 #define STATUS_MS            1000    //  systemd STATUS= line
 #define FOLLOWUPS_MS         1000    //  look for due follow-ups this often
@@ -52,6 +52,7 @@
 #define ID_TEXT_MAX          24
 #define HELD_MAX             1024 //  declared tickets of one Register answered at most
 #define CONTENT_MAX          65536
+#define ARENA_UNPACK_MAX     16384 //  requests up to this size are unpacked into the batch arena
 
 typedef enum {
     STATE_DOWN,    //  Redis unreachable
@@ -71,6 +72,15 @@ typedef struct {
     uint64_t request_id;
     uint8_t sock; //  sock_kind_t
 } dest_t;
+
+#define POLICY_CACHE_MAX 64
+#define POLICY_CACHE_MS  60000
+
+typedef struct {
+    char name[SLA_NAME_MAX + 1];
+    int priority;
+    const policy_t *policy;
+} policy_cache_t;
 
 struct _server_t {
     config_t *config; //  borrowed
@@ -102,6 +112,11 @@ struct _server_t {
     uint64_t rejected[TIER__V1__ERROR_CODE__ERROR_BAD_REQUEST + 1];
     int64_t reject_log_second;
     int reject_logged;
+    policy_cache_t policy_cache[POLICY_CACHE_MAX]; //  s_policy's
+    size_t cached;
+    char business[BUSINESS_SPEC_MAX]; //  business hours as the cache has them
+    int64_t policies_at;              //  when they were read
+    ProtobufCAllocator arena; //  unpacks requests into the filling batch's arena
     bytes_t scratch;  //  packing answers
     bytes_t scratch2; //  packing nested parts
     zmq_msg_t parts[FRAMES_MAX];
@@ -127,6 +142,24 @@ static int64_t s_clock_ms(void)
 static const char *s_str(const char *s)
 {
     return s ? s : "";
+}
+
+//  protobuf-c allocates a request's strings and submessages one by one:
+//  small requests go into the batch's arena instead, freed with the batch.
+static void *s_arena_alloc(void *data, size_t size)
+{
+    return outbox_alloc(data, size);
+}
+
+static void s_arena_free(void *data, void *pointer)
+{
+    (void) data;
+    (void) pointer;
+}
+
+static ProtobufCAllocator *s_allocator(server_t *self, bool arena)
+{
+    return arena ? &self->arena : NULL;
 }
 
 //  ---------------------------------------------------------------------------
@@ -439,7 +472,7 @@ static void s_item_event(void *arg, outbox_batch_t *batch, void *payload, const 
         return;
     char id[ID_TEXT_MAX] = "";
     if (item->ticket)
-        snprintf(id, sizeof(id), "%llu", (unsigned long long) item->ticket);
+        wire_decimal(item->ticket, id);
     Tier__V1__Event e = TIER__V1__EVENT__INIT;
     e.seq = item->seq;
     e.at_ms = (uint64_t) item->at_ms;
@@ -471,7 +504,7 @@ static const char *s_keep(server_t *self, const char *s)
 }
 
 //  lifecycle_event_fn: every event of a transition.
-static void s_on_event(void *arg, Tier__V1__Event *e)
+static void s_on_event(void *arg, Tier__V1__Event *e, uint64_t ticket)
 {
     server_t *self = arg;
     event_item_t item = {.seq = ++self->seq,
@@ -479,7 +512,7 @@ static void s_on_event(void *arg, Tier__V1__Event *e)
                          .created_ms = (int64_t) e->created_ms,
                          .queued_ms = (int64_t) e->queued_ms,
                          .oldest_ms = (int64_t) e->oldest_ms,
-                         .ticket = strtoull(e->ticket_id, NULL, 10),
+                         .ticket = ticket,
                          .department = s_keep(self, e->department),
                          .agent = s_keep(self, e->agent),
                          .from_department = s_keep(self, e->from_department),
@@ -657,12 +690,13 @@ typedef struct {
     const char *intake_key;   //  the external id in self->intakes, or NULL
     uint64_t followup_of;     //  a follow-up: the ticket it follows up
     bool test;                //  tierctl rules test: answer, take nothing in
+    bool arena;               //  request was unpacked into the batch arena
 } intake_item_t;
 
-static void s_intake_free(intake_item_t *item)
+static void s_intake_free(server_t *self, intake_item_t *item)
 {
     if (item->request)
-        tier__v1__client_request__free_unpacked(item->request, NULL);
+        tier__v1__client_request__free_unpacked(item->request, s_allocator(self, item->arena));
     else if (item->ticket)
         tier__v1__ticket__free_unpacked(item->ticket, NULL);
     item->request = NULL;
@@ -722,7 +756,7 @@ static void s_send_submitted(server_t *self, const uint8_t *env, size_t env_len,
                              uint64_t request_id, uint64_t ticket, bool duplicate)
 {
     char id[ID_TEXT_MAX];
-    snprintf(id, sizeof(id), "%llu", (unsigned long long) ticket);
+    wire_decimal(ticket, id);
     Tier__V1__SubmitReply submitted = TIER__V1__SUBMIT_REPLY__INIT;
     submitted.id = id;
     submitted.duplicate = duplicate;
@@ -789,15 +823,33 @@ static void s_item_submitted(void *arg, outbox_batch_t *batch, void *payload, co
 static void s_submitted_later(server_t *self, const dest_t *dest, uint64_t id, bool duplicate,
                               const char *intake_key, uint64_t followup_of)
 {
-    submitted_item_t item = {*dest, id, duplicate, intake_key, followup_of};
+    //  The key may be in an earlier batch's arena: keep a copy in this one.
+    submitted_item_t item = {*dest, id, duplicate,
+                             intake_key ? outbox_strdup(self->outbox, intake_key) : NULL,
+                             followup_of};
     outbox_add(self->outbox, s_item_submitted, &item, sizeof(item), OUTBOX_NO_READ);
 }
 
-//  The policy a ticket gets at intake (interned).
+//  The policy a ticket gets at intake (interned), by policy name and
+//  priority; cached, since only the UTC offset of business hours changes
+//  (DST): the spec is read again once a minute.
 static const policy_t *s_policy(server_t *self, const rules_outcome_t *out, int64_t *boost_p,
                                 bool vip)
 {
     const sla_t *sla = self->config->sla;
+    *boost_p = (vip ? sla_vip_boost_ms(sla) : 0) + sla_priority_boost_ms(sla, out->priority);
+    if (self->now_ms - self->policies_at >= POLICY_CACHE_MS) {
+        char spec[BUSINESS_SPEC_MAX];
+        sla_business_spec(sla, spec, sizeof(spec));
+        if (strcmp(spec, self->business) != 0)
+            self->cached = 0;
+        snprintf(self->business, sizeof(self->business), "%s", spec);
+        self->policies_at = self->now_ms;
+    }
+    for (size_t i = 0; i < self->cached; i++)
+        if (self->policy_cache[i].priority == out->priority &&
+            strcmp(self->policy_cache[i].name, out->sla_policy) == 0)
+            return self->policy_cache[i].policy;
     const sla_targets_t *targets = sla_targets(sla, out->sla_policy, out->priority);
     policy_t p;
     memset(&p, 0, sizeof(p));
@@ -809,9 +861,15 @@ static const policy_t *s_policy(server_t *self, const rules_outcome_t *out, int6
     p.action = targets->action;
     for (int prio = 1; prio <= POLICY_PRIORITIES; prio++)
         p.priority_boost_ms[prio] = sla_priority_boost_ms(sla, prio);
-    sla_business_spec(sla, p.business, sizeof(p.business));
-    *boost_p = (vip ? sla_vip_boost_ms(sla) : 0) + sla_priority_boost_ms(sla, out->priority);
-    return intern_policy(self->intern, &p);
+    snprintf(p.business, sizeof(p.business), "%s", self->business);
+    const policy_t *interned = intern_policy(self->intern, &p);
+    if (self->cached < POLICY_CACHE_MAX) {
+        policy_cache_t *c = &self->policy_cache[self->cached++];
+        snprintf(c->name, sizeof(c->name), "%s", out->sla_policy);
+        c->priority = out->priority;
+        c->policy = interned;
+    }
+    return interned;
 }
 
 //  "level L3, department billing" for a history rule that fired.
@@ -966,14 +1024,14 @@ static void s_item_intake(void *arg, outbox_batch_t *batch, void *payload, const
         s_intake_done(self, item->intake_key, false, 0);
     } else
         s_intake_apply(self, batch, item);
-    s_intake_free(item);
+    s_intake_free(self, item);
 }
 
 //  First round trip of an intake (or a rules test): the reads it needs.
 //  Takes ticket (and request, which owns it, if not NULL). dest is in the
 //  filling batch, or NULL for a follow-up.
-static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, const dest_t *dest,
-                     const uint8_t *env, uint64_t followup_of, bool test)
+static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, bool arena,
+                     const dest_t *dest, const uint8_t *env, uint64_t followup_of, bool test)
 {
     intake_item_t item = {.epoch = self->epoch,
                           .ticket = ticket,
@@ -981,6 +1039,7 @@ static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, co
                           .dest = dest ? *dest : (dest_t){0},
                           .followup_of = followup_of,
                           .test = test,
+                          .arena = arena,
                           .first = UINT32_MAX};
     if (*ticket->external_id && !test) {
         if (zhashx_lookup(self->intakes, ticket->external_id)) {
@@ -989,7 +1048,7 @@ static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, co
             if (env)
                 s_wait_for_intake(self, ticket->external_id, env, dest->env_len,
                                   dest->request_id);
-            s_intake_free(&item);
+            s_intake_free(self, &item);
             return;
         }
         zhashx_insert(self->intakes, ticket->external_id, NO_WAITERS);
@@ -1026,7 +1085,7 @@ static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, co
     }
     if (!item.count) { //  nothing to read: take it in now
         s_intake_apply(self, NULL, &item);
-        s_intake_free(&item);
+        s_intake_free(self, &item);
         return;
     }
     outbox_add(self->outbox, s_item_intake, &item, sizeof(item), OUTBOX_NO_READ);
@@ -1077,16 +1136,18 @@ typedef struct {
     void *request;      //  owned: ClientRequest (client ops) or WorkerMessage (OP_RESULT)
     dest_t dest;        //  in the batch the item is kept in
     const char *agent;  //  OP_RESULT: who sent it (interned)
+    bool arena;         //  request was unpacked into the batch arena
 } ticket_item_op_t;
 
-static void s_request_free(ticket_item_op_t *item)
+static void s_request_free(server_t *self, ticket_item_op_t *item)
 {
     if (!item->request)
         return;
+    ProtobufCAllocator *allocator = s_allocator(self, item->arena);
     if (item->op == OP_RESULT)
-        tier__v1__worker_message__free_unpacked(item->request, NULL);
+        tier__v1__worker_message__free_unpacked(item->request, allocator);
     else
-        tier__v1__client_request__free_unpacked(item->request, NULL);
+        tier__v1__client_request__free_unpacked(item->request, allocator);
     item->request = NULL;
 }
 
@@ -1217,7 +1278,7 @@ static void s_item_fetched(void *arg, outbox_batch_t *batch, void *payload,
     if (!committed || item->epoch != self->epoch || self->state != STATE_READY) {
         s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
                      s_unavailable(self));
-        s_request_free(item);
+        s_request_free(self, item);
         return;
     }
     //  Memory wins over what was read: it may be newer.
@@ -1227,20 +1288,20 @@ static void s_item_fetched(void *arg, outbox_batch_t *batch, void *payload,
     if (t)
         lifecycle_loaded(self->lifecycle, self->now_ms, t);
     s_ticket_op(self, item, t, batch, outbox_bytes(batch, item->dest.env));
-    s_request_free(item);
+    s_request_free(self, item);
 }
 
 //  Run op on ticket `id` now if it is in memory, else after reading it.
 //  Takes request. dest is in the filling batch.
 static void s_with_ticket(server_t *self, ticket_op_t op, const char *id_text, void *request,
-                          const dest_t *dest, const uint8_t *env, const char *agent)
+                          bool arena, const dest_t *dest, const uint8_t *env, const char *agent)
 {
     ticket_item_op_t item = {self->epoch, strtoull(id_text, NULL, 10), (uint8_t) op, request,
-                             *dest, agent};
+                             *dest, agent, arena};
     ticket_t *t = item.id ? book_ticket(self->book, item.id) : NULL;
     if (t || !item.id) {
         s_ticket_op(self, &item, t, NULL, env);
-        s_request_free(&item);
+        s_request_free(self, &item);
         return;
     }
     uint32_t read = journal_read(self->journal, 2);
@@ -1589,7 +1650,7 @@ static void s_item_report(void *arg, outbox_batch_t *batch, void *payload,
 //  Client requests. Returns true when it kept req (a continuation owns it).
 
 static bool s_client_request(server_t *self, const uint8_t *env, size_t env_len,
-                             Tier__V1__ClientRequest *req)
+                             Tier__V1__ClientRequest *req, bool arena)
 {
     uint64_t rid = req->request_id;
     char reason[256], why[512];
@@ -1607,12 +1668,12 @@ static bool s_client_request(server_t *self, const uint8_t *env, size_t env_len,
     case TIER__V1__CLIENT_REQUEST__BODY_SUBMIT:
         if ((code = s_validate_ticket(self, req->submit->ticket, reason, sizeof(reason))))
             REFUSE(code, "%s", reason);
-        s_intake(self, req->submit->ticket, req, &dest, env, 0, false);
+        s_intake(self, req->submit->ticket, req, arena, &dest, env, 0, false);
         return true;
     case TIER__V1__CLIENT_REQUEST__BODY_RULES_TEST:
         if ((code = s_validate_ticket(self, req->rules_test->ticket, reason, sizeof(reason))))
             REFUSE(code, "%s", reason);
-        s_intake(self, req->rules_test->ticket, req, &dest, env, 0, true);
+        s_intake(self, req->rules_test->ticket, req, arena, &dest, env, 0, true);
         return true;
     case TIER__V1__CLIENT_REQUEST__BODY_GET:
         if (!*req->get->id)
@@ -1622,14 +1683,14 @@ static bool s_client_request(server_t *self, const uint8_t *env, size_t env_len,
     case TIER__V1__CLIENT_REQUEST__BODY_CANCEL:
         if (!*req->cancel->id)
             REFUSE(TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD, "ticket id is empty");
-        s_with_ticket(self, OP_CANCEL, req->cancel->id, req, &dest, env, NULL);
+        s_with_ticket(self, OP_CANCEL, req->cancel->id, req, arena, &dest, env, NULL);
         return true;
     case TIER__V1__CLIENT_REQUEST__BODY_MESSAGE:
         if (!*req->message->id)
             REFUSE(TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD, "ticket id is empty");
         if (!*req->message->text)
             REFUSE(TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD, "message text is empty");
-        s_with_ticket(self, OP_MESSAGE, req->message->id, req, &dest, env, NULL);
+        s_with_ticket(self, OP_MESSAGE, req->message->id, req, arena, &dest, env, NULL);
         return true;
     case TIER__V1__CLIENT_REQUEST__BODY_RATE:
         if (!*req->rate->id)
@@ -1637,7 +1698,7 @@ static bool s_client_request(server_t *self, const uint8_t *env, size_t env_len,
         if (req->rate->csat < 1 || req->rate->csat > 5)
             REFUSE(TIER__V1__ERROR_CODE__ERROR_BAD_RATING, "rating %u is outside 1..5",
                    req->rate->csat);
-        s_with_ticket(self, OP_RATE, req->rate->id, req, &dest, env, NULL);
+        s_with_ticket(self, OP_RATE, req->rate->id, req, arena, &dest, env, NULL);
         return true;
     case TIER__V1__CLIENT_REQUEST__BODY_REQUEUE:
         if ((code = s_validate_placement(self, req->requeue->level, req->requeue->department,
@@ -1648,7 +1709,7 @@ static bool s_client_request(server_t *self, const uint8_t *env, size_t env_len,
                    "requeue needs a reason (it is kept in history)");
         if (!*req->requeue->id)
             REFUSE(TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD, "ticket id is empty");
-        s_with_ticket(self, OP_REQUEUE, req->requeue->id, req, &dest, env, NULL);
+        s_with_ticket(self, OP_REQUEUE, req->requeue->id, req, arena, &dest, env, NULL);
         return true;
     case TIER__V1__CLIENT_REQUEST__BODY_QUEUES:
         s_queues(self, &dest);
@@ -1801,7 +1862,7 @@ static const char *s_result_ticket(const Tier__V1__WorkerMessage *msg)
 
 //  Returns true when it kept msg.
 static bool s_worker_message(server_t *self, const uint8_t *env, size_t env_len,
-                             Tier__V1__WorkerMessage *msg)
+                             Tier__V1__WorkerMessage *msg, bool arena)
 {
     uint64_t rid = msg->request_id;
     char reason[256];
@@ -1882,7 +1943,7 @@ static bool s_worker_message(server_t *self, const uint8_t *env, size_t env_len,
                    "a deferral needs until_ms and a reason (the promise)");
         return false;
     }
-    s_with_ticket(self, OP_RESULT, ticket, msg, &dest, env, worker_agent(worker));
+    s_with_ticket(self, OP_RESULT, ticket, msg, arena, &dest, env, worker_agent(worker));
     return true;
 }
 
@@ -1934,8 +1995,10 @@ static void s_on_message(server_t *self, int sock, size_t count)
         s_error_to(self, sock, env, env_len, 0, TIER__V1__ERROR_CODE__ERROR_TOO_LARGE, reason);
         return;
     }
+    bool arena = size <= ARENA_UNPACK_MAX;
+    ProtobufCAllocator *allocator = s_allocator(self, arena);
     if (sock == SOCK_CLIENTS) {
-        Tier__V1__ClientRequest *req = tier__v1__client_request__unpack(NULL, size, data);
+        Tier__V1__ClientRequest *req = tier__v1__client_request__unpack(allocator, size, data);
         if (!req)
             s_error_to(self, sock, env, env_len, 0, TIER__V1__ERROR_CODE__ERROR_BAD_MESSAGE,
                        "frame is not a ClientRequest");
@@ -1943,12 +2006,12 @@ static void s_on_message(server_t *self, int sock, size_t count)
             s_error_to(self, sock, env, env_len, req->request_id,
                        TIER__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
                        "this router speaks protocol_version 1");
-        else if (s_client_request(self, env, env_len, req))
+        else if (s_client_request(self, env, env_len, req, arena))
             req = NULL;
         if (req)
-            tier__v1__client_request__free_unpacked(req, NULL);
+            tier__v1__client_request__free_unpacked(req, allocator);
     } else {
-        Tier__V1__WorkerMessage *msg = tier__v1__worker_message__unpack(NULL, size, data);
+        Tier__V1__WorkerMessage *msg = tier__v1__worker_message__unpack(allocator, size, data);
         if (!msg)
             s_error_to(self, sock, env, env_len, 0, TIER__V1__ERROR_CODE__ERROR_BAD_MESSAGE,
                        "frame is not a WorkerMessage");
@@ -1956,10 +2019,10 @@ static void s_on_message(server_t *self, int sock, size_t count)
             s_error_to(self, sock, env, env_len, msg->request_id,
                        TIER__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
                        "this router speaks protocol_version 1");
-        else if (s_worker_message(self, env, env_len, msg))
+        else if (s_worker_message(self, env, env_len, msg, arena))
             msg = NULL;
         if (msg)
-            tier__v1__worker_message__free_unpacked(msg, NULL);
+            tier__v1__worker_message__free_unpacked(msg, allocator);
     }
 }
 
@@ -2088,7 +2151,7 @@ static void s_item_followup_tickets(void *arg, outbox_batch_t *batch, void *payl
             journal_len(one))
             t = s_followup_ticket(one, ids[i]);
         if (t)
-            s_intake(self, t, NULL, NULL, NULL, ids[i], false);
+            s_intake(self, t, NULL, false, NULL, NULL, ids[i], false);
         else {
             s_followup_done(self, ids[i]);
             if (committed && item->epoch == self->epoch && !journal_len(one)) {
@@ -2248,6 +2311,8 @@ static void s_cron(server_t *self)
             journal_arg_str(j, journal_prefix(j));
             journal_arg_i64(j, self->now_ms);
             journal_arg_u64(j, ROLLUP_MINUTES);
+            //  It rolls up minutes before the one before now's.
+            kpi_rolled(self->kpi, self->now_ms - self->now_ms % 60000 - 60000);
             self->next_rollup_ms = self->now_ms + ROLLUP_MS;
         }
         //  The lock expires unless a batch with writes renews it.
@@ -2352,6 +2417,7 @@ static void s_on_loaded(void *arg, uint64_t seq)
     server_t *self = arg;
     self->seq = self->seq_written = seq;
     self->id_written = lifecycle_last_id(self->lifecycle);
+    kpi_rolled(self->kpi, loader_rolled_upto(self->loader));
     s_set_state(self, STATE_READY, "");
     for (worker_t *w = dispatch_first(self->dispatch); w; w = dispatch_next(self->dispatch)) {
         holder_t *h = book_holder_get(self->book, worker_agent(w));
@@ -2389,11 +2455,13 @@ static void s_turn(server_t *self, int timeout_ms)
     int redis_fd = journal_fd(self->journal);
     zmq_pollitem_t items[] = {{self->clients_handle, 0, ZMQ_POLLIN, 0},
                               {self->workers_handle, 0, ZMQ_POLLIN, 0},
+                              {events_socket(self->events), 0, ZMQ_POLLIN, 0},
                               {NULL, redis_fd, ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, redis_fd >= 0 ? 3 : 2, timeout_ms) < 0 && errno != EINTR)
+    if (zmq_poll(items, redis_fd >= 0 ? 4 : 3, timeout_ms) < 0 && errno != EINTR)
         log_error("poll failed: %s", zmq_strerror(errno));
     self->now_ms = s_clock_ms();
-    if (redis_fd >= 0 && (items[2].revents & ZMQ_POLLIN))
+    events_read_subscriptions(self->events);
+    if (redis_fd >= 0 && (items[3].revents & ZMQ_POLLIN))
         journal_receive(self->journal, self->now_ms);
     s_drain(self, SOCK_CLIENTS);
     s_drain(self, SOCK_WORKERS);
@@ -2552,6 +2620,7 @@ server_t *server_new(config_t *config)
         return NULL;
     }
     self->outbox = outbox_new(self->journal, self);
+    self->arena = (ProtobufCAllocator){s_arena_alloc, s_arena_free, self->outbox};
     self->intern = intern_new();
     self->book = book_new(self->intern, self->journal, (const char *const *) config->departments,
                           config->department_count);
