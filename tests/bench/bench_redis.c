@@ -8,8 +8,9 @@
 
 #define CONNECT_TIMEOUT_MS 2000
 #define COMMAND_TIMEOUT_MS 30000 //  a state check of 1,000,000 tickets is slow
-#define PIPELINE_CHUNK     1000  //  HGETs written before their replies are read
-#define HGET_OVERHEAD      64    //  bytes of an HGET command besides its key, and more
+#define PIPELINE_CHUNK     1000  //  GETs written before their replies are read
+#define GET_OVERHEAD       64    //  bytes of a GET command besides its key, and more
+#define TK_STATE           11    //  StoredTicket.state (proto/store.proto)
 
 struct _bench_redis_t {
     redisContext *redis; //  synchronous connection
@@ -110,29 +111,71 @@ int bench_redis_info(bench_redis_t *self, bench_info_t *info)
     return rc;
 }
 
-//  Appends "HGET <prefix>t:<id> state" to out in the protocol's own form:
+//  Appends "GET <prefix>tk:<id>" to out in the protocol's own form:
 //  formatting it with redisAppendCommand costs more than Redis answering it.
-static char *s_put_hget(char *out, const char *prefix, const char *id)
+static char *s_put_get(char *out, const char *prefix, const char *id)
 {
     size_t prefix_len = strlen(prefix), id_len = strlen(id);
-    out += sprintf(out, "*3\r\n$4\r\nHGET\r\n$%zu\r\n", prefix_len + 2 + id_len);
+    out += sprintf(out, "*2\r\n$3\r\nGET\r\n$%zu\r\n", prefix_len + 3 + id_len);
     memcpy(out, prefix, prefix_len);
     out += prefix_len;
-    memcpy(out, "t:", 2);
-    memcpy(out + 2, id, id_len);
-    out += 2 + id_len;
-    memcpy(out, "\r\n$5\r\nstate\r\n", 13);
-    return out + 13;
+    memcpy(out, "tk:", 3);
+    memcpy(out + 3, id, id_len);
+    out += 3 + id_len;
+    memcpy(out, "\r\n", 2);
+    return out + 2;
+}
+
+static int s_varint(const unsigned char **p, const unsigned char *end, unsigned long long *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        unsigned char byte = *(*p)++;
+        *v |= (unsigned long long) (byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+//  A stored ticket is a concatenation of protobuf steps: its state is the
+//  last value of field 11. -1 if malformed.
+static int s_stored_state(const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) data, *end = p + len;
+    int state = -1;
+    while (p < end) {
+        unsigned long long tag, v;
+        if (s_varint(&p, end, &tag))
+            return -1;
+        int type = (int) (tag & 7);
+        if (type == 0) {
+            if (s_varint(&p, end, &v))
+                return -1;
+            if ((tag >> 3) == TK_STATE)
+                state = (int) v;
+        } else if (type == 2) {
+            if (s_varint(&p, end, &v) || v > (unsigned long long) (end - p))
+                return -1;
+            p += v;
+        } else if (type == 1 && end - p >= 8)
+            p += 8;
+        else if (type == 5 && end - p >= 4)
+            p += 4;
+        else
+            return -1;
+    }
+    return state;
 }
 
 static long s_count_chunk(bench_redis_t *self, char *const *ids, size_t count, int state)
 {
     size_t size = 0;
     for (size_t i = 0; i < count; i++)
-        size += HGET_OVERHEAD + strlen(self->prefix) + (ids[i] ? strlen(ids[i]) : 0);
+        size += GET_OVERHEAD + strlen(self->prefix) + (ids[i] ? strlen(ids[i]) : 0);
     char *commands = malloc(size), *end = commands;
     for (size_t i = 0; i < count; i++)
-        end = s_put_hget(end, self->prefix, ids[i] ? ids[i] : "");
+        end = s_put_get(end, self->prefix, ids[i] ? ids[i] : "");
     int rc = redisAppendFormattedCommand(self->redis, commands, (size_t) (end - commands));
     free(commands);
     if (rc != REDIS_OK) {
@@ -146,7 +189,7 @@ static long s_count_chunk(bench_redis_t *self, char *const *ids, size_t count, i
             fprintf(stderr, "tier_bench: reading ticket states: %s\n", self->redis->errstr);
             return -1;
         }
-        if (reply->type == REDIS_REPLY_STRING && atoi(reply->str) == state)
+        if (reply->type == REDIS_REPLY_STRING && s_stored_state(reply->str, reply->len) == state)
             matching++;
         freeReplyObject(reply);
     }
