@@ -177,13 +177,12 @@ typedef struct {
 
 //  With $TIER_BENCH_PROGRESS set, a line on stderr every PROGRESS_MS: how
 //  the run advances (to see stalls that a final average hides).
-static void s_progress(throughput_t *run, int64_t start)
+static void s_progress(throughput_t *run, int64_t start, int64_t now)
 {
     static int64_t next;
     static int enabled = -1;
     if (enabled < 0)
         enabled = getenv("TIER_BENCH_PROGRESS") != NULL;
-    int64_t now = bench_now_ns();
     if (!enabled || now < next)
         return;
     next = now + PROGRESS_MS * BENCH_NS_PER_MS;
@@ -211,7 +210,7 @@ static bool s_all_resolved(throughput_t *run, long n, int64_t *checked_ns)
 }
 
 //  Submits n tickets keeping `window` in flight until all n are resolved.
-//  Returns 0, or -1 on a stall or a refusal.
+//  Returns 0, or -1 on a stall or a refusal. The clock is read once a turn.
 static int s_throughput_loop(throughput_t *run, const bench_options_t *options)
 {
     long n = options->n, next = 0, progress = 0;
@@ -226,12 +225,13 @@ static int s_throughput_loop(throughput_t *run, const bench_options_t *options)
         if (s_poll(&set, run->submitter, run->events, run->workers, POLL_MS) ||
             run->submitter->failed)
             return -1;
-        s_progress(run, start);
+        int64_t now = bench_now_ns();
+        s_progress(run, start, now);
         long now_progress = run->submitter->acked + run->events->resolved + run->redis_resolved;
         if (now_progress != progress) {
             progress = now_progress;
-            progress_ns = bench_now_ns();
-        } else if (bench_now_ns() - progress_ns > STALL_MS * BENCH_NS_PER_MS) {
+            progress_ns = now;
+        } else if (now - progress_ns > STALL_MS * BENCH_NS_PER_MS) {
             fprintf(stderr, "tier_bench: stalled: %ld acknowledged, %ld resolved of %ld\n",
                     run->submitter->acked, run->events->resolved, n);
             return -1;
