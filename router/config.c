@@ -50,6 +50,7 @@ static const setting_t s_settings[] = {
     INT("redis", "connect_timeout_ms", connect_timeout_ms, 10, 60000, "1000"),
     INT("redis", "command_timeout_ms", command_timeout_ms, 10, 60000, "2000"),
     INT("redis", "lock_lease_ms", lock_lease_ms, 1000, 600000, "10000"),
+    INT("redis", "idempotency_filter_mb", idempotency_filter_mb, 0, 1024, "8"),
     INT("workers", "heartbeat_ms", heartbeat_ms, 10, 600000, "1000"),
     INT("workers", "liveness", liveness, 2, 100, "3"),
     INT("workers", "offer_timeout_ms", offer_timeout_ms, 10, 3600000, "30000"),

@@ -30,6 +30,7 @@ typedef struct {
     int connect_timeout_ms;                    //  [redis] connect_timeout_ms
     int command_timeout_ms;                    //  [redis] command_timeout_ms
     int lock_lease_ms;                         //  [redis] lock_lease_ms: one router per prefix
+    int idempotency_filter_mb;                 //  [redis] idempotency_filter_mb: 0 = off
     int heartbeat_ms;                          //  [workers] heartbeat_ms: interval asked of workers
     int liveness;                              //  [workers] liveness: missed heartbeats = lost
     int offer_timeout_ms;                      //  [workers] offer_timeout_ms: accept within this

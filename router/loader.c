@@ -458,6 +458,7 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
     const redisReply *deferred = s_reply(self, r++);
     const redisReply *queues = s_reply(self, r++);
     const redisReply *rolled = s_reply(self, r++);
+    const redisReply *xf = s_reply(self, r++);
     self->rolled_upto = rolled && rolled->type == REDIS_REPLY_STRING ? strtoll(rolled->str, NULL, 10)
                                                                      : -1;
     if (format && format->type == REDIS_REPLY_NIL && nextid && nextid->type != REDIS_REPLY_NIL) {
@@ -481,6 +482,9 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
         journal_arg_str(j, STORE_FORMAT);
     }
     lifecycle_set_next_id(self->config.lifecycle, journal_u64(nextid));
+    if (self->config.filter)
+        filter_load(self->config.filter, (const uint8_t *) journal_str(xf), journal_len(xf),
+                    journal_u64(nextid) == 0, j);
     self->seq = journal_u64(seq);
     //  Queues Redis knows besides the configured ones.
     for (size_t i = 0; queues && i < queues->elements; i++) {
@@ -561,6 +565,9 @@ void loader_start(loader_t *self, int64_t now_ms)
     journal_read(j, 2);
     journal_arg_str(j, "GET");
     journal_arg_key(j, "k:done", NULL);
-    step_t step = {self, self->gen, first, 7, 0, 0, false};
+    journal_read(j, 2);
+    journal_arg_str(j, "GET");
+    journal_arg_key(j, "xf", NULL);
+    step_t step = {self, self->gen, first, 8, 0, 0, false};
     outbox_add(self->config.outbox, s_on_phase1, &step, sizeof(step), OUTBOX_NO_READ);
 }

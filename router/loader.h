@@ -5,7 +5,7 @@
     loader reads what the book needs, in this order:
 
       1. the format, the last ticket id and event seq, the known agents,
-         the deferred tickets and the queue names;
+         the deferred tickets, the queue names and the idempotency filter;
       2. what each agent holds (P w:AGENT), every held and deferred ticket,
          and the first chunk of every queue, in dispatch order;
       3. then, in the background while the router works, the rest of every
@@ -22,6 +22,7 @@
 #define TIER_LOADER_H
 
 #include "book.h"
+#include "filter.h"
 #include "journal.h"
 #include "lifecycle.h"
 #include "outbox.h"
@@ -43,6 +44,7 @@ typedef struct {
     journal_t *journal;
     outbox_t *outbox;
     lifecycle_t *lifecycle;
+    filter_t *filter; //  the idempotency filter, loaded with the rest
     int64_t lease_ms; //  for agents that do not come back
     loader_ready_fn *ready;
     loader_failed_fn *failed;

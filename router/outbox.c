@@ -22,9 +22,9 @@
 #define CHUNK_BYTES 65536
 
 typedef struct {
+    _Alignas(max_align_t) uint8_t payload[OUTBOX_PAYLOAD_MAX]; //  items cast it to their struct
     outbox_fn *fn;
     uint32_t read;
-    uint8_t payload[OUTBOX_PAYLOAD_MAX];
 } item_t;
 
 //  Strings handed out by outbox_strdup must not move: they live in chunks.
@@ -117,6 +117,8 @@ void outbox_add(outbox_t *self, outbox_fn *fn, const void *payload, size_t size,
 uint32_t outbox_put(outbox_t *self, const void *data, size_t len)
 {
     outbox_batch_t *b = &self->batches[self->filling];
+    //  Offsets stay 8-aligned: items keep arrays of structs here.
+    b->bytes_used = (b->bytes_used + 7) & ~(size_t) 7;
     if (b->bytes_used + len > b->bytes_size) {
         size_t size = b->bytes_size ? b->bytes_size : CHUNK_BYTES;
         while (size < b->bytes_used + len)

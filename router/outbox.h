@@ -37,7 +37,8 @@ void outbox_destroy(outbox_t **self_p);
 
 //  Add an item to the filling batch.
 void outbox_add(outbox_t *self, outbox_fn *fn, const void *payload, size_t size, uint32_t read);
-//  Copy bytes into the filling batch's arena; returns their offset.
+//  Copy bytes into the filling batch's arena; returns their offset (a
+//  multiple of 8: arrays of structs may be kept there).
 uint32_t outbox_put(outbox_t *self, const void *data, size_t len);
 //  A string into the filling batch's arena, NUL-terminated; returns it. The
 //  pointer stays valid until the batch is done (the arena grows by chunks).

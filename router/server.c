@@ -12,6 +12,7 @@
 #include "book.h"
 #include "dispatch.h"
 #include "events.h"
+#include "filter.h"
 #include "http.h"
 #include "journal.h"
 #include "kpi.h"
@@ -93,6 +94,7 @@ struct _server_t {
     intern_t *intern;
     book_t *book;
     kpi_t *kpi;
+    filter_t *filter; //  external ids Redis holds: most submits need no read
     lifecycle_t *lifecycle;
     loader_t *loader;
     dispatch_t *dispatch;
@@ -691,6 +693,7 @@ typedef struct {
     uint64_t followup_of;     //  a follow-up: the ticket it follows up
     bool test;                //  tierctl rules test: answer, take nothing in
     bool arena;               //  request was unpacked into the batch arena
+    bool read_external;       //  the first read is GET P x:EXTERNAL
 } intake_item_t;
 
 static void s_intake_free(server_t *self, intake_item_t *item)
@@ -944,7 +947,7 @@ static void s_intake_apply(server_t *self, outbox_batch_t *batch, intake_item_t 
     bool followup = item->followup_of != 0;
     uint32_t read = item->first;
     dest_t dest = batch && !followup ? s_dest_copy(self, batch, &item->dest) : item->dest;
-    if (*t->external_id && !item->test) {
+    if (item->read_external) {
         const redisReply *existing = journal_reply(self->journal, read++);
         if (journal_len(existing)) {
             if (followup) {
@@ -992,6 +995,8 @@ static void s_intake_apply(server_t *self, outbox_batch_t *batch, intake_item_t 
                              .hit_count = count,
                              .record_contact = record_contact};
     ticket_t *ticket = lifecycle_intake(self->lifecycle, self->now_ms, &in);
+    if (*t->external_id)
+        filter_add(self->filter, t->external_id);
     if (followup) {
         journal_write(self->journal, 3);
         journal_arg_str(self->journal, "ZREM");
@@ -1057,11 +1062,12 @@ static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, bo
     rules_outcome_t out;
     rules_apply(self->rules, ticket, &out);
     journal_t *j = self->journal;
-    if (*ticket->external_id && !test) {
+    if (*ticket->external_id && !test && filter_maybe(self->filter, ticket->external_id)) {
         item.first = journal_read(j, 2);
         journal_arg_str(j, "GET");
         journal_arg_key(j, "x:", ticket->external_id);
         item.count++;
+        item.read_external = true;
     }
     const char *customer = ticket->customer ? s_str(ticket->customer->id) : "";
     for (size_t r = 0; r < out.history_count; r++) {
@@ -2358,6 +2364,7 @@ static void s_end_turn(server_t *self)
         if (self->state == STATE_READY) {
             lifecycle_queue_events(self->lifecycle, self->now_ms);
             kpi_flush(self->kpi, self->journal, self->now_ms);
+            filter_flush(self->filter, self->journal);
             s_persist_counters(self);
             book_flush(self->book, s_on_closed, self);
         }
@@ -2394,6 +2401,7 @@ static void s_reset(server_t *self, journal_status_t status)
     outbox_fail_all(self->outbox);
     book_clear(self->book);
     kpi_clear(self->kpi);
+    filter_clear(self->filter);
     zhashx_purge(self->intakes);
     zhashx_purge(self->followups_busy);
     dispatch_changed(self->dispatch);
@@ -2625,6 +2633,7 @@ server_t *server_new(config_t *config)
     self->book = book_new(self->intern, self->journal, (const char *const *) config->departments,
                           config->department_count);
     self->kpi = kpi_new();
+    self->filter = filter_new((size_t) config->idempotency_filter_mb << 20);
     lifecycle_config_t lc = {.book = self->book,
                              .journal = self->journal,
                              .kpi = self->kpi,
@@ -2637,6 +2646,7 @@ server_t *server_new(config_t *config)
                            .journal = self->journal,
                            .outbox = self->outbox,
                            .lifecycle = self->lifecycle,
+                           .filter = self->filter,
                            .lease_ms = s_lease_ms(self),
                            .ready = s_on_loaded,
                            .failed = s_on_unusable,
@@ -2671,6 +2681,7 @@ void server_destroy(server_t **self_p)
     loader_destroy(&self->loader);
     lifecycle_destroy(&self->lifecycle);
     kpi_destroy(&self->kpi);
+    filter_destroy(&self->filter);
     book_destroy(&self->book);
     intern_destroy(&self->intern);
     outbox_destroy(&self->outbox);
