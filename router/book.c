@@ -124,11 +124,7 @@ book_t *book_new(intern_t *intern, journal_t *journal, const char *const *depart
 
 static void s_forget_all(book_t *self)
 {
-    for (size_t i = 0; i < self->slot_count; i++)
-        if (self->slots[i]) {
-            ticket_destroy(&self->slots[i]);
-        }
-    self->used = 0;
+    //  The heaps first: heap_fini writes into the tickets it holds.
     for (size_t q = 0; q < self->queue_count; q++) {
         for (int c = 0; c <= BOOK_CHANNELS; c++)
             heap_fini(&self->queues[q].by_channel[c]);
@@ -139,7 +135,12 @@ static void s_forget_all(book_t *self)
         self->queues[q].listed = false;
     }
     heap_fini(&self->timers);
+    for (size_t i = 0; i < self->slot_count; i++)
+        if (self->slots[i])
+            ticket_destroy(&self->slots[i]);
+    self->used = 0;
     zhashx_purge(self->holders);
+    self->held_cursor = NULL;
     self->dirty = NULL;
     self->step_count = 0;
     bytes_clear(&self->step_bytes);

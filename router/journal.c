@@ -434,6 +434,16 @@ int journal_reconnect(journal_t *self, int64_t now_ms, const char **who_p)
     int rc = s_take_lock(self);
     if (rc == 1 && who_p)
         *who_p = self->who;
+    if (rc == 0) {
+        //  From now on any change of the lock by someone else fences the
+        //  next batch (see s_frame).
+        const char *argv[] = {"WATCH", self->lock_key};
+        size_t lens[] = {5, strlen(self->lock_key)};
+        redisReply *reply = s_command(self, "WATCH lock", 2, argv, lens);
+        if (!reply)
+            return -1;
+        s_rarena_reset(self);
+    }
     return rc;
 }
 
@@ -602,9 +612,8 @@ static void s_frame(journal_t *self, const batch_t *batch)
 {
     bytes_t *out = &self->out;
     bytes_clear(out);
+    const char *key = self->lock_key;
     if (batch->nwrites) {
-        const char *key = self->lock_key;
-        s_fixed_command(out, 2, (const char *[]){"WATCH", key});
         s_fixed_command(out, 1, (const char *[]){"MULTI"});
         bytes_put(out, batch->writes.data, batch->writes.len);
         s_fixed_command(out, 5,
@@ -612,6 +621,11 @@ static void s_frame(journal_t *self, const batch_t *batch)
         s_fixed_command(out, 1, (const char *[]){"EXEC"});
     }
     bytes_put(out, batch->reads.data, batch->reads.len);
+    //  EXEC forgot the watch: arm it again at once, so that whatever changes
+    //  the lock before the next EXEC (a router that took over while this one
+    //  stalled) makes that EXEC apply nothing.
+    if (batch->nwrites)
+        s_fixed_command(out, 2, (const char *[]){"WATCH", key});
 }
 
 //  The filling batch failed with the one in flight: forget its commands.
@@ -684,15 +698,15 @@ static bool s_get(journal_t *self, redisReply **reply)
     return true;
 }
 
-//  Read the transaction's replies: WATCH, MULTI, QUEUED..., SET, EXEC.
+//  Read the transaction's replies: MULTI, QUEUED..., SET, EXEC.
 static journal_status_t s_read_transaction(journal_t *self, size_t nwrites)
 {
     journal_status_t status = JOURNAL_COMMITTED;
-    for (size_t i = 0; i < nwrites + 4; i++) {
+    for (size_t i = 0; i < nwrites + 3; i++) {
         redisReply *reply;
         if (!s_get(self, &reply))
             return JOURNAL_FAILED;
-        bool exec = i == nwrites + 3;
+        bool exec = i == nwrites + 2;
         if (exec && reply->type == REDIS_REPLY_NIL) {
             log_error("redis: the lock %slock was taken by another router; standing down",
                       self->config.prefix);
@@ -744,6 +758,12 @@ int journal_receive(journal_t *self, int64_t now_ms)
             s_fail(self, JOURNAL_FAILED);
             return -1;
         }
+    redisReply *watch;
+    if (self->flight.nwrites && !s_get(self, &watch)) {
+        s_free_replies(self);
+        s_fail(self, JOURNAL_FAILED);
+        return -1;
+    }
     if (status != JOURNAL_COMMITTED) {
         s_free_replies(self);
         s_fail(self, status);

@@ -4,12 +4,14 @@
     change in Redis before anyone hears about it. The changes of one loop
     turn are one batch:
 
-        WATCH P lock  MULTI  <writes...>  SET P lock OWNER PX LEASE  EXEC  <reads...>
+        MULTI  <writes...>  SET P lock OWNER PX LEASE  EXEC  <reads...>  WATCH P lock
 
     sent with one write() and answered in one round trip. The writes apply
-    all or nothing (MULTI/EXEC); the reads see them. WATCH fences the
-    batch: if another router took the lock (this one stalled past the
-    lease), EXEC applies nothing and this router stands down.
+    all or nothing (MULTI/EXEC); the reads see them. The lock is watched
+    from the moment the router takes it, and again right after each EXEC
+    (which forgets watches): if anyone else changes it meanwhile (a router
+    that took over while this one stalled past the lease), the next EXEC
+    applies nothing and this router stands down.
 
     One batch is in flight at a time. While Redis runs it the loop builds
     the next; when the reply is read the next is sent at once, before the

@@ -46,6 +46,8 @@ struct loader {
     loader_config_t config;
     uint64_t gen;
     bool ready;
+    int64_t started_ms; //  when loader_start ran
+    bool told;          //  "every queued ticket loaded" was logged
     uint64_t seq;
     int64_t rolled_upto; //  P k:done
     uint64_t loaded;
@@ -295,14 +297,20 @@ static void s_on_chunk_tickets(void *arg, outbox_batch_t *batch, void *payload,
     } else
         p->upto = step->upto;
     book_loading(self->config.book, (size_t) step->queue, p->unloaded, p->upto, p->done);
+    if (self->ready && !self->told && loader_complete(self)) {
+        self->told = true;
+        log_notice("every queued ticket loaded in %lld ms: %zu tickets in memory",
+                   (long long) (zclock_time() - self->started_ms), book_count(self->config.book));
+    }
     if (!self->ready) {
         //  The first chunk of every queue makes the router ready.
         for (size_t i = 0; i < self->queue_count; i++)
             if (self->queues[i].started)
                 return;
         self->ready = true;
-        log_notice("state loaded: %zu tickets in memory, %llu last id; dispatching%s",
-                   book_count(self->config.book),
+        log_notice("state loaded in %lld ms: %zu tickets in memory, %llu last id; "
+                   "dispatching%s",
+                   (long long) (zclock_time() - self->started_ms), book_count(self->config.book),
                    (unsigned long long) lifecycle_last_id(self->config.lifecycle),
                    loader_complete(self) ? "" : " (queues still loading)");
         if (self->config.ready)
@@ -534,7 +542,8 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
 
 void loader_start(loader_t *self, int64_t now_ms)
 {
-    (void) now_ms;
+    self->started_ms = now_ms;
+    self->told = false;
     self->gen++;
     self->ready = false;
     self->loaded = 0;

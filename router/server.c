@@ -108,6 +108,8 @@ struct _server_t {
     uint64_t seq_written, id_written;
     zhashx_t *intakes; //  external ids whose intake is under way
     zhashx_t *followups_busy; //  follow-ups being created (ticket id text)
+    struct parked *parked;    //  registrations waiting for the state to load
+    size_t parked_count;
     int64_t now_ms;
     int64_t next_cron_ms, next_status_ms, next_rollup_ms, next_followups_ms;
     uint64_t received;
@@ -1846,6 +1848,61 @@ static void s_register(server_t *self, const uint8_t *env, size_t env_len,
              reg->capacity, kept);
 }
 
+//  A Register that comes while the state is loading (workers come back
+//  together with a restarted router) waits for it, instead of a refusal
+//  and a retry later.
+typedef struct parked {
+    struct parked *next;
+    uint8_t env[ENVELOPE_MAX];
+    size_t env_len;
+    size_t size;
+    uint8_t message[]; //  the packed WorkerMessage
+} parked_t;
+
+#define PARKED_MAX 10000 //  registrations kept while loading, at most
+
+static void s_park_register(server_t *self, const uint8_t *env, size_t env_len,
+                            const Tier__V1__WorkerMessage *msg)
+{
+    size_t size = tier__v1__worker_message__get_packed_size(msg);
+    parked_t *p = self->parked_count < PARKED_MAX ? malloc(sizeof(parked_t) + size) : NULL;
+    if (!p) {
+        s_error_to(self, SOCK_WORKERS, env, env_len, msg->request_id,
+                   TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE, s_unavailable(self));
+        return;
+    }
+    memcpy(p->env, env, env_len);
+    p->env_len = env_len;
+    p->size = size;
+    tier__v1__worker_message__pack(msg, p->message);
+    p->next = NULL;
+    //  Kept in arrival order.
+    parked_t **tail = &self->parked;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = p;
+    self->parked_count++;
+}
+
+//  The state is loaded (ready) or lost again: answer what waited.
+static void s_unpark(server_t *self, bool ready)
+{
+    while (self->parked) {
+        parked_t *p = self->parked;
+        self->parked = p->next;
+        self->parked_count--;
+        Tier__V1__WorkerMessage *msg = tier__v1__worker_message__unpack(NULL, p->size, p->message);
+        if (msg && ready)
+            s_register(self, p->env, p->env_len, msg);
+        else if (msg)
+            s_error_to(self, SOCK_WORKERS, p->env, p->env_len, msg->request_id,
+                       TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE, s_unavailable(self));
+        if (msg)
+            tier__v1__worker_message__free_unpacked(msg, NULL);
+        free(p);
+    }
+}
+
 static const char *s_result_ticket(const Tier__V1__WorkerMessage *msg)
 {
     switch (msg->body_case) {
@@ -1878,7 +1935,9 @@ static bool s_worker_message(server_t *self, const uint8_t *env, size_t env_len,
         return false;
     }
     if (msg->body_case == TIER__V1__WORKER_MESSAGE__BODY_REGISTER) {
-        if (self->state != STATE_READY)
+        if (self->state == STATE_LOADING)
+            s_park_register(self, env, env_len, msg);
+        else if (self->state != STATE_READY)
             s_error_to(self, SOCK_WORKERS, env, env_len, rid,
                        TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE, s_unavailable(self));
         else
@@ -2405,6 +2464,7 @@ static void s_reset(server_t *self, journal_status_t status)
     zhashx_purge(self->intakes);
     zhashx_purge(self->followups_busy);
     dispatch_changed(self->dispatch);
+    s_unpark(self, false);
     self->next_cron_ms = 0; //  reconnect at once
 }
 
@@ -2443,6 +2503,7 @@ static void s_on_loaded(void *arg, uint64_t seq)
                        worker_agent(w), resent);
     }
     dispatch_changed(self->dispatch);
+    s_unpark(self, true);
 }
 
 static void s_on_unusable(void *arg, const char *why)
@@ -2450,6 +2511,7 @@ static void s_on_unusable(void *arg, const char *why)
     server_t *self = arg;
     log_error("redis: %s", why);
     s_set_state(self, STATE_UNUSABLE, why);
+    s_unpark(self, false);
 }
 
 //  ---------------------------------------------------------------------------
@@ -2673,6 +2735,11 @@ void server_destroy(server_t **self_p)
     server_t *self = *self_p;
     if (self->outbox)
         outbox_fail_all(self->outbox);
+    while (self->parked) {
+        struct parked *next = self->parked->next;
+        free(self->parked);
+        self->parked = next;
+    }
     rules_destroy(&self->rules);
     http_destroy(&self->http);
     zhashx_destroy(&self->intakes);

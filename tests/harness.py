@@ -279,21 +279,22 @@ def _resp_read(f, raw=False):
 class Tierd(Daemon):
     """tierd on three free ports. restart() keeps the ports and the Redis."""
 
-    def __init__(self, tb, redis, extra_args=(), config=None):
+    def __init__(self, tb, redis, extra_args=(), config=None, name="tierd", wait=True):
         self.redis = redis
         self.clients = f"tcp://127.0.0.1:{free_port()}"
         self.workers = f"tcp://127.0.0.1:{free_port()}"
         self.events = f"tcp://127.0.0.1:{free_port()}"
         argv = [binary("tierd")]
         if config is not None:
-            path = os.path.join(tb.dir, "tierd.conf")
+            path = os.path.join(tb.dir, f"{name}.conf")
             with open(path, "w") as f:
                 f.write(config)
             argv += ["--config", path]
         argv += ["--redis", redis.url, "--clients", self.clients,
                  "--workers", self.workers, "--events", self.events, *extra_args]
-        super().__init__(tb, "tierd", argv)
-        self.wait_ready()
+        super().__init__(tb, name, argv)
+        if wait:
+            self.wait_ready()
 
     def wait_ready(self, timeout=STARTUP_TIMEOUT_S):
         """Until tierd answers a queues request (it has loaded its state)."""
@@ -432,9 +433,11 @@ class Testbed:
         self.redis = self.redis or r
         return r
 
-    def start_tierd(self, redis=None, extra_args=(), config=None):
+    def start_tierd(self, redis=None, extra_args=(), config=None, name="tierd", wait=True):
+        """tierd on free ports; wait=False: do not wait until it answers (a
+        standby does not)."""
         redis = redis or self.redis or self.start_redis()
-        t = Tierd(self, redis, extra_args, config)
+        t = Tierd(self, redis, extra_args, config, name, wait)
         self.daemons.append(t)
         self.tierd = self.tierd or t
         return t
