@@ -322,6 +322,15 @@ void book_step_end(book_t *self, ticket_t *ticket)
     s_dirty(self, ticket);
 }
 
+bool book_new_bytes(book_t *self, const ticket_t *ticket, bytes_t *out)
+{
+    if (ticket->redis_exists)
+        return false;
+    for (uint32_t s = ticket->step_first; s != STEP_NONE; s = self->steps[s].next)
+        bytes_put(out, self->step_bytes.data + self->steps[s].offset, self->steps[s].len);
+    return true;
+}
+
 void book_created(book_t *self, ticket_t *ticket)
 {
     ticket->redis_exists = false;

@@ -84,6 +84,9 @@ void book_step_end(book_t *self, ticket_t *ticket);
 //  The ticket's whole stored form is the steps of this batch (new, or loaded
 //  and rewritten): SET instead of APPEND.
 void book_created(book_t *self, ticket_t *ticket);
+//  A ticket made in this batch: its whole stored form is its steps so far.
+//  Appends them to out and returns true; false if it is in Redis already.
+bool book_new_bytes(book_t *self, const ticket_t *ticket, bytes_t *out);
 
 //  Put a ticket where its state says: in its queue (QUEUED, at its score),
 //  in its holder's set (OFFERED, ASSIGNED), in the deferred set (DEFERRED),

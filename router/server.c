@@ -407,16 +407,17 @@ typedef struct {
     uint64_t ticket;
     uint32_t attempt;
     int64_t deadline_ms;
+    uint32_t stored, stored_len; //  a ticket made in the batch: its bytes, in the arena
 } offer_item_t;
 
 //  RouterMessage{offer = Offer{ticket = <wire>, deadline_ms}}: field 11 of
 //  RouterMessage, field 1 and 2 of Offer.
-static void s_pack_offer(server_t *self, const redisReply *stored, int64_t deadline_ms)
+static void s_pack_offer(server_t *self, const uint8_t *stored, size_t len, int64_t deadline_ms)
 {
     bytes_t *ticket = &self->scratch2, *out = &self->scratch;
     bytes_clear(ticket);
     bytes_clear(out);
-    ticket_wire((const uint8_t *) journal_str(stored), journal_len(stored), true, ticket);
+    ticket_wire(stored, len, true, ticket);
     size_t offer = wire_open(out, 11);
     wire_bytes(out, 1, ticket->data, ticket->len);
     wire_u64(out, 2, (uint64_t) deadline_ms);
@@ -426,10 +427,12 @@ static void s_pack_offer(server_t *self, const redisReply *stored, int64_t deadl
 static void s_item_offer(void *arg, outbox_batch_t *batch, void *payload,
                          const redisReply *stored, bool committed)
 {
-    (void) batch;
     server_t *self = arg;
     offer_item_t *item = payload;
-    if (!committed || !journal_len(stored))
+    const uint8_t *bytes = item->stored_len ? outbox_bytes(batch, item->stored)
+                                            : (const uint8_t *) journal_str(stored);
+    size_t len = item->stored_len ? item->stored_len : journal_len(stored);
+    if (!committed || !len)
         return;
     //  Only if it is still this agent's offer (a later batch may have taken
     //  it back already: cancelled, timed out).
@@ -440,18 +443,28 @@ static void s_item_offer(void *arg, outbox_batch_t *batch, void *payload,
     worker_t *worker = dispatch_by_agent(self->dispatch, item->agent);
     if (!worker) //  gone meanwhile: the offer times out and the ticket is requeued
         return;
-    s_pack_offer(self, stored, item->deadline_ms);
+    s_pack_offer(self, bytes, len, item->deadline_ms);
     zframe_t *id = worker_identity(worker);
     zmq_send(self->workers_handle, zframe_data(id), zframe_size(id), ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(self->workers_handle, self->scratch.data, self->scratch.len, ZMQ_DONTWAIT);
 }
 
+//  The offer goes out with the ticket as it is after this batch: read back
+//  after the commit, or for a ticket made in this very batch (the common
+//  case when agents are free), its steps as they are now.
 static void s_offer_later(server_t *self, const ticket_t *t)
 {
+    offer_item_t item = {t->agent, t->id, t->attempt, t->offer_deadline_ms, 0, 0};
+    bytes_clear(&self->scratch2);
+    if (book_new_bytes(self->book, t, &self->scratch2)) {
+        item.stored = outbox_put(self->outbox, self->scratch2.data, self->scratch2.len);
+        item.stored_len = (uint32_t) self->scratch2.len;
+        outbox_add(self->outbox, s_item_offer, &item, sizeof(item), OUTBOX_NO_READ);
+        return;
+    }
     uint32_t read = journal_read(self->journal, 2);
     journal_arg_str(self->journal, "GET");
     journal_arg_key_u64(self->journal, "tk:", t->id);
-    offer_item_t item = {t->agent, t->id, t->attempt, t->offer_deadline_ms};
     outbox_add(self->outbox, s_item_offer, &item, sizeof(item), read);
 }
 
