@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TABLE_SIZE_MIN  1024
-#define U64_TEXT_MAX    24
-#define STEP_BYTES_MIN  4096
+#define TABLE_SIZE_MIN 1024
+#define U64_TEXT_MAX   24
+#define STEP_BYTES_MIN 4096
 
 //  One step kept for the batch: where its bytes are, and the next step of
 //  the same ticket.
@@ -24,8 +24,14 @@ typedef struct {
 } step_t;
 
 //  An index change gathered by book_flush: one command per (kind, key).
-typedef enum { OP_ZADD_QUEUE, OP_ZREM_QUEUE, OP_SADD_HELD, OP_SREM_HELD, OP_ZADD_DEFERRED,
-               OP_ZREM_DEFERRED } op_kind_t;
+typedef enum {
+    OP_ZADD_QUEUE,
+    OP_ZREM_QUEUE,
+    OP_SADD_HELD,
+    OP_SREM_HELD,
+    OP_ZADD_DEFERRED,
+    OP_ZREM_DEFERRED
+} op_kind_t;
 typedef struct {
     op_kind_t kind;
     const char *key; //  queue name or agent (interned/stable), or NULL
@@ -116,8 +122,7 @@ book_t *book_new(intern_t *intern, journal_t *journal, const char *const *depart
     for (int level = 1; level <= BOOK_LEVELS; level++) {
         s_queue_add(self, level, NULL);
         for (int d = 0; d < department_count; d++)
-            s_queue_add(self, level,
-                        intern_name(intern, departments[d], strlen(departments[d])));
+            s_queue_add(self, level, intern_name(intern, departments[d], strlen(departments[d])));
     }
     return self;
 }
@@ -311,8 +316,8 @@ void book_step_end(book_t *self, ticket_t *ticket)
         self->step_size = size;
     }
     uint32_t index = self->step_count++;
-    self->steps[index] = (step_t){(uint32_t) self->step_bytes.len, (uint32_t) self->scratch.len,
-                                  STEP_NONE};
+    self->steps[index] =
+        (step_t){(uint32_t) self->step_bytes.len, (uint32_t) self->scratch.len, STEP_NONE};
     bytes_put(&self->step_bytes, self->scratch.data, self->scratch.len);
     if (ticket->step_first == STEP_NONE)
         ticket->step_first = index;
@@ -449,8 +454,8 @@ int book_place(book_t *self, ticket_t *t)
         if (want_queue < 0 && t->level >= 1 && t->level <= BOOK_LEVELS)
             want_queue = s_queue_add(self, t->level, t->department);
         if (want_queue < 0) {
-            log_error("ticket %llu has level %d: no queue for it",
-                      (unsigned long long) t->id, t->level);
+            log_error("ticket %llu has level %d: no queue for it", (unsigned long long) t->id,
+                      t->level);
             return -1;
         }
     }
@@ -533,7 +538,8 @@ ticket_t *book_head(book_t *self, size_t index, const bool *allowed)
         if (allowed && !allowed[c])
             continue;
         const heap_entry_t *min = heap_min(&q->by_channel[c]);
-        if (min && (!best || min->key < best->key || (min->key == best->key && min->tie < best->tie)))
+        if (min &&
+            (!best || min->key < best->key || (min->key == best->key && min->tie < best->tie)))
             best = min;
     }
     //  After a restart, only what is loaded up to loaded_upto is known to
@@ -817,8 +823,7 @@ ticket_t *book_fetched(book_t *self, const uint8_t *stored, size_t len)
     return s_read(self, stored, len, true);
 }
 
-void book_loading(book_t *self, size_t index, uint32_t unloaded, int64_t loaded_upto,
-                  bool complete)
+void book_loading(book_t *self, size_t index, uint32_t unloaded, int64_t loaded_upto, bool complete)
 {
     if (index >= self->queue_count)
         return;

@@ -38,23 +38,23 @@ typedef struct book book_t;
 
 //  One queue: a level and a department (NULL = the level's general queue).
 typedef struct {
-    int level;                          //  1..3
-    const char *department;             //  interned, NULL = general
-    char name[80];                      //  "L:dept", as in Redis keys (q:L:dept)
+    int level;                            //  1..3
+    const char *department;               //  interned, NULL = general
+    char name[80];                        //  "L:dept", as in Redis keys (q:L:dept)
     heap_t by_channel[BOOK_CHANNELS + 1]; //  dispatch order, per channel (0 unused)
-    heap_t by_wait;                     //  queued_ms, oldest first
-    uint32_t unloaded;   //  members in Redis not loaded yet (after a restart)
-    int64_t loaded_upto; //  every member scored <= this is loaded
-    bool complete;       //  every member is loaded
-    bool touched;        //  its depth changed in this batch (a QUEUE event is due)
-    bool listed;         //  in P queues (the loader finds it there)
+    heap_t by_wait;                       //  queued_ms, oldest first
+    uint32_t unloaded;                    //  members in Redis not loaded yet (after a restart)
+    int64_t loaded_upto;                  //  every member scored <= this is loaded
+    bool complete;                        //  every member is loaded
+    bool touched;                         //  its depth changed in this batch (a QUEUE event is due)
+    bool listed;                          //  in P queues (the loader finds it there)
 } queue_t;
 
 //  What an agent holds. Every agent that holds tickets or is known to Redis
 //  has one, connected or not.
 typedef struct {
-    const char *agent;                   //  interned
-    uint32_t held;                       //  offered or assigned to it
+    const char *agent; //  interned
+    uint32_t held;     //  offered or assigned to it
     uint32_t per_channel[BOOK_CHANNELS + 1];
     uint32_t misses;        //  offers in a row that timed out
     int64_t lease_until_ms; //  not connected: forgotten then (0 = connected)

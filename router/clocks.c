@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#define DAY_MS         86400000LL
-#define MINUTE_MS      60000LL
-#define BUSINESS_DAYS  800 //  two years of days at most
-#define WEEKDAYS       7
+#define DAY_MS        86400000LL
+#define MINUTE_MS     60000LL
+#define BUSINESS_DAYS 800 //  two years of days at most
+#define WEEKDAYS      7
 
 static int64_t s_floor_div(int64_t a, int64_t b)
 {

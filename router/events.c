@@ -31,12 +31,12 @@ typedef struct node {
 } node_t;
 
 struct _events_t {
-    zsock_t *pub;        //  XPUB socket
-    void *handle;        //  its libzmq handle
-    uint64_t published;  //  events sent
-    node_t root;         //  subscriptions
+    zsock_t *pub;       //  XPUB socket
+    void *handle;       //  its libzmq handle
+    uint64_t published; //  events sent
+    node_t root;        //  subscriptions
     size_t subscriptions;
-    bytes_t buffer;      //  the encoded event, reused
+    bytes_t buffer; //  the encoded event, reused
 };
 
 events_t *events_new(const char *endpoint)

@@ -53,8 +53,7 @@ void filter_clear(filter_t *self)
     self->pending_count = 0;
 }
 
-void filter_load(filter_t *self, const uint8_t *stored, size_t len, bool fresh,
-                 journal_t *journal)
+void filter_load(filter_t *self, const uint8_t *stored, size_t len, bool fresh, journal_t *journal)
 {
     filter_clear(self);
     if (!self->configured)

@@ -32,8 +32,7 @@ void filter_destroy(filter_t **self_p);
 //  Start over from Redis: the value of P xf (NULL if absent) and whether
 //  the prefix holds no ticket yet. Queues the write that creates P xf when
 //  it is new. The filter is usable afterwards, or not (see filter.h).
-void filter_load(filter_t *self, const uint8_t *stored, size_t len, bool fresh,
-                 journal_t *journal);
+void filter_load(filter_t *self, const uint8_t *stored, size_t len, bool fresh, journal_t *journal);
 //  Forget everything (Redis was lost: it is loaded again).
 void filter_clear(filter_t *self);
 

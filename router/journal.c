@@ -60,20 +60,20 @@ struct journal {
     char error[256];     //  why it is down
     int64_t next_try_ms; //  backoff: no attempt before this
     int backoff_ms;
-    char who[256];          //  the lock's other owner (standby)
-    batch_t filling;        //  being built
-    batch_t flight;         //  sent, not answered
-    bool in_flight;         //  flight holds a batch
-    bytes_t *target;        //  where journal_arg writes: filling.writes or .reads
-    bytes_t out;            //  scratch: the whole batch as sent
-    redisReply **replies;   //  of the reads of the batch being delivered
-    size_t replies_count;   //  valid during delivery
+    char who[256];        //  the lock's other owner (standby)
+    batch_t filling;      //  being built
+    batch_t flight;       //  sent, not answered
+    bool in_flight;       //  flight holds a batch
+    bytes_t *target;      //  where journal_arg writes: filling.writes or .reads
+    bytes_t out;          //  scratch: the whole batch as sent
+    redisReply **replies; //  of the reads of the batch being delivered
+    size_t replies_count; //  valid during delivery
     size_t replies_size;
-    int64_t last_write_ms;  //  last batch with writes sent
+    int64_t last_write_ms; //  last batch with writes sent
     char lease_text[U64_TEXT_MAX];
-    char lock_key[512];     //  P lock
-    rchunk_t *chunks;       //  the reply arena; the current chunk first
-    rchunk_t *spare;        //  emptied chunks
+    char lock_key[512]; //  P lock
+    rchunk_t *chunks;   //  the reply arena; the current chunk first
+    rchunk_t *spare;    //  emptied chunks
 };
 
 //  ---------------------------------------------------------------------------
@@ -372,8 +372,13 @@ static int s_take_over(journal_t *self, const char *key, const char *was)
         "if redis.call('GET', KEYS[1]) == ARGV[1] then "
         "return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return false";
     const char *argv[] = {"EVAL", script, "1", key, was, self->config.owner, self->lease_text};
-    size_t lens[] = {4,           sizeof(script) - 1,        1, strlen(key), strlen(was),
-                     strlen(self->config.owner), strlen(self->lease_text)};
+    size_t lens[] = {4,
+                     sizeof(script) - 1,
+                     1,
+                     strlen(key),
+                     strlen(was),
+                     strlen(self->config.owner),
+                     strlen(self->lease_text)};
     redisReply *reply = s_command(self, "take over the lock", 7, argv, lens);
     if (!reply)
         return -1;

@@ -117,9 +117,9 @@ int64_t journal_last_write_ms(const journal_t *self);
 const redisReply *journal_reply(journal_t *self, uint32_t i);
 
 //  Helpers to read replies; NULL-safe, never assert on Redis data.
-const char *journal_str(const redisReply *r); //  "" if not a string
-size_t journal_len(const redisReply *r);      //  0 if not a string
-uint64_t journal_u64(const redisReply *r);    //  0 if not a number
+const char *journal_str(const redisReply *r);                  //  "" if not a string
+size_t journal_len(const redisReply *r);                       //  0 if not a string
+uint64_t journal_u64(const redisReply *r);                     //  0 if not a number
 const redisReply *journal_elem(const redisReply *r, size_t i); //  NULL if out of range
 
 #endif

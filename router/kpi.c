@@ -7,23 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MINUTE_MS    60000LL
+#define MINUTE_MS     60000LL
 #define MINUTE_KEEP_S (2 * 86400LL) //  minute buckets live this long after they end (stats.lua)
-#define SLOTS_MAX    4096 //  distinct (minute, where) per batch before an early flush is moot
-#define FIELD_MAX    160
+#define SLOTS_MAX     4096 //  distinct (minute, where) per batch before an early flush is moot
+#define FIELD_MAX     160
 
 static const char *s_names[KPI_RH_FIRST] = {
-    "created",    "handled",   "responded", "frt_sum",   "sla_met",      "sla_missed",
-    "resp_n",     "resp_sum",  "escalated", "esc_h",     "esc_f",        "resolved",
-    "res_sum",    "one_touch", "self_service", "abandoned", "ratings",    "rating_sum",
-    "ratings_4_5"};
+    "created",      "handled",   "responded", "frt_sum",    "sla_met",    "sla_missed", "resp_n",
+    "resp_sum",     "escalated", "esc_h",     "esc_f",      "resolved",   "res_sum",    "one_touch",
+    "self_service", "abandoned", "ratings",   "rating_sum", "ratings_4_5"};
 
 //  stats.lua's RES_EDGES: rh<i> counts resolutions of at most edge i ms.
-static const int64_t s_edges[] = {1000,      5000,      10000,     30000,      60000,
-                                  120000,    300000,    600000,    900000,     1800000,
-                                  3600000,   7200000,   14400000,  28800000,   43200000,
-                                  86400000,  172800000, 259200000, 604800000,  1209600000,
-                                  2592000000};
+static const int64_t s_edges[] = {1000,      5000,       10000,     30000,    60000,     120000,
+                                  300000,    600000,     900000,    1800000,  3600000,   7200000,
+                                  14400000,  28800000,   43200000,  86400000, 172800000, 259200000,
+                                  604800000, 1209600000, 2592000000};
 #define EDGES (sizeof(s_edges) / sizeof(s_edges[0]))
 
 //  Counts gathered for one (minute, channel, level, department, agent).
@@ -37,10 +35,10 @@ typedef struct {
 struct kpi {
     slot_t *slots;
     size_t count, size;
-    zhashx_t *fields;     //  "minute|dim|value|counter" -> int64_t* sum (flush scratch)
-    int64_t rolled_upto;  //  minutes up to this one are rolled up (or may be)
+    zhashx_t *fields;      //  "minute|dim|value|counter" -> int64_t* sum (flush scratch)
+    int64_t rolled_upto;   //  minutes up to this one are rolled up (or may be)
     int64_t marked_minute; //  the minute whose keys got their expiry
-    bool marked[4];       //  per dimension: chan, level, dept, agent
+    bool marked[4];        //  per dimension: chan, level, dept, agent
 };
 
 static void s_free_sum(void **item)
@@ -83,9 +81,8 @@ kpi_counter_t kpi_resolution_bucket(int64_t ms)
 static bool s_same(const slot_t *s, int64_t minute, const kpi_where_t *w)
 {
     //  Departments and agents are interned: pointers compare.
-    return s->minute == minute && s->where.channel == w->channel &&
-           s->where.level == w->level && s->where.department == w->department &&
-           s->where.agent == w->agent;
+    return s->minute == minute && s->where.channel == w->channel && s->where.level == w->level &&
+           s->where.department == w->department && s->where.agent == w->agent;
 }
 
 void kpi_add(kpi_t *self, int64_t now_ms, const kpi_where_t *where, kpi_counter_t counter,
@@ -220,8 +217,7 @@ void kpi_flush(kpi_t *self, journal_t *journal, int64_t now_ms)
             s_sum(self, s->minute, "dept", s->where.department ? s->where.department : "",
                   (kpi_counter_t) c, s->counts[c]);
             if (s->where.agent)
-                s_sum(self, s->minute, "agent", s->where.agent, (kpi_counter_t) c,
-                      s->counts[c]);
+                s_sum(self, s->minute, "agent", s->where.agent, (kpi_counter_t) c, s->counts[c]);
         }
     }
     //  Minutes already rolled up into hours and days (a clock that went

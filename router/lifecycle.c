@@ -19,19 +19,19 @@
 #define ID_TEXT_MAX     24
 
 //  Shorter names for the enums of tier.proto.
-#define S_QUEUED    TIER__V1__TICKET_STATE__STATE_QUEUED
-#define S_OFFERED   TIER__V1__TICKET_STATE__STATE_OFFERED
-#define S_ASSIGNED  TIER__V1__TICKET_STATE__STATE_ASSIGNED
-#define S_RESOLVED  TIER__V1__TICKET_STATE__STATE_RESOLVED
-#define S_ABANDONED TIER__V1__TICKET_STATE__STATE_ABANDONED
-#define S_DEFERRED  TIER__V1__TICKET_STATE__STATE_DEFERRED
-#define S_DEAD      TIER__V1__TICKET_STATE__STATE_DEAD
-#define H(kind)     TIER__V1__HISTORY_KIND__HISTORY_##kind
-#define E(kind)     TIER__V1__EVENT_KIND__EVENT_##kind
-#define A_READY     TIER__V1__AGENT_STATE__AGENT_READY
-#define A_AWAY      TIER__V1__AGENT_STATE__AGENT_AWAY
-#define A_GONE      TIER__V1__AGENT_STATE__AGENT_GONE
-#define LEVEL_MAX   3
+#define S_QUEUED     TIER__V1__TICKET_STATE__STATE_QUEUED
+#define S_OFFERED    TIER__V1__TICKET_STATE__STATE_OFFERED
+#define S_ASSIGNED   TIER__V1__TICKET_STATE__STATE_ASSIGNED
+#define S_RESOLVED   TIER__V1__TICKET_STATE__STATE_RESOLVED
+#define S_ABANDONED  TIER__V1__TICKET_STATE__STATE_ABANDONED
+#define S_DEFERRED   TIER__V1__TICKET_STATE__STATE_DEFERRED
+#define S_DEAD       TIER__V1__TICKET_STATE__STATE_DEAD
+#define H(kind)      TIER__V1__HISTORY_KIND__HISTORY_##kind
+#define E(kind)      TIER__V1__EVENT_KIND__EVENT_##kind
+#define A_READY      TIER__V1__AGENT_STATE__AGENT_READY
+#define A_AWAY       TIER__V1__AGENT_STATE__AGENT_AWAY
+#define A_GONE       TIER__V1__AGENT_STATE__AGENT_GONE
+#define LEVEL_MAX    3
 #define PRIORITY_MAX 4
 
 struct lifecycle {
@@ -121,7 +121,7 @@ static void s_event(lifecycle_t *self, int64_t now_ms, int kind, const ticket_t 
     e.at_ms = (uint64_t) now_ms;
     e.kind = (Tier__V1__EventKind) kind;
     e.level = (Tier__V1__Level) (o->level ? o->level : t ? t->level : 0);
-    e.department = (char *) (o->department  ? o->department
+    e.department = (char *) (o->department            ? o->department
                              : o->no_department || !t ? ""
                                                       : s_str(t->department));
     e.agent = (char *) (o->agent ? o->agent : o->no_agent || !t ? "" : s_str(t->agent));
@@ -143,8 +143,8 @@ static void s_event(lifecycle_t *self, int64_t now_ms, int kind, const ticket_t 
     self->config.event(self->config.arg, &e, t ? t->id : 0);
 }
 
-static void s_history(bytes_t *step, int64_t now_ms, int kind, const char *actor,
-                      const char *text, const char *reason, bool automatic)
+static void s_history(bytes_t *step, int64_t now_ms, int kind, const char *actor, const char *text,
+                      const char *reason, bool automatic)
 {
     history_t h = {.at_ms = now_ms,
                    .kind = kind,
@@ -208,8 +208,7 @@ static void s_write_agent_field(lifecycle_t *self, const char *agent, const char
 //  ---------------------------------------------------------------------------
 //  Intake
 
-static void s_record_contact(lifecycle_t *self, int64_t now_ms, const char *customer,
-                             uint64_t id)
+static void s_record_contact(lifecycle_t *self, int64_t now_ms, const char *customer, uint64_t id)
 {
     journal_write(self->journal, 4);
     journal_arg_str(self->journal, "ZADD");
@@ -346,8 +345,7 @@ int lifecycle_offer(lifecycle_t *self, int64_t now_ms, ticket_t *t, const char *
 //  Worker results
 
 //  A result must come from the agent holding this very attempt.
-static int s_holder_check(const ticket_t *t, const lifecycle_result_t *r,
-                          lifecycle_outcome_t *out)
+static int s_holder_check(const ticket_t *t, const lifecycle_result_t *r, lifecycle_outcome_t *out)
 {
     if (!t) {
         snprintf(out->reason, sizeof(out->reason), "no such ticket");
@@ -431,8 +429,7 @@ static void s_accepted(lifecycle_t *self, int64_t now_ms, ticket_t *t)
     s_count(self, now_ms, t, KPI_HANDLED, 1);
 }
 
-static void s_respond(lifecycle_t *self, int64_t now_ms, ticket_t *t,
-                      const lifecycle_result_t *r)
+static void s_respond(lifecycle_t *self, int64_t now_ms, ticket_t *t, const lifecycle_result_t *r)
 {
     bytes_t *step = s_applying(self, now_ms, t, r);
     bool accepted = s_accept(self, now_ms, t, step);
@@ -465,8 +462,8 @@ static void s_respond(lifecycle_t *self, int64_t now_ms, ticket_t *t,
 
 static void s_followup_timer(lifecycle_t *self, int64_t now_ms, const ticket_t *t)
 {
-    int64_t after = t->level >= 1 && t->level <= CONFIG_LEVELS ? self->cfg->followup_ms[t->level]
-                                                                : 0;
+    int64_t after =
+        t->level >= 1 && t->level <= CONFIG_LEVELS ? self->cfg->followup_ms[t->level] : 0;
     if (after <= 0 || t->followup)
         return;
     journal_write(self->journal, 4);
@@ -476,8 +473,7 @@ static void s_followup_timer(lifecycle_t *self, int64_t now_ms, const ticket_t *
     journal_arg_u64(self->journal, t->id);
 }
 
-static void s_resolve(lifecycle_t *self, int64_t now_ms, ticket_t *t,
-                      const lifecycle_result_t *r)
+static void s_resolve(lifecycle_t *self, int64_t now_ms, ticket_t *t, const lifecycle_result_t *r)
 {
     bytes_t *step = s_applying(self, now_ms, t, r);
     bool accepted = s_accept(self, now_ms, t, step);
@@ -521,8 +517,8 @@ static void s_requeue(lifecycle_t *self, int64_t now_ms, ticket_t *t, bytes_t *s
 }
 
 //  Where an escalation goes: to_level 0 and no department = the next level.
-static int s_escalation_target(const ticket_t *t, int to_level, const char *to_dept,
-                               int *level_p, int *kind_p, lifecycle_outcome_t *out)
+static int s_escalation_target(const ticket_t *t, int to_level, const char *to_dept, int *level_p,
+                               int *kind_p, lifecycle_outcome_t *out)
 {
     if (to_level == 0) {
         to_level = t->level;
@@ -531,8 +527,8 @@ static int s_escalation_target(const ticket_t *t, int to_level, const char *to_d
     }
     if (to_level > LEVEL_MAX) {
         snprintf(out->reason, sizeof(out->reason),
-                 "ticket %llu is at L%d and there is no level above it",
-                 (unsigned long long) t->id, t->level);
+                 "ticket %llu is at L%d and there is no level above it", (unsigned long long) t->id,
+                 t->level);
         return out->code = TIER__V1__ERROR_CODE__ERROR_UNKNOWN_LEVEL;
     }
     if (to_level == t->level && to_dept == t->department) {
@@ -549,9 +545,9 @@ static int s_escalation_target(const ticket_t *t, int to_level, const char *to_d
 
 //  Move a ticket to another queue, by an agent or automatically (actor is
 //  then the rule or "sla"). `step` is the step begun by the caller, or NULL.
-static void s_escalate(lifecycle_t *self, int64_t now_ms, ticket_t *t, bytes_t *step,
-                       int to_level, const char *to_dept, int kind, const char *actor,
-                       const char *reason, const char *notes, bool automatic)
+static void s_escalate(lifecycle_t *self, int64_t now_ms, ticket_t *t, bytes_t *step, int to_level,
+                       const char *to_dept, int kind, const char *actor, const char *reason,
+                       const char *notes, bool automatic)
 {
     int from_level = t->level;
     const char *from_dept = t->department, *agent = t->agent;
@@ -619,8 +615,8 @@ static void s_defer(lifecycle_t *self, int64_t now_ms, ticket_t *t, const lifecy
     s_event(self, now_ms, E(DEFERRED), t, &(ev_t){.agent = s_str(agent), .reason = r->reason});
 }
 
-void lifecycle_result(lifecycle_t *self, int64_t now_ms, ticket_t *t,
-                      const lifecycle_result_t *r, lifecycle_outcome_t *out)
+void lifecycle_result(lifecycle_t *self, int64_t now_ms, ticket_t *t, const lifecycle_result_t *r,
+                      lifecycle_outcome_t *out)
 {
     memset(out, 0, sizeof(*out));
     if (s_duplicate(t, r)) {
@@ -889,8 +885,7 @@ uint32_t lifecycle_register(lifecycle_t *self, int64_t now_ms, const lifecycle_r
     return kept;
 }
 
-void lifecycle_agent_gone(lifecycle_t *self, int64_t now_ms, const char *agent,
-                          const char *reason)
+void lifecycle_agent_gone(lifecycle_t *self, int64_t now_ms, const char *agent, const char *reason)
 {
     agent = intern_name(self->intern, agent, strlen(agent));
     ticket_t *t = book_held_first(self->book, agent);
@@ -949,8 +944,7 @@ static const char *s_clock_names[CLOCKS] = {"first response", "resolution", "wai
 static const int s_stage_fields[CLOCKS] = {TK_STAGE_FIRST, TK_STAGE_RESOLUTION, TK_STAGE_WAIT};
 static const char *s_priority_names[] = {"", "low", "normal", "high", "urgent"};
 
-static void s_offer_expired(lifecycle_t *self, int64_t now_ms, ticket_t *t,
-                            lifecycle_fired_t *out)
+static void s_offer_expired(lifecycle_t *self, int64_t now_ms, ticket_t *t, lifecycle_fired_t *out)
 {
     const char *agent = t->agent;
     uint32_t attempt = t->attempt;
@@ -1030,8 +1024,7 @@ static void s_sla_fire(lifecycle_t *self, int64_t now_ms, ticket_t *t, int kind)
 
 //  The promised time came: back to the same agent if it can take it now,
 //  else to the front of its level's queue.
-static void s_promise_due(lifecycle_t *self, int64_t now_ms, ticket_t *t,
-                          lifecycle_fired_t *out)
+static void s_promise_due(lifecycle_t *self, int64_t now_ms, ticket_t *t, lifecycle_fired_t *out)
 {
     const char *agent = t->promised;
     bytes_t *step = book_step(self->book, t);

@@ -114,13 +114,13 @@ typedef struct {
     const char *agent;
     uint32_t attempt;
     uint64_t request_id;
-    const char *text;       //  respond, resolve: what was said; defer: unused
-    bool awaiting_customer; //  respond
-    int to_level;           //  escalate (0 = next level, unless to_department)
+    const char *text;          //  respond, resolve: what was said; defer: unused
+    bool awaiting_customer;    //  respond
+    int to_level;              //  escalate (0 = next level, unless to_department)
     const char *to_department; //  escalate: interned, NULL = none
-    const char *reason;     //  escalate, release, defer
-    const char *notes;      //  escalate
-    uint64_t until_ms;      //  defer
+    const char *reason;        //  escalate, release, defer
+    const char *notes;         //  escalate
+    uint64_t until_ms;         //  defer
 } lifecycle_result_t;
 
 void lifecycle_result(lifecycle_t *self, int64_t now_ms, ticket_t *t,
@@ -150,7 +150,7 @@ typedef struct {
     const char *departments; //  "billing,sales"
     uint32_t capacity;
     bool bot;
-    const char *channel_limits; //  "1:3,3:1" or ""
+    const char *channel_limits;        //  "1:3,3:1" or ""
     const Tier__V1__Held *const *held; //  what it declares it holds
     size_t held_count;
 } lifecycle_register_t;
@@ -162,8 +162,7 @@ uint32_t lifecycle_register(lifecycle_t *self, int64_t now_ms, const lifecycle_r
                             Tier__V1__Held *stale_out, size_t stale_max, size_t *stale_count_p);
 //  The agent is gone (silent, lease expired): everything it held goes back
 //  to the front of its queue; it is forgotten in Redis.
-void lifecycle_agent_gone(lifecycle_t *self, int64_t now_ms, const char *agent,
-                          const char *reason);
+void lifecycle_agent_gone(lifecycle_t *self, int64_t now_ms, const char *agent, const char *reason);
 //  Presence state (READY, AWAY, DRAINING) in Redis and the events.
 void lifecycle_agent_state(lifecycle_t *self, int64_t now_ms, const char *agent, int state,
                            const char *reason);
@@ -177,8 +176,8 @@ void lifecycle_renew(lifecycle_t *self, int64_t now_ms, const char *const *agent
 typedef struct {
     const char *revoke_agent; //  tell this agent its offer was taken back (NULL: none)
     uint32_t revoke_attempt;
-    const char *away_agent;   //  set this agent away (too many offers missed)
-    const char *offer_agent;  //  the ticket was offered to this agent (a promise due)
+    const char *away_agent;  //  set this agent away (too many offers missed)
+    const char *offer_agent; //  the ticket was offered to this agent (a promise due)
 } lifecycle_fired_t;
 
 //  Handle whatever is due of the ticket's timers at now_ms, and schedule the

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK        5000 //  queued tickets read per round trip
-#define ID_TEXT_MAX  24
-#define SCORE_TEXT   32
+#define CHUNK       5000 //  queued tickets read per round trip
+#define ID_TEXT_MAX 24
+#define SCORE_TEXT  32
 
 typedef struct {
     loader_t *loader;
@@ -30,16 +30,16 @@ typedef struct {
 typedef struct {
     const char *agent; //  interned
     int64_t seen_ms;
-    uint64_t *held;    //  the ids of its held set (owned)
+    uint64_t *held; //  the ids of its held set (owned)
     size_t held_count;
 } known_t;
 
 typedef struct {
-    bool started;        //  a chunk is being read
-    bool done;           //  every member loaded
-    int64_t upto;        //  loaded through this score
-    bool from_start;     //  no chunk read yet: start at -inf inclusive
-    uint32_t unloaded;   //  members not loaded yet (ZCARD less those read)
+    bool started;      //  a chunk is being read
+    bool done;         //  every member loaded
+    int64_t upto;      //  loaded through this score
+    bool from_start;   //  no chunk read yet: start at -inf inclusive
+    uint32_t unloaded; //  members not loaded yet (ZCARD less those read)
 } progress_t;
 
 struct loader {
@@ -467,8 +467,8 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
     const redisReply *queues = s_reply(self, r++);
     const redisReply *rolled = s_reply(self, r++);
     const redisReply *xf = s_reply(self, r++);
-    self->rolled_upto = rolled && rolled->type == REDIS_REPLY_STRING ? strtoll(rolled->str, NULL, 10)
-                                                                     : -1;
+    self->rolled_upto =
+        rolled && rolled->type == REDIS_REPLY_STRING ? strtoll(rolled->str, NULL, 10) : -1;
     if (format && format->type == REDIS_REPLY_NIL && nextid && nextid->type != REDIS_REPLY_NIL) {
         s_fail(self, "this Redis prefix holds tierd data of an earlier format (ticket hashes, "
                      "format 1) that this tierd cannot read: let the old router drain it, or "
@@ -477,8 +477,9 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
     }
     if (format && format->type != REDIS_REPLY_NIL && strcmp(journal_str(format), STORE_FORMAT)) {
         char why[160];
-        snprintf(why, sizeof(why), "this Redis prefix holds tierd data of format %.20s; this "
-                                   "tierd reads format " STORE_FORMAT,
+        snprintf(why, sizeof(why),
+                 "this Redis prefix holds tierd data of format %.20s; this "
+                 "tierd reads format " STORE_FORMAT,
                  journal_str(format));
         s_fail(self, why);
         return;

@@ -18,7 +18,7 @@
 #define UNPOISON(p, n) ((void) (p), (void) (n))
 #endif
 
-#define BATCHES     3    //  filling, in flight, being delivered
+#define BATCHES     3 //  filling, in flight, being delivered
 #define CHUNK_BYTES 65536
 
 typedef struct {
@@ -46,7 +46,7 @@ struct outbox {
     journal_t *journal;
     void *arg;
     outbox_batch_t batches[BATCHES];
-    int filling;    //  index of the filling batch
+    int filling;       //  index of the filling batch
     int sent[BATCHES]; //  indexes of the batches sent, oldest first
     int sent_count;
 };
@@ -200,9 +200,9 @@ static void s_run(outbox_t *self, int index, bool committed)
     //  Items may add items: to the filling batch, never to this one.
     for (size_t i = 0; i < b->count; i++) {
         item_t *item = &b->items[i];
-        const redisReply *reply =
-            committed && item->read != OUTBOX_NO_READ ? journal_reply(self->journal, item->read)
-                                                      : NULL;
+        const redisReply *reply = committed && item->read != OUTBOX_NO_READ
+                                      ? journal_reply(self->journal, item->read)
+                                      : NULL;
         item->fn(self->arg, b, item->payload, reply, committed);
     }
     s_reset(b);

@@ -35,12 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_MAX            512     //  messages read per socket per turn
-#define CRON_MS              100     //  periodic work interval
-#define ROLLUP_MS            10000   //  roll finished KPI minutes into hours and days
-#define ROLLUP_MINUTES       10      //  minutes rolled up per call, at most
-#define STATUS_MS            1000    //  systemd STATUS= line
-#define FOLLOWUPS_MS         1000    //  look for due follow-ups this often
+#define BATCH_MAX            512   //  messages read per socket per turn
+#define CRON_MS              100   //  periodic work interval
+#define ROLLUP_MS            10000 //  roll finished KPI minutes into hours and days
+#define ROLLUP_MINUTES       10    //  minutes rolled up per call, at most
+#define STATUS_MS            1000  //  systemd STATUS= line
+#define FOLLOWUPS_MS         1000  //  look for due follow-ups this often
 #define FOLLOWUPS_PER_ROUND  100
 #define TIMERS_PER_TURN      1000    //  due tickets handled per turn
 #define RENEWALS_PER_CALL    256     //  agents per presence renewal
@@ -106,7 +106,7 @@ struct _server_t {
     uint64_t epoch;      //  +1 at every reset: older continuations do nothing
     uint64_t seq;        //  last event number handed out
     uint64_t seq_written, id_written;
-    zhashx_t *intakes; //  external ids whose intake is under way
+    zhashx_t *intakes;        //  external ids whose intake is under way
     zhashx_t *followups_busy; //  follow-ups being created (ticket id text)
     struct parked *parked;    //  registrations waiting for the state to load
     size_t parked_count;
@@ -120,9 +120,9 @@ struct _server_t {
     size_t cached;
     char business[BUSINESS_SPEC_MAX]; //  business hours as the cache has them
     int64_t policies_at;              //  when they were read
-    ProtobufCAllocator arena; //  unpacks requests into the filling batch's arena
-    bytes_t scratch;  //  packing answers
-    bytes_t scratch2; //  packing nested parts
+    ProtobufCAllocator arena;         //  unpacks requests into the filling batch's arena
+    bytes_t scratch;                  //  packing answers
+    bytes_t scratch2;                 //  packing nested parts
     zmq_msg_t parts[FRAMES_MAX];
 };
 
@@ -175,8 +175,7 @@ static void *s_handle(server_t *self, int sock)
 }
 
 //  Routing frames kept as (length byte, bytes)...
-static void s_send_env(void *handle, const uint8_t *env, size_t len, const void *body,
-                       size_t size)
+static void s_send_env(void *handle, const uint8_t *env, size_t len, const void *body, size_t size)
 {
     size_t at = 0;
     while (at < len) {
@@ -315,8 +314,7 @@ static void s_error_to(server_t *self, int sock, const uint8_t *env, size_t env_
 static void s_error_dest(server_t *self, outbox_batch_t *batch, const dest_t *d, int code,
                          const char *reason)
 {
-    s_error_to(self, d->sock, outbox_bytes(batch, d->env), d->env_len, d->request_id, code,
-               reason);
+    s_error_to(self, d->sock, outbox_bytes(batch, d->env), d->env_len, d->request_id, code, reason);
 }
 
 static const char *s_unavailable(server_t *self)
@@ -424,8 +422,8 @@ static void s_pack_offer(server_t *self, const uint8_t *stored, size_t len, int6
     wire_close(out, offer);
 }
 
-static void s_item_offer(void *arg, outbox_batch_t *batch, void *payload,
-                         const redisReply *stored, bool committed)
+static void s_item_offer(void *arg, outbox_batch_t *batch, void *payload, const redisReply *stored,
+                         bool committed)
 {
     server_t *self = arg;
     offer_item_t *item = payload;
@@ -604,8 +602,8 @@ typedef struct {
     bool with_history;
 } ticket_item_t;
 
-static void s_item_ticket(void *arg, outbox_batch_t *batch, void *payload,
-                          const redisReply *stored, bool committed)
+static void s_item_ticket(void *arg, outbox_batch_t *batch, void *payload, const redisReply *stored,
+                          bool committed)
 {
     server_t *self = arg;
     ticket_item_t *item = payload;
@@ -623,8 +621,8 @@ static void s_item_ticket(void *arg, outbox_batch_t *batch, void *payload,
     bytes_t *ticket = &self->scratch2, *out = &self->scratch;
     bytes_clear(ticket);
     bytes_clear(out);
-    if (ticket_wire((const uint8_t *) journal_str(stored), journal_len(stored),
-                    item->with_history, ticket)) {
+    if (ticket_wire((const uint8_t *) journal_str(stored), journal_len(stored), item->with_history,
+                    ticket)) {
         s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_INTERNAL,
                      "the stored ticket is malformed");
         return;
@@ -746,8 +744,8 @@ static void s_waiters_free(void **item)
     *item = NULL;
 }
 
-static void s_wait_for_intake(server_t *self, const char *key, const uint8_t *env,
-                              size_t env_len, uint64_t request_id)
+static void s_wait_for_intake(server_t *self, const char *key, const uint8_t *env, size_t env_len,
+                              uint64_t request_id)
 {
     waiters_t *w = zhashx_lookup(self->intakes, key);
     if (w == NO_WAITERS) {
@@ -825,8 +823,8 @@ static void s_item_submitted(void *arg, outbox_batch_t *batch, void *payload, co
         snprintf(key, sizeof(key), "%llu", (unsigned long long) item->followup_of);
         zhashx_delete(self->followups_busy, key);
         if (committed && !item->duplicate)
-            log_info("follow-up ticket %llu created for ticket %llu",
-                     (unsigned long long) item->id, (unsigned long long) item->followup_of);
+            log_info("follow-up ticket %llu created for ticket %llu", (unsigned long long) item->id,
+                     (unsigned long long) item->followup_of);
         return;
     }
     if (!committed) {
@@ -903,8 +901,8 @@ static void s_history_action(const rule_history_t *rule, char *out, size_t size)
 //  Apply the history rules whose reads say they fire; returns how many hits
 //  were added to hits (content hits first).
 static size_t s_history_hits(server_t *self, rules_outcome_t *out, uint32_t first_read,
-                             lifecycle_hit_t *hits, size_t count,
-                             char (*actions)[RULE_ACTION_MAX], bool *record_contact)
+                             lifecycle_hit_t *hits, size_t count, char (*actions)[RULE_ACTION_MAX],
+                             bool *record_contact)
 {
     *record_contact = false;
     for (size_t r = 0; r < out->history_count; r++) {
@@ -1066,8 +1064,7 @@ static void s_intake(server_t *self, Tier__V1__Ticket *ticket, void *request, bo
             //  The same ticket, sent again while its intake is under way:
             //  it gets the first one's answer.
             if (env)
-                s_wait_for_intake(self, ticket->external_id, env, dest->env_len,
-                                  dest->request_id);
+                s_wait_for_intake(self, ticket->external_id, env, dest->env_len, dest->request_id);
             s_intake_free(self, &item);
             return;
         }
@@ -1153,11 +1150,11 @@ typedef enum { OP_CANCEL, OP_MESSAGE, OP_RATE, OP_REQUEUE, OP_RESULT } ticket_op
 typedef struct {
     uint64_t epoch;
     uint64_t id;
-    uint8_t op;         //  ticket_op_t
-    void *request;      //  owned: ClientRequest (client ops) or WorkerMessage (OP_RESULT)
-    dest_t dest;        //  in the batch the item is kept in
-    const char *agent;  //  OP_RESULT: who sent it (interned)
-    bool arena;         //  request was unpacked into the batch arena
+    uint8_t op;        //  ticket_op_t
+    void *request;     //  owned: ClientRequest (client ops) or WorkerMessage (OP_RESULT)
+    dest_t dest;       //  in the batch the item is kept in
+    const char *agent; //  OP_RESULT: who sent it (interned)
+    bool arena;        //  request was unpacked into the batch arena
 } ticket_item_op_t;
 
 static void s_request_free(server_t *self, ticket_item_op_t *item)
@@ -1178,8 +1175,8 @@ static void s_back_from_away(server_t *self, const char *agent)
     if (!worker || worker_state(worker) != TIER__V1__AGENT_STATE__AGENT_AWAY)
         return;
     worker_set_state(self->dispatch, worker, TIER__V1__AGENT_STATE__AGENT_READY);
-    lifecycle_agent_state(self->lifecycle, self->now_ms, agent,
-                          TIER__V1__AGENT_STATE__AGENT_READY, "a result came through");
+    lifecycle_agent_state(self->lifecycle, self->now_ms, agent, TIER__V1__AGENT_STATE__AGENT_READY,
+                          "a result came through");
     log_notice("agent %s: back from away (a result came through)", agent);
 }
 
@@ -1284,8 +1281,8 @@ static void s_ticket_op(server_t *self, ticket_item_op_t *item, ticket_t *t, out
     }
     if (out.code) {
         //  A refusal changes nothing: answer at once.
-        s_error_to(self, item->dest.sock, env, item->dest.env_len, item->dest.request_id,
-                   out.code, out.reason);
+        s_error_to(self, item->dest.sock, env, item->dest.env_len, item->dest.request_id, out.code,
+                   out.reason);
         return;
     }
     s_ticket_later(self, &dest, item->id, true);
@@ -1317,8 +1314,8 @@ static void s_item_fetched(void *arg, outbox_batch_t *batch, void *payload,
 static void s_with_ticket(server_t *self, ticket_op_t op, const char *id_text, void *request,
                           bool arena, const dest_t *dest, const uint8_t *env, const char *agent)
 {
-    ticket_item_op_t item = {self->epoch, strtoull(id_text, NULL, 10), (uint8_t) op, request,
-                             *dest, agent, arena};
+    ticket_item_op_t item = {
+        self->epoch, strtoull(id_text, NULL, 10), (uint8_t) op, request, *dest, agent, arena};
     ticket_t *t = item.id ? book_ticket(self->book, item.id) : NULL;
     if (t || !item.id) {
         s_ticket_op(self, &item, t, NULL, env);
@@ -1415,8 +1412,7 @@ static void s_reply_bytes_later(server_t *self, const dest_t *dest, const bytes_
     bytes_clear(out);
     wire_u64_opt(out, 1, dest->request_id);
     bytes_put(out, body->data, body->len);
-    reply_item_t item = {*dest, outbox_put(self->outbox, out->data, out->len),
-                         (uint32_t) out->len};
+    reply_item_t item = {*dest, outbox_put(self->outbox, out->data, out->len), (uint32_t) out->len};
     outbox_add(self->outbox, s_item_reply, &item, sizeof(item), OUTBOX_NO_READ);
 }
 
@@ -1601,8 +1597,8 @@ static void s_item_dead_tickets(void *arg, outbox_batch_t *batch, void *payload,
     bytes_fini(&body);
 }
 
-static void s_item_dead_ids(void *arg, outbox_batch_t *batch, void *payload,
-                            const redisReply *ids, bool committed)
+static void s_item_dead_ids(void *arg, outbox_batch_t *batch, void *payload, const redisReply *ids,
+                            bool committed)
 {
     server_t *self = arg;
     dead_item_t *item = payload;
@@ -1639,8 +1635,8 @@ typedef struct {
     dest_t dest;
 } report_item_t;
 
-static void s_item_report(void *arg, outbox_batch_t *batch, void *payload,
-                          const redisReply *reply, bool committed)
+static void s_item_report(void *arg, outbox_batch_t *batch, void *payload, const redisReply *reply,
+                          bool committed)
 {
     server_t *self = arg;
     report_item_t *item = payload;
@@ -1823,8 +1819,8 @@ static void s_register(server_t *self, const uint8_t *env, size_t env_len,
         int channel = reg->channel_capacity[i]->channel;
         if (channel >= 1 && channel <= BOOK_CHANNELS)
             spec.channel_capacity[channel] = reg->channel_capacity[i]->capacity;
-        snprintf(limits + strlen(limits), sizeof(limits) - strlen(limits), "%s%d:%u",
-                 i ? "," : "", channel, reg->channel_capacity[i]->capacity);
+        snprintf(limits + strlen(limits), sizeof(limits) - strlen(limits), "%s%d:%u", i ? "," : "",
+                 channel, reg->channel_capacity[i]->capacity);
     }
     Tier__V1__Held stale[HELD_MAX], *stale_ptrs[HELD_MAX];
     size_t stale_count = 0;
@@ -1996,8 +1992,8 @@ static bool s_worker_message(server_t *self, const uint8_t *env, size_t env_len,
         return false;
     }
     if (!*ticket) {
-        s_error_to(self, SOCK_WORKERS, env, env_len, rid,
-                   TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD, "ticket_id is empty");
+        s_error_to(self, SOCK_WORKERS, env, env_len, rid, TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD,
+                   "ticket_id is empty");
         return false;
     }
     if (msg->body_case == TIER__V1__WORKER_MESSAGE__BODY_ESCALATE) {
@@ -2016,8 +2012,7 @@ static bool s_worker_message(server_t *self, const uint8_t *env, size_t env_len,
     }
     if (msg->body_case == TIER__V1__WORKER_MESSAGE__BODY_DEFER &&
         (!*msg->defer->reason || msg->defer->until_ms == 0)) {
-        s_error_to(self, SOCK_WORKERS, env, env_len, rid,
-                   TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD,
+        s_error_to(self, SOCK_WORKERS, env, env_len, rid, TIER__V1__ERROR_CODE__ERROR_MISSING_FIELD,
                    "a deferral needs until_ms and a reason (the promise)");
         return false;
     }
@@ -2158,8 +2153,8 @@ static void s_fire_timers(server_t *self)
             s_revoke_later(self, fired.revoke_agent, id, fired.revoke_attempt, "offer timed out");
         if (fired.away_agent) {
             worker_t *worker = dispatch_by_agent(self->dispatch, fired.away_agent);
-            log_warning("agent %s: set away after %d offers in a row timed out",
-                        fired.away_agent, self->config->max_offer_misses);
+            log_warning("agent %s: set away after %d offers in a row timed out", fired.away_agent,
+                        self->config->max_offer_misses);
             if (worker)
                 worker_set_state(self->dispatch, worker, TIER__V1__AGENT_STATE__AGENT_AWAY);
         }
@@ -2325,8 +2320,9 @@ static void s_status(server_t *self)
 {
     char status[512];
     if (self->state == STATE_READY)
-        snprintf(status, sizeof(status), "%zu workers, %zu open tickets in memory, %llu messages, "
-                                         "%llu events%s",
+        snprintf(status, sizeof(status),
+                 "%zu workers, %zu open tickets in memory, %llu messages, "
+                 "%llu events%s",
                  dispatch_workers(self->dispatch), book_count(self->book),
                  (unsigned long long) self->received,
                  (unsigned long long) events_published(self->events),
@@ -2512,8 +2508,8 @@ static void s_on_loaded(void *arg, uint64_t seq)
                 resent++;
             }
         if (resent)
-            log_notice("agent %s: %zu offers sent again after the redis reconnect",
-                       worker_agent(w), resent);
+            log_notice("agent %s: %zu offers sent again after the redis reconnect", worker_agent(w),
+                       resent);
     }
     dispatch_changed(self->dispatch);
     s_unpark(self, true);
@@ -2684,8 +2680,7 @@ server_t *server_new(config_t *config)
     self->workers_handle = zsock_resolve(self->workers);
     char owner[256], host[128] = "localhost";
     gethostname(host, sizeof(host) - 1);
-    snprintf(owner, sizeof(owner), "%s:%d:%lld", host, (int) getpid(),
-             (long long) s_clock_ms());
+    snprintf(owner, sizeof(owner), "%s:%d:%lld", host, (int) getpid(), (long long) s_clock_ms());
     journal_config_t jc = {.url = config->redis_url,
                            .prefix = config->redis_prefix,
                            .owner = owner,

@@ -93,14 +93,14 @@ enum { CLOCK_FIRST = 0, CLOCK_RESOLUTION = 1, CLOCK_WAIT = 2, CLOCKS = 3 };
 //  The SLA policy a ticket got at intake. Tickets share identical policies
 //  (policies_intern), so a ticket costs a pointer, not the policy.
 typedef struct policy {
-    int64_t first_response_ms;                     //  0 = no target
-    int64_t resolution_ms;                         //  0 = no target
-    int64_t wait_ms[POLICY_LEVELS + 1];            //  per level 1..3
-    int warn_percent;                              //  warn at this share
-    int action;                                    //  sla_action_t, on a breach while queued
+    int64_t first_response_ms;                        //  0 = no target
+    int64_t resolution_ms;                            //  0 = no target
+    int64_t wait_ms[POLICY_LEVELS + 1];               //  per level 1..3
+    int warn_percent;                                 //  warn at this share
+    int action;                                       //  sla_action_t, on a breach while queued
     int64_t priority_boost_ms[POLICY_PRIORITIES + 1]; //  per priority 1..4
-    char business[BUSINESS_SPEC_MAX];              //  "0111110,480,1080,-180" or ""
-    struct policy *next;                           //  intern list
+    char business[BUSINESS_SPEC_MAX];                 //  "0111110,480,1080,-180" or ""
+    struct policy *next;                              //  intern list
 } policy_t;
 
 //  What tickets share, kept once for all of them and for the router's life:
@@ -147,7 +147,7 @@ struct ticket {
     const char *holder;        //  the holder whose list it is on (interned), NULL = none
     ticket_t *held_prev;       //  that list
     ticket_t *held_next;
-    bool deferred;             //  in the book's deferred count
+    bool deferred; //  in the book's deferred count
     //  What Redis has, as of the last batch written (book_flush compares).
     int redis_queue;          //  the queue whose sorted set holds it, -1 = none
     int64_t redis_score;      //  at this score
@@ -174,13 +174,13 @@ int ticket_apply(ticket_t *self, intern_t *intern, const uint8_t *data, size_t l
 //  A history entry, for step_history.
 typedef struct {
     int64_t at_ms;
-    int kind;            //  Tier__V1__HistoryKind
-    const char *actor;   //  "customer", an agent, "router", a rule, "sla"
-    const char *text;    //  or NULL
-    const char *reason;  //  or NULL
+    int kind;           //  Tier__V1__HistoryKind
+    const char *actor;  //  "customer", an agent, "router", a rule, "sla"
+    const char *text;   //  or NULL
+    const char *reason; //  or NULL
     int from_level, to_level;
     const char *from_dept, *to_dept; //  or NULL
-    int escalation;      //  Tier__V1__EscalationKind, 0 = none
+    int escalation;                  //  Tier__V1__EscalationKind, 0 = none
     bool automatic;
 } history_t;
 

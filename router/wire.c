@@ -4,9 +4,9 @@
 
 #include <stdlib.h>
 
-#define BYTES_SIZE_MIN   256
-#define WIRE_LEN_INLINE  1 //  bytes reserved for a length by wire_open
-#define WIRE_VARINT_MAX  10
+#define BYTES_SIZE_MIN  256
+#define WIRE_LEN_INLINE 1 //  bytes reserved for a length by wire_open
+#define WIRE_VARINT_MAX 10
 
 void bytes_reserve(bytes_t *b, size_t more)
 {
