@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HASHES 6
+#define HASHES 3
 
 struct filter {
     uint8_t *bits;     //  the filter

@@ -6,8 +6,10 @@
     case without it: "never stored" is certain (the filter has a bit set for
     every id ever stored, in the same transaction as its P x: key), "maybe"
     means read as before. Sized 8 MB by default ([redis]
-    idempotency_filter_mb), it answers wrongly "maybe" for about 2 % of new
-    ids after 10 million tickets (then more, never "no" for a stored one).
+    idempotency_filter_mb) with 3 bits per id, it answers "maybe" for a new
+    id about once in 1,500 after 2 million tickets, once in 20 after 10
+    million (then more: never "no" for a stored one). Three bits, not the
+    optimal five: each bit is a BITFIELD operation in Redis.
 
     Redis keeps the filter in P xf, a string whose bits are set with
     BITFIELD in the batch that stores the id; the router reads it back when it
