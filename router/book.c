@@ -82,6 +82,7 @@ static void s_queue_init(queue_t *q, int level, const char *department)
     q->level = level;
     q->department = department;
     q->complete = true;
+    q->told_depth = q->told_oldest = -1;
     snprintf(q->name, sizeof(q->name), "%d:%s", level, department ? department : "");
     for (int c = 0; c <= BOOK_CHANNELS; c++)
         heap_init(&q->by_channel[c], offsetof(ticket_t, queue_pos));
@@ -138,6 +139,7 @@ static void s_forget_all(book_t *self)
         self->queues[q].complete = true;
         self->queues[q].touched = false;
         self->queues[q].listed = false;
+        self->queues[q].told_depth = self->queues[q].told_oldest = -1;
     }
     heap_fini(&self->timers);
     for (size_t i = 0; i < self->slot_count; i++)
@@ -643,8 +645,11 @@ static void s_write_steps(book_t *self, ticket_t *t)
     size_t total = 0;
     for (uint32_t s = t->step_first; s != STEP_NONE; s = self->steps[s].next)
         total += self->steps[s].len;
-    journal_write(self->journal, 3);
-    journal_arg_str(self->journal, t->redis_exists ? "APPEND" : "SET");
+    if (t->redis_exists) {
+        journal_write(self->journal, 3);
+        journal_arg_str(self->journal, "APPEND");
+    } else
+        journal_set(self->journal);
     journal_arg_key_u64(self->journal, "tk:", t->id);
     journal_arg_open(self->journal, total);
     for (uint32_t s = t->step_first; s != STEP_NONE; s = self->steps[s].next)

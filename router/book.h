@@ -48,6 +48,8 @@ typedef struct {
     bool complete;                        //  every member is loaded
     bool touched;                         //  its depth changed in this batch (a QUEUE event is due)
     bool listed;                          //  in P queues (the loader finds it there)
+    int64_t told_depth;                   //  depth in the last QUEUE event (-1: none yet)
+    int64_t told_oldest;                  //  and oldest
 } queue_t;
 
 //  What an agent holds. Every agent that holds tickets or is known to Redis

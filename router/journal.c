@@ -10,6 +10,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,9 @@ typedef struct rchunk {
 //  The commands of one batch.
 typedef struct {
     bytes_t writes;  //  RESP of the writes (inside MULTI ... EXEC)
-    size_t nwrites;  //  their count
+    size_t nwrites;  //  their count (the MSET counts as one)
+    bytes_t sets;    //  key and value arguments of the batch's one MSET
+    size_t nsets;    //  pairs in it
     bytes_t reads;   //  RESP of the reads (after EXEC)
     size_t nreads;   //  their count
     int64_t sent_ms; //  when it was sent
@@ -72,6 +75,8 @@ struct journal {
     int64_t last_write_ms; //  last batch with writes sent
     char lease_text[U64_TEXT_MAX];
     char lock_key[512]; //  P lock
+    char place[256];    //  host:boot:pidns, where this router runs
+    char owner[384];    //  host:pid:start:boot:pidns, the lock value
     rchunk_t *chunks;   //  the reply arena; the current chunk first
     rchunk_t *spare;    //  emptied chunks
 };
@@ -205,6 +210,31 @@ static int s_parse_url(journal_t *self, const char *url)
     return 0;
 }
 
+//  "host:boot:pidns" of this process.
+static void s_place(char *out, size_t size)
+{
+    char host[128] = "localhost", boot[64] = "-", ns[64] = "-";
+    gethostname(host, sizeof(host) - 1);
+    for (char *c = host; *c; c++)
+        if (*c == ':')
+            *c = '_';
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (fgets(boot, sizeof(boot), f))
+            boot[strcspn(boot, "\n:")] = 0;
+        fclose(f);
+    }
+    char link[64];
+    ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
+    if (n > 0) {
+        link[n] = 0;
+        const char *digits = strpbrk(link, "0123456789");
+        if (digits)
+            snprintf(ns, sizeof(ns), "%.*s", (int) strspn(digits, "0123456789"), digits);
+    }
+    snprintf(out, size, "%s:%s:%s", host, boot, ns);
+}
+
 journal_t *journal_new(const journal_config_t *config)
 {
     journal_t *self = calloc(1, sizeof(journal_t));
@@ -218,7 +248,14 @@ journal_t *journal_new(const journal_config_t *config)
     self->config = *config;
     self->config.url = strdup(config->url);
     self->config.prefix = strdup(config->prefix);
-    self->config.owner = strdup(config->owner);
+    s_place(self->place, sizeof(self->place));
+    char host[128], rest[128];
+    if (sscanf(self->place, "%127[^:]:%127s", host, rest) != 2)
+        snprintf(rest, sizeof(rest), "-:-");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(self->owner, sizeof(self->owner), "%s:%d:%lld:%s", host, (int) getpid(),
+             (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000, rest);
     snprintf(self->lease_text, sizeof(self->lease_text), "%d", config->lock_lease_ms);
     snprintf(self->lock_key, sizeof(self->lock_key), "%slock", config->prefix);
     self->backoff_ms = BACKOFF_MIN_MS;
@@ -229,6 +266,7 @@ journal_t *journal_new(const journal_config_t *config)
 
 static void s_batch_fini(batch_t *batch)
 {
+    bytes_fini(&batch->sets);
     bytes_fini(&batch->writes);
     bytes_fini(&batch->reads);
 }
@@ -237,7 +275,8 @@ static void s_batch_clear(batch_t *batch)
 {
     bytes_clear(&batch->writes);
     bytes_clear(&batch->reads);
-    batch->nwrites = batch->nreads = 0;
+    bytes_clear(&batch->sets);
+    batch->nwrites = batch->nreads = batch->nsets = 0;
 }
 
 static void s_free_replies(journal_t *self)
@@ -262,7 +301,6 @@ void journal_destroy(journal_t **self_p)
     bytes_fini(&self->out);
     free((char *) self->config.url);
     free((char *) self->config.prefix);
-    free((char *) self->config.owner);
     free(self->host);
     free(self);
     *self_p = NULL;
@@ -353,14 +391,20 @@ static int s_connect(journal_t *self)
 
 //  Whether a lock value "host:pid:start" names a router of this host that
 //  is not running any more (killed: it could not let go of the lock).
-static bool s_owner_dead(const char *owner)
+//  The pid is only meaningful where this router runs too: the same host
+//  name, boot and pid namespace (two containers of one host, or two hosts
+//  named alike, differ in one of them).
+static bool s_owner_dead(journal_t *self, const char *owner)
 {
-    char host[256], mine[256] = "";
+    char host[128], boot[48], ns[24];
     int pid = 0;
-    if (sscanf(owner, "%255[^:]:%d:", host, &pid) != 2 || pid <= 0)
+    long long start;
+    if (sscanf(owner, "%127[^:]:%d:%lld:%47[^:]:%23s", host, &pid, &start, boot, ns) != 5 ||
+        pid <= 0)
         return false;
-    gethostname(mine, sizeof(mine) - 1);
-    if (strcmp(host, mine) != 0)
+    char place[sizeof(host) + sizeof(boot) + sizeof(ns) + 2];
+    snprintf(place, sizeof(place), "%s:%s:%s", host, boot, ns);
+    if (strcmp(place, self->place) != 0)
         return false;
     return kill(pid, 0) == -1 && errno == ESRCH;
 }
@@ -371,13 +415,13 @@ static int s_take_over(journal_t *self, const char *key, const char *was)
     static const char script[] =
         "if redis.call('GET', KEYS[1]) == ARGV[1] then "
         "return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return false";
-    const char *argv[] = {"EVAL", script, "1", key, was, self->config.owner, self->lease_text};
+    const char *argv[] = {"EVAL", script, "1", key, was, self->owner, self->lease_text};
     size_t lens[] = {4,
                      sizeof(script) - 1,
                      1,
                      strlen(key),
                      strlen(was),
-                     strlen(self->config.owner),
+                     strlen(self->owner),
                      strlen(self->lease_text)};
     redisReply *reply = s_command(self, "take over the lock", 7, argv, lens);
     if (!reply)
@@ -394,8 +438,8 @@ static int s_take_lock(journal_t *self)
 {
     char key[512];
     snprintf(key, sizeof(key), "%slock", self->config.prefix);
-    const char *argv[] = {"SET", key, self->config.owner, "NX", "PX", self->lease_text};
-    size_t lens[] = {3, strlen(key), strlen(self->config.owner), 2, 2, strlen(self->lease_text)};
+    const char *argv[] = {"SET", key, self->owner, "NX", "PX", self->lease_text};
+    size_t lens[] = {3, strlen(key), strlen(self->owner), 2, 2, strlen(self->lease_text)};
     redisReply *reply = s_command(self, "SET lock", 6, argv, lens);
     if (!reply)
         return -1;
@@ -409,9 +453,9 @@ static int s_take_lock(journal_t *self)
         return -1;
     snprintf(self->who, sizeof(self->who), "%s", journal_str(reply));
     s_rarena_reset(self);
-    if (strcmp(self->who, self->config.owner) == 0)
+    if (strcmp(self->who, self->owner) == 0)
         return 0;
-    if (s_owner_dead(self->who)) {
+    if (s_owner_dead(self, self->who)) {
         int rc = s_take_over(self, key, self->who);
         if (rc == 0)
             log_notice("redis: took over the lock of %s (no longer running)", self->who);
@@ -472,8 +516,8 @@ void journal_release(journal_t *self)
         "return 0";
     char key[512];
     snprintf(key, sizeof(key), "%slock", self->config.prefix);
-    const char *argv[] = {"EVAL", script, "1", key, self->config.owner};
-    size_t lens[] = {4, sizeof(script) - 1, 1, strlen(key), strlen(self->config.owner)};
+    const char *argv[] = {"EVAL", script, "1", key, self->owner};
+    size_t lens[] = {4, sizeof(script) - 1, 1, strlen(key), strlen(self->owner)};
     redisReply *reply = s_command(self, "release the lock", 5, argv, lens);
     if (reply)
         s_rarena_reset(self);
@@ -513,6 +557,13 @@ void journal_write(journal_t *self, int argc)
     self->target = &self->filling.writes;
     self->filling.nwrites++;
     s_resp_header(self->target, '*', (uint64_t) argc);
+}
+
+void journal_set(journal_t *self)
+{
+    self->target = &self->filling.sets;
+    if (!self->filling.nsets++)
+        self->filling.nwrites++;
 }
 
 uint32_t journal_read(journal_t *self, int argc)
@@ -620,9 +671,13 @@ static void s_frame(journal_t *self, const batch_t *batch)
     const char *key = self->lock_key;
     if (batch->nwrites) {
         s_fixed_command(out, 1, (const char *[]){"MULTI"});
+        if (batch->nsets) {
+            s_resp_header(out, '*', 1 + 2 * batch->nsets);
+            bytes_put(out, "$4\r\nMSET\r\n", 10);
+            bytes_put(out, batch->sets.data, batch->sets.len);
+        }
         bytes_put(out, batch->writes.data, batch->writes.len);
-        s_fixed_command(out, 5,
-                        (const char *[]){"SET", key, self->config.owner, "PX", self->lease_text});
+        s_fixed_command(out, 5, (const char *[]){"SET", key, self->owner, "PX", self->lease_text});
         s_fixed_command(out, 1, (const char *[]){"EXEC"});
     }
     bytes_put(out, batch->reads.data, batch->reads.len);

@@ -48,7 +48,6 @@ typedef void(journal_sent_fn)(void *arg);
 typedef struct {
     const char *url;        //  redis://host:port[/db]
     const char *prefix;     //  key prefix, e.g. "tier:"
-    const char *owner;      //  this router's lock value ("host:pid:start")
     int connect_timeout_ms; //  per connection attempt
     int command_timeout_ms; //  per round trip
     int lock_lease_ms;      //  the lock expires this long after the last batch
@@ -77,6 +76,10 @@ const char *journal_prefix(journal_t *self);
 //  Building the filling batch. A command is journal_cmd (argc), then
 //  exactly argc arguments.
 void journal_write(journal_t *self, int argc); //  inside MULTI ... EXEC
+//  A key and value (the next two arguments) for the batch's one MSET, the
+//  first write of its transaction: cheaper in Redis than a SET each. Only
+//  for keys nothing else in the batch writes.
+void journal_set(journal_t *self);
 //  After EXEC; returns the read's index in this batch (for journal_reply).
 uint32_t journal_read(journal_t *self, int argc);
 void journal_arg(journal_t *self, const void *data, size_t len);

@@ -118,6 +118,9 @@ void kpi_add(kpi_t *self, int64_t now_ms, const kpi_where_t *where, kpi_counter_
 void kpi_clear(kpi_t *self)
 {
     self->count = 0;
+    //  The batch that gave a minute its expiry and k:pending entry may be
+    //  the one that failed: give them again.
+    self->marked_minute = -1;
 }
 
 static void s_counter_name(kpi_counter_t counter, char *out, size_t size)

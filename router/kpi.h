@@ -4,9 +4,9 @@
     under the minute it happened and the ticket's channel, level,
     department and agent at that moment. kpi_flush spreads them over the four
     dimensions, adds up what falls in the same (minute, dimension, field),
-    and writes them with one call of the Redis function tier_kpi (stats.lua),
-    inside the batch's transaction: a thousand resolutions in one minute cost
-    one HINCRBY per field, and the counts commit with the changes they count.
+    and writes them as plain HINCRBYs inside the batch's transaction: a
+    thousand resolutions in one minute cost one HINCRBY per field, and the
+    counts commit with the changes they count.
     Rolling finished minutes up into hours and days is stats.lua's
     (tier_rollup, from the cron).
 */
@@ -69,7 +69,7 @@ kpi_counter_t kpi_resolution_bucket(int64_t ms);
 //  adds them to their hours and days too.
 void kpi_flush(kpi_t *self, journal_t *journal, int64_t now_ms);
 //  Minutes up to `minute` are (or may be) rolled up: a tier_rollup call at
-//  time T rolls up minutes before T's minute, the previous one excepted.
+//  time T rolls up every finished minute before T's (stats.lua, rollup()).
 void kpi_rolled(kpi_t *self, int64_t minute);
 //  Forget what was gathered (the batch failed).
 void kpi_clear(kpi_t *self);

@@ -274,8 +274,7 @@ ticket_t *lifecycle_intake(lifecycle_t *self, int64_t now_ms, const lifecycle_in
     if (in->record_contact && *in->customer)
         s_record_contact(self, now_ms, in->customer, t->id);
     if (*in->external_id) {
-        journal_write(self->journal, 3);
-        journal_arg_str(self->journal, "SET");
+        journal_set(self->journal);
         journal_arg_key(self->journal, "x:", in->external_id);
         journal_arg_str(self->journal, id);
     }
@@ -1093,11 +1092,18 @@ void lifecycle_queue_events(lifecycle_t *self, int64_t now_ms)
 {
     int index;
     while ((index = book_touched_next(self->book)) >= 0) {
-        const queue_t *q = book_queue(self->book, (size_t) index);
+        queue_t *q = book_queue(self->book, (size_t) index);
+        uint32_t depth = book_depth(self->book, (size_t) index);
+        int64_t oldest = book_oldest(self->book, (size_t) index);
+        //  A ticket in and out again in the same batch changed nothing.
+        if ((int64_t) depth == q->told_depth && oldest == q->told_oldest)
+            continue;
+        q->told_depth = depth;
+        q->told_oldest = oldest;
         s_event(self, now_ms, E(QUEUE), NULL,
                 &(ev_t){.level = q->level,
                         .department = s_str(q->department),
-                        .depth = book_depth(self->book, (size_t) index),
-                        .oldest_ms = book_oldest(self->book, (size_t) index)});
+                        .depth = depth,
+                        .oldest_ms = oldest});
     }
 }

@@ -374,7 +374,10 @@ static void s_on_phase2(void *arg, outbox_batch_t *batch, void *payload, const r
         holder_t *h = book_holder_get(book, self->agents[i].agent);
         h->bot = strcmp(journal_str(journal_elem(fields, 0)), "1") == 0;
         h->misses = (uint32_t) journal_u64(journal_elem(fields, 1));
-        h->lease_until_ms = self->agents[i].seen_ms + self->config.lease_ms;
+        //  A full lease from now, not from its last renewal: the router may
+        //  have been down (or taken over after the lock's lease) longer than
+        //  that, and the agent must have its chance to register again.
+        h->lease_until_ms = now_ms + self->config.lease_ms;
         size_t n = held && held->type == REDIS_REPLY_ARRAY ? held->elements : 0;
         self->agents[i].held = calloc(n + 1, sizeof(uint64_t));
         self->agents[i].held_count = n;

@@ -15,8 +15,8 @@
     gives a ticket only when every ticket before it is loaded), so with a
     million queued tickets it dispatches again within milliseconds.
     Agents known to Redis that do not register again are given a lease
-    (2 x liveness x heartbeat after they were last seen); then what they hold
-    goes back to its queues.
+    (2 x liveness x heartbeat from the moment the state is loaded); then what
+    they hold goes back to its queues.
 */
 #ifndef TIER_LOADER_H
 #define TIER_LOADER_H

@@ -459,7 +459,9 @@ char *metrics_render(metrics_t *self, int64_t now_ms)
     if (!out)
         return NULL;
     pthread_mutex_lock(&self->mutex);
-    s_family(out, "tier_redis_up", "gauge", "1 when this router is connected to Redis, else 0.");
+    s_family(out, "tier_redis_up", "gauge",
+             "1 when this router owns its Redis prefix with its state loaded (it works), else 0 "
+             "(Redis down, standby, loading).");
     fprintf(out, "tier_redis_up %d\n", self->redis_up ? 1 : 0);
     s_queues(self, out, now_ms);
     s_agents(self, out);

@@ -2410,16 +2410,14 @@ static void s_persist_counters(server_t *self)
 {
     journal_t *j = self->journal;
     if (self->seq != self->seq_written) {
-        journal_write(j, 3);
-        journal_arg_str(j, "SET");
+        journal_set(j);
         journal_arg_key(j, "seq", NULL);
         journal_arg_u64(j, self->seq);
         self->seq_written = self->seq;
     }
     uint64_t last_id = lifecycle_last_id(self->lifecycle);
     if (last_id != self->id_written) {
-        journal_write(j, 3);
-        journal_arg_str(j, "SET");
+        journal_set(j);
         journal_arg_key(j, "nextid", NULL);
         journal_arg_u64(j, last_id);
         self->id_written = last_id;
@@ -2588,8 +2586,6 @@ static void s_reload(server_t *self)
 static int s_wait_ms(server_t *self)
 {
     int64_t until = self->next_cron_ms;
-    ticket_t *due = NULL;
-    (void) due;
     int64_t next = book_next_due(self->book);
     if (next && next < until)
         until = next;
@@ -2678,12 +2674,8 @@ server_t *server_new(config_t *config)
     }
     self->clients_handle = zsock_resolve(self->clients);
     self->workers_handle = zsock_resolve(self->workers);
-    char owner[256], host[128] = "localhost";
-    gethostname(host, sizeof(host) - 1);
-    snprintf(owner, sizeof(owner), "%s:%d:%lld", host, (int) getpid(), (long long) s_clock_ms());
     journal_config_t jc = {.url = config->redis_url,
                            .prefix = config->redis_prefix,
-                           .owner = owner,
                            .connect_timeout_ms = config->connect_timeout_ms,
                            .command_timeout_ms = config->command_timeout_ms,
                            .lock_lease_ms = config->lock_lease_ms,

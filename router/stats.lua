@@ -24,12 +24,13 @@
 -- "all" dimension: every ticket has a channel, so the totals are the sum of
 -- the channel fields.
 --
--- Minutes roll up into hours and days once they are over: a batch that
--- finds a finished minute in {P}k:pending adds its fields to the hour and day
--- buckets ({P}k:done is the last minute rolled up). Writing each count once
--- instead of three times keeps a batch cheap; rolling up at most one minute
--- per batch keeps it bounded. A late count (a router whose clock is behind)
--- for a minute already rolled up is written to all three at once.
+-- Minutes roll up into hours and days once they are over: the router's cron
+-- calls tier_rollup every 10 s, which adds the fields of finished minutes
+-- listed in {P}k:pending to their hour and day buckets ({P}k:done is the last
+-- minute rolled up). Writing each count once instead of three times keeps a
+-- batch cheap (the router writes minute buckets with plain HINCRBYs); a late
+-- count (a clock that went back) for a minute already rolled up comes through
+-- tier_kpi, which writes it to all three at once.
 --
 -- Calling convention: FCALL <name> 0 <prefix> <now_ms> <args...>. Numbers
 -- are passed and stored as decimal strings (see N): Redis would print large
@@ -279,10 +280,8 @@ local function tier_report(_, a)
   return { N(since), N(till), by, edges, rows_out(channels), rows_out(rows) }
 end
 
--- args: prefix now limit. Rolls up at most `limit` finished minutes; the
--- transitions do it as they go, this is for a router that sees no traffic
--- (its cron, hourly), so that no minute waits longer than its bucket lives.
--- Payload: { last minute rolled up }.
+-- args: prefix now limit. Rolls up at most `limit` finished minutes (the
+-- router's cron, every 10 s). Returns the last minute rolled up.
 local function tier_rollup(_, a)
   begin(a)
   return N(rollup(tonumber(a[3])))

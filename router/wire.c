@@ -8,7 +8,7 @@
 #define WIRE_LEN_INLINE 1 //  bytes reserved for a length by wire_open
 #define WIRE_VARINT_MAX 10
 
-void bytes_reserve(bytes_t *b, size_t more)
+void bytes_grow(bytes_t *b, size_t more)
 {
     if (b->len + more <= b->size)
         return;

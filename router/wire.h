@@ -30,7 +30,12 @@ typedef struct {
 } bytes_t;
 
 //  Make room for `more` bytes past len; aborts when out of memory.
-void bytes_reserve(bytes_t *b, size_t more);
+void bytes_grow(bytes_t *b, size_t more);
+static inline void bytes_reserve(bytes_t *b, size_t more)
+{
+    if (b->len + more > b->size)
+        bytes_grow(b, more);
+}
 void bytes_fini(bytes_t *b);
 static inline void bytes_clear(bytes_t *b)
 {
