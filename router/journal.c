@@ -47,6 +47,7 @@ typedef struct rchunk {
 typedef struct {
     bytes_t writes;  //  RESP of the writes (inside MULTI ... EXEC)
     size_t nwrites;  //  their count (the MSET counts as one)
+    bool renews;     //  its transaction renews the lock (SET P lock ... PX)
     bytes_t sets;    //  key and value arguments of the batch's one MSET
     size_t nsets;    //  pairs in it
     bytes_t reads;   //  RESP of the reads (after EXEC)
@@ -73,6 +74,7 @@ struct journal {
     size_t replies_count; //  valid during delivery
     size_t replies_size;
     int64_t last_write_ms; //  last batch with writes sent
+    int64_t renewed_ms;    //  last batch that renewed the lock
     char lease_text[U64_TEXT_MAX];
     char lock_key[512]; //  P lock
     char place[256];    //  host:boot:pidns, where this router runs
@@ -277,6 +279,7 @@ static void s_batch_clear(batch_t *batch)
     bytes_clear(&batch->reads);
     bytes_clear(&batch->sets);
     batch->nwrites = batch->nreads = batch->nsets = 0;
+    batch->renews = false;
 }
 
 static void s_free_replies(journal_t *self)
@@ -663,12 +666,18 @@ static void s_fixed_command(bytes_t *b, int argc, const char **argv)
     }
 }
 
-//  The whole batch, as sent: the writes fenced in a transaction, then the reads.
-static void s_frame(journal_t *self, const batch_t *batch)
+//  The whole batch, as sent: the writes fenced in a transaction, then the
+//  reads. The lock is renewed every quarter of its lease, not in every
+//  batch: the watch fences the batches in between.
+static void s_frame(journal_t *self, batch_t *batch, int64_t now_ms)
 {
     bytes_t *out = &self->out;
     bytes_clear(out);
     const char *key = self->lock_key;
+    batch->renews =
+        batch->nwrites && now_ms - self->renewed_ms >= self->config.lock_lease_ms / 4;
+    if (batch->renews)
+        self->renewed_ms = now_ms;
     if (batch->nwrites) {
         s_fixed_command(out, 1, (const char *[]){"MULTI"});
         if (batch->nsets) {
@@ -677,7 +686,9 @@ static void s_frame(journal_t *self, const batch_t *batch)
             bytes_put(out, batch->sets.data, batch->sets.len);
         }
         bytes_put(out, batch->writes.data, batch->writes.len);
-        s_fixed_command(out, 5, (const char *[]){"SET", key, self->owner, "PX", self->lease_text});
+        if (batch->renews)
+            s_fixed_command(out, 5,
+                            (const char *[]){"SET", key, self->owner, "PX", self->lease_text});
         s_fixed_command(out, 1, (const char *[]){"EXEC"});
     }
     bytes_put(out, batch->reads.data, batch->reads.len);
@@ -714,7 +725,7 @@ int journal_send(journal_t *self, int64_t now_ms)
             self->config.done(self->config.arg, JOURNAL_FAILED);
         return -1;
     }
-    s_frame(self, &self->filling);
+    s_frame(self, &self->filling, now_ms);
     if (redisAppendFormattedCommand(self->redis, (const char *) self->out.data, self->out.len) !=
         REDIS_OK) {
         s_down(self, "cannot queue a batch");
@@ -758,15 +769,16 @@ static bool s_get(journal_t *self, redisReply **reply)
     return true;
 }
 
-//  Read the transaction's replies: MULTI, QUEUED..., SET, EXEC.
+//  Read the transaction's replies: MULTI, QUEUED..., (SET lock), EXEC.
 static journal_status_t s_read_transaction(journal_t *self, size_t nwrites)
 {
     journal_status_t status = JOURNAL_COMMITTED;
-    for (size_t i = 0; i < nwrites + 3; i++) {
+    size_t replies = nwrites + (self->flight.renews ? 3 : 2);
+    for (size_t i = 0; i < replies; i++) {
         redisReply *reply;
         if (!s_get(self, &reply))
             return JOURNAL_FAILED;
-        bool exec = i == nwrites + 2;
+        bool exec = i == replies - 1;
         if (exec && reply->type == REDIS_REPLY_NIL) {
             log_error("redis: the lock %slock was taken by another router; standing down",
                       self->config.prefix);
