@@ -305,7 +305,7 @@ static cJSON *s_queue_contents(const Tier__V1__QueueContents *q)
     bool ok = json && s_add_enum(json, "level", &tier__v1__level__descriptor, q->level) &&
               s_add_string(json, "department", q->department);
     cJSON *tickets = ok ? cJSON_AddArrayToObject(json, "tickets") : NULL;
-    ok = ok && tickets;
+    ok = ok && tickets && s_add_number(json, "omitted", (double) q->omitted);
     for (size_t i = 0; ok && i < q->n_tickets; i++) {
         cJSON *item = s_queued_ticket(q->tickets[i]);
         ok = item && cJSON_AddItemToArray(tickets, item);

@@ -30,7 +30,13 @@ typedef enum {
     OP_SADD_HELD,
     OP_SREM_HELD,
     OP_ZADD_DEFERRED,
-    OP_ZREM_DEFERRED
+    OP_ZREM_DEFERRED,
+    OP_ZADD_COLD,
+    OP_ZREM_COLD,
+    OP_ZADD_QT,
+    OP_ZREM_QT,
+    OP_ZADD_DUE,
+    OP_ZREM_DUE
 } op_kind_t;
 typedef struct {
     op_kind_t kind;
@@ -81,9 +87,12 @@ static void s_queue_init(queue_t *q, int level, const char *department)
     memset(q, 0, sizeof(*q));
     q->level = level;
     q->department = department;
-    q->complete = true;
     q->told_depth = q->told_oldest = -1;
     snprintf(q->name, sizeof(q->name), "%d:%s", level, department ? department : "");
+    for (int c = 0; c <= BOOK_CHANNELS; c++) {
+        q->window[c].upto = INT64_MAX;
+        snprintf(q->cold_key[c], sizeof(q->cold_key[c]), "%s:%d", q->name, c);
+    }
     for (int c = 0; c <= BOOK_CHANNELS; c++)
         heap_init(&q->by_channel[c], offsetof(ticket_t, queue_pos));
     heap_init(&q->by_wait, offsetof(ticket_t, wait_pos));
@@ -135,8 +144,11 @@ static void s_forget_all(book_t *self)
         for (int c = 0; c <= BOOK_CHANNELS; c++)
             heap_fini(&self->queues[q].by_channel[c]);
         heap_fini(&self->queues[q].by_wait);
-        self->queues[q].unloaded = 0;
-        self->queues[q].complete = true;
+        for (int c = 0; c <= BOOK_CHANNELS; c++) {
+            window_t *w = &self->queues[q].window[c];
+            *w = (window_t){INT64_MAX, 0, w->epoch + 1, false};
+        }
+        self->queues[q].cold_oldest = 0;
         self->queues[q].touched = false;
         self->queues[q].listed = false;
         self->queues[q].told_depth = self->queues[q].told_oldest = -1;
@@ -520,16 +532,20 @@ queue_t *book_queue(book_t *self, size_t index)
 uint32_t book_depth(const book_t *self, size_t index)
 {
     const queue_t *q = &self->queues[index];
-    uint32_t depth = q->unloaded;
+    uint32_t depth = 0;
     for (int c = 0; c <= BOOK_CHANNELS; c++)
-        depth += heap_count(&q->by_channel[c]);
+        depth += q->window[c].cold + heap_count(&q->by_channel[c]);
     return depth;
 }
 
 int64_t book_oldest(const book_t *self, size_t index)
 {
-    const heap_entry_t *min = heap_min(&self->queues[index].by_wait);
-    return min ? min->key : 0;
+    const queue_t *q = &self->queues[index];
+    const heap_entry_t *min = heap_min(&q->by_wait);
+    int64_t oldest = min ? min->key : 0;
+    if (q->cold_oldest && book_cold(self, index) && (!oldest || q->cold_oldest < oldest))
+        oldest = q->cold_oldest;
+    return oldest;
 }
 
 ticket_t *book_head(book_t *self, size_t index, const bool *allowed)
@@ -539,16 +555,14 @@ ticket_t *book_head(book_t *self, size_t index, const bool *allowed)
     for (int c = 0; c <= BOOK_CHANNELS; c++) {
         if (allowed && !allowed[c])
             continue;
+        //  Beyond the window, cold tickets may come first: none until the
+        //  loader brought them in.
         const heap_entry_t *min = heap_min(&q->by_channel[c]);
-        if (min &&
+        if (min && min->key <= q->window[c].upto &&
             (!best || min->key < best->key || (min->key == best->key && min->tie < best->tie)))
             best = min;
     }
-    //  After a restart, only what is loaded up to loaded_upto is known to
-    //  come first.
-    if (!best || (!q->complete && best->key > q->loaded_upto))
-        return NULL;
-    return best->item;
+    return best ? best->item : NULL;
 }
 
 int book_touched_next(book_t *self)
@@ -686,6 +700,41 @@ static void s_diff(book_t *self, ticket_t *t, bool changed)
             s_op(self, OP_SADD_HELD, t->holder, 0, t->id);
         t->redis_holder = t->holder;
     }
+    //  Beyond its window a ticket is cold, or about to be: Redis indexes it
+    //  by channel and score (P qc:NAME:C), queued time (P qt:NAME) and
+    //  timer (P due).
+    bool cold = book_beyond(self, t);
+    int channel = s_channel(t);
+    if (t->redis_cold >= 0 &&
+        (!cold || t->redis_cold != t->queue || t->redis_cold_channel != channel)) {
+        s_op(self, OP_ZREM_COLD, self->queues[t->redis_cold].cold_key[t->redis_cold_channel], 0,
+             t->id);
+        if (!cold || t->redis_cold != t->queue)
+            s_op(self, OP_ZREM_QT, self->queues[t->redis_cold].name, 0, t->id);
+    }
+    if (cold) {
+        bool moved = t->redis_cold != t->queue;
+        if (moved || t->redis_cold_channel != channel || t->redis_cold_score != t->score)
+            s_op(self, OP_ZADD_COLD, self->queues[t->queue].cold_key[channel], t->score, t->id);
+        if (moved || t->redis_qt_at != t->queued_ms)
+            s_op(self, OP_ZADD_QT, self->queues[t->queue].name, t->queued_ms, t->id);
+        t->redis_cold = (int16_t) t->queue;
+        t->redis_cold_channel = (int8_t) channel;
+        t->redis_cold_score = t->score;
+        t->redis_qt_at = t->queued_ms;
+    } else
+        t->redis_cold = -1;
+    int64_t due = 0;
+    if (cold && t->timer_pos < heap_count(&self->timers) &&
+        self->timers.entries[t->timer_pos].item == t)
+        due = self->timers.entries[t->timer_pos].key;
+    if (due != t->redis_due) {
+        if (due)
+            s_op(self, OP_ZADD_DUE, NULL, due, t->id);
+        else
+            s_op(self, OP_ZREM_DUE, NULL, 0, t->id);
+        t->redis_due = due;
+    }
     //  A deferral's time may change with a step: score it again then.
     if (t->deferred != t->redis_deferred || (t->deferred && changed)) {
         if (t->deferred)
@@ -700,8 +749,10 @@ static void s_diff(book_t *self, ticket_t *t, bool changed)
 //  hash table (a batch touches a few queues and its agents' held sets).
 static void s_write_ops(book_t *self)
 {
-    static const char *commands[] = {"ZADD", "ZREM", "SADD", "SREM", "ZADD", "ZREM"};
-    static const char *keys[] = {"q:", "q:", "w:", "w:", "deferred", "deferred"};
+    static const char *commands[] = {"ZADD", "ZREM", "SADD", "SREM", "ZADD", "ZREM",
+                                     "ZADD", "ZREM", "ZADD", "ZREM", "ZADD", "ZREM"};
+    static const char *keys[] = {"q:",  "q:",  "w:",  "w:",  "deferred", "deferred",
+                                 "qc:", "qc:", "qt:", "qt:", "due",      "due"};
     size_t n = self->op_count;
     if (!n)
         return;
@@ -749,7 +800,8 @@ static void s_write_ops(book_t *self)
             continue;
         const op_t *first = &self->ops[self->group_head[at]];
         op_kind_t kind = first->kind;
-        bool scored = kind == OP_ZADD_QUEUE || kind == OP_ZADD_DEFERRED;
+        bool scored = kind == OP_ZADD_QUEUE || kind == OP_ZADD_DEFERRED || kind == OP_ZADD_COLD ||
+                      kind == OP_ZADD_QT || kind == OP_ZADD_DUE;
         int per = scored ? 2 : 1;
         journal_write(self->journal, 2 + per * (int) self->group_count[at]);
         journal_arg_str(self->journal, commands[kind]);
@@ -763,7 +815,7 @@ static void s_write_ops(book_t *self)
     self->op_count = 0;
 }
 
-void book_flush(book_t *self, book_closed_fn *closed, void *arg)
+void book_flush(book_t *self, book_going_fn *going, void *arg)
 {
     for (ticket_t *t = self->dirty, *next; t; t = next) {
         next = t->dirty_next;
@@ -773,8 +825,9 @@ void book_flush(book_t *self, book_closed_fn *closed, void *arg)
         if (changed || !t->redis_exists)
             s_write_steps(self, t);
         s_diff(self, t, changed);
-        if (t->closed && closed)
-            closed(arg, t);
+        t->written = journal_filling_batch(self->journal);
+        if ((t->closed || book_beyond(self, t)) && going)
+            going(arg, t);
     }
     self->dirty = NULL;
     s_write_ops(self);
@@ -782,8 +835,85 @@ void book_flush(book_t *self, book_closed_fn *closed, void *arg)
     bytes_clear(&self->step_bytes);
 }
 
+bool book_beyond(const book_t *self, const ticket_t *t)
+{
+    return t->queue >= 0 && t->score > self->queues[t->queue].window[s_channel(t)].upto;
+}
+
+bool book_evictable(book_t *self, const ticket_t *t)
+{
+    if (t->dirty || t->written > journal_committed_batches(self->journal))
+        return false;
+    return t->closed || (book_beyond(self, t) && t->redis_cold == t->queue &&
+                         !self->queues[t->queue].window[s_channel(t)].loading);
+}
+
+bool book_complete(const book_t *self, size_t index)
+{
+    for (int c = 0; c <= BOOK_CHANNELS; c++)
+        if (self->queues[index].window[c].upto != INT64_MAX)
+            return false;
+    return true;
+}
+
+uint32_t book_cold(const book_t *self, size_t index)
+{
+    uint32_t n = 0;
+    for (int c = 0; c <= BOOK_CHANNELS; c++)
+        n += self->queues[index].window[c].cold;
+    return n;
+}
+
+static int s_score_order(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+//  A channel over its window keeps its first BOOK_KEEP tickets: whole
+//  scores go, every ticket scored from the cut on, so that "scored up to
+//  upto" stays "in memory".
+static void s_shrink(book_t *self, queue_t *q, int c)
+{
+    heap_t *heap = &q->by_channel[c];
+    uint32_t n = heap_count(heap);
+    int64_t *scores = malloc(n * sizeof(int64_t));
+    if (!scores) {
+        log_error("out of memory shrinking a queue");
+        abort();
+    }
+    for (uint32_t i = 0; i < n; i++)
+        scores[i] = heap->entries[i].key;
+    qsort(scores, n, sizeof(int64_t), s_score_order);
+    int64_t cut = scores[BOOK_KEEP];
+    free(scores);
+    window_t *w = &q->window[c];
+    if (cut > w->upto)
+        return; //  what is over is beyond already, on its way out
+    w->upto = cut - 1;
+    w->epoch++;
+    for (uint32_t i = 0; i < n; i++) {
+        ticket_t *t = heap->entries[i].item;
+        if (t->score >= cut)
+            s_dirty(self, t); //  its cold entries go with the batch
+    }
+    log_debug("queue %s channel %d: %u tickets in memory; from score %lld on, they wait in "
+              "Redis",
+              q->name, c, n, (long long) cut);
+}
+
+void book_shrink(book_t *self)
+{
+    for (size_t index = 0; index < self->queue_count; index++)
+        for (int c = 0; c <= BOOK_CHANNELS; c++)
+            if (heap_count(&self->queues[index].by_channel[c]) > BOOK_WINDOW)
+                s_shrink(self, &self->queues[index], c);
+}
+
 void book_evict(book_t *self, ticket_t *t)
 {
+    if (t->queue >= 0)
+        self->queues[t->queue].window[s_channel(t)].cold++;
     s_unqueue(self, t);
     s_unhold(self, t);
     heap_remove(&self->timers, t);
@@ -814,6 +944,19 @@ static ticket_t *s_read(book_t *self, const uint8_t *stored, size_t len, bool cl
     t->redis_score = t->score;
     t->redis_holder = t->holder;
     t->redis_deferred = t->deferred;
+    if (t->queue >= 0) {
+        //  A queued ticket beyond its window comes from the cold. Any may
+        //  have cold entries: the next flush writes them again or removes
+        //  them.
+        window_t *w = &self->queues[t->queue].window[s_channel(t)];
+        if (book_beyond(self, t) && w->cold)
+            w->cold--;
+        t->redis_cold = (int16_t) t->queue;
+        t->redis_cold_channel = (int8_t) s_channel(t);
+        t->redis_cold_score = t->redis_qt_at = t->redis_due = -1;
+        s_dirty(self, t);
+    }
+    t->written = journal_committed_batches(self->journal);
     return t;
 }
 
@@ -828,15 +971,48 @@ ticket_t *book_fetched(book_t *self, const uint8_t *stored, size_t len)
     return s_read(self, stored, len, true);
 }
 
-void book_loading(book_t *self, size_t index, uint32_t unloaded, int64_t loaded_upto, bool complete)
+void book_cold_found(book_t *self, size_t index, int channel, uint32_t cold, int64_t first)
 {
-    if (index >= self->queue_count)
+    if (index >= self->queue_count || channel < 0 || channel > BOOK_CHANNELS)
         return;
+    window_t *w = &self->queues[index].window[channel];
+    w->cold = cold;
+    w->upto = cold ? first - 1 : INT64_MAX;
+    w->epoch++;
+    self->queues[index].touched = true;
+}
+
+uint64_t book_load_begin(book_t *self, size_t index, int channel)
+{
+    window_t *w = &self->queues[index].window[channel];
+    w->loading = true;
+    return w->epoch;
+}
+
+bool book_loaded(book_t *self, size_t index, int channel, uint64_t epoch, int64_t upto)
+{
+    if (index >= self->queue_count || channel < 0 || channel > BOOK_CHANNELS)
+        return false;
     queue_t *q = &self->queues[index];
-    q->unloaded = unloaded;
-    q->loaded_upto = loaded_upto;
-    q->complete = complete;
-    q->touched = true;
+    window_t *w = &q->window[channel];
+    w->loading = false;
+    bool moved = epoch == w->epoch && upto > w->upto;
+    if (moved) {
+        w->upto = upto;
+        if (upto == INT64_MAX)
+            w->cold = 0;
+        q->touched = true;
+    }
+    //  What is no longer beyond loses its cold entries with the next flush;
+    //  what still is (read after the window moved down, or held back during
+    //  the read) goes back.
+    heap_t *heap = &q->by_channel[channel];
+    for (uint32_t i = 0; i < heap_count(heap); i++) {
+        ticket_t *t = heap->entries[i].item;
+        if (t->redis_cold >= 0 || t->score > w->upto)
+            s_dirty(self, t);
+    }
+    return moved;
 }
 
 void book_redis_held(book_t *self, ticket_t *ticket, const char *agent)

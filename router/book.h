@@ -18,6 +18,19 @@
     best ticket an agent may take, given its per-channel limits, is found by
     looking at seven heads, and oldest-first (a heap by queued time) for the
     queue's oldest wait.
+
+    A queue keeps at most BOOK_WINDOW tickets of each channel in memory:
+    the first ones in dispatch order, every ticket of the channel scored up
+    to its window's `upto`. The rest are "cold": in Redis only (P tk:ID,
+    P q:NAME) and indexed there for what memory cannot do without them:
+    P qc:NAME:C (the cold tickets of channel C, by score: the loader brings
+    the next ones in from there as the head drains), P qt:NAME (their queued
+    times, for the queue's oldest wait) and P due (their next timer). A
+    queued ticket has those entries exactly when it is beyond its window;
+    book_flush writes them in the batch that puts it beyond, so that this
+    holds in Redis at every commit and after any restart. A channel over its
+    window gives its tail back (book_shrink; book_evict once the batch is
+    in).
 */
 #ifndef TIER_BOOK_H
 #define TIER_BOOK_H
@@ -32,9 +45,20 @@
 #include <stdint.h>
 
 #define BOOK_LEVELS   3
-#define BOOK_CHANNELS 7 //  Tier__V1__Channel 1..7
+#define BOOK_CHANNELS 7    //  Tier__V1__Channel 1..7
+#define BOOK_WINDOW   1024 //  queued tickets of one queue and channel in memory, at most
+#define BOOK_KEEP     768  //  what a channel over its window keeps
+#define BOOK_REFILL   512  //  under this, the loader brings the next cold tickets in
 
 typedef struct book book_t;
+
+//  What of one channel of a queue is in memory (the top of this file).
+typedef struct {
+    int64_t upto;   //  every queued ticket scored <= upto is in memory; INT64_MAX: all
+    uint32_t cold;  //  its tickets in Redis only
+    uint64_t epoch; //  +1 when upto moves down (a read in flight is then of no use)
+    bool loading;   //  the loader reads its next cold tickets: none leaves memory meanwhile
+} window_t;
 
 //  One queue: a level and a department (NULL = the level's general queue).
 typedef struct {
@@ -43,9 +67,9 @@ typedef struct {
     char name[80];                        //  "L:dept", as in Redis keys (q:L:dept)
     heap_t by_channel[BOOK_CHANNELS + 1]; //  dispatch order, per channel (0 unused)
     heap_t by_wait;                       //  queued_ms, oldest first
-    uint32_t unloaded;                    //  members in Redis not loaded yet (after a restart)
-    int64_t loaded_upto;                  //  every member scored <= this is loaded
-    bool complete;                        //  every member is loaded
+    window_t window[BOOK_CHANNELS + 1];   //  per channel
+    char cold_key[BOOK_CHANNELS + 1][88]; //  "NAME:C", as in P qc:NAME:C
+    int64_t cold_oldest;                  //  queued_ms of the oldest cold ticket, 0 = none
     bool touched;                         //  its depth changed in this batch (a QUEUE event is due)
     bool listed;                          //  in P queues (the loader finds it there)
     int64_t told_depth;                   //  depth in the last QUEUE event (-1: none yet)
@@ -131,14 +155,27 @@ ticket_t *book_held_next(book_t *self);
 holder_t *book_holder_first(book_t *self);
 holder_t *book_holder_next(book_t *self);
 
-//  Write the batch's ticket changes into the journal. Closed tickets stay
-//  in memory until the batch is in Redis (a read of one in flight
-//  meanwhile would bring back its old state): `closed` is called for each,
-//  and the caller forgets them with book_evict once the batch committed.
-typedef void(book_closed_fn)(void *arg, ticket_t *ticket);
-void book_flush(book_t *self, book_closed_fn *closed, void *arg);
-//  Forget a closed ticket (it is in Redis).
+//  Write the batch's ticket changes into the journal. A ticket that leaves
+//  memory with the batch (closed, or queued beyond its window) stays until
+//  the batch is in Redis (a read of it in flight meanwhile would bring back
+//  its old state): `going` is called for each, and the caller gives it to
+//  book_evict once the batch committed.
+typedef void(book_going_fn)(void *arg, ticket_t *ticket);
+void book_flush(book_t *self, book_going_fn *going, void *arg);
+//  Channels over their window move it down; the tickets now beyond it go
+//  with the next book_flush. Call before it.
+void book_shrink(book_t *self);
+//  Whether a ticket may be forgotten now: closed, or queued beyond its
+//  window, and written by a batch that committed.
+bool book_evictable(book_t *self, const ticket_t *ticket);
+//  Forget a ticket (it is in Redis); a queued one becomes cold.
 void book_evict(book_t *self, ticket_t *ticket);
+//  Whether a queued ticket is beyond its window (cold, or about to be).
+bool book_beyond(const book_t *self, const ticket_t *ticket);
+//  Whether every ticket of the queue is in memory.
+bool book_complete(const book_t *self, size_t index);
+//  Cold tickets of the queue.
+uint32_t book_cold(const book_t *self, size_t index);
 //  Queues whose depth changed since the last call: index, or -1 when done.
 int book_touched_next(book_t *self);
 
@@ -148,9 +185,17 @@ ticket_t *book_load(book_t *self, const uint8_t *stored, size_t len, int64_t now
 //  A ticket read from Redis to act on it, open or closed. NULL if
 //  malformed or in memory already.
 ticket_t *book_fetched(book_t *self, const uint8_t *stored, size_t len);
-//  A queue's load progress.
-void book_loading(book_t *self, size_t index, uint32_t unloaded, int64_t loaded_upto,
-                  bool complete);
+//  What the loader found of a queue's channel: its cold tickets (ZCARD
+//  P qc:NAME:C) and the lowest score among them.
+void book_cold_found(book_t *self, size_t index, int channel, uint32_t cold, int64_t first);
+//  The loader reads the next cold tickets of a channel: returns the
+//  window's epoch, to give back to book_loaded. Until then no ticket of the
+//  channel leaves memory (it might be missed by the read).
+uint64_t book_load_begin(book_t *self, size_t index, int channel);
+//  The loader brought the cold tickets of a channel in up to score `upto`
+//  (INT64_MAX: every one), or gave up (upto = INT64_MIN). Ignored if the
+//  window moved down since (book_shrink): returns false then.
+bool book_loaded(book_t *self, size_t index, int channel, uint64_t epoch, int64_t upto);
 //  Redis has `id` in agent's held set (or not): what the loader found, so
 //  that book_flush removes what does not belong there.
 void book_redis_held(book_t *self, ticket_t *ticket, const char *agent);

@@ -6,6 +6,7 @@
     polls, only to write that piece and parse the replies.
 */
 #include "journal.h"
+#include "poison.h"
 #include "log.h"
 #include "wire.h"
 
@@ -33,15 +34,7 @@ typedef struct rchunk {
 #define RCHUNK_BYTES 65536
 
 //  With AddressSanitizer, replies are poisoned once their batch is
-//  delivered: a pointer kept past it is reported at once.
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n)   ((void) (p), (void) (n))
-#define UNPOISON(p, n) ((void) (p), (void) (n))
-#endif
+//  delivered: a pointer kept past it is reported at once (poison.h).
 
 //  The commands of one batch.
 typedef struct {
@@ -75,6 +68,8 @@ struct journal {
     size_t replies_size;
     int64_t last_write_ms; //  last batch with writes sent
     int64_t renewed_ms;    //  last batch that renewed the lock
+    uint64_t sent_count;   //  batches sent so far
+    uint64_t committed_count; //  of those, committed (they commit in order)
     char lease_text[U64_TEXT_MAX];
     char lock_key[512]; //  P lock
     char place[256];    //  host:boot:pidns, where this router runs
@@ -529,24 +524,16 @@ void journal_release(journal_t *self)
 //  ---------------------------------------------------------------------------
 //  Building a batch
 
-//  Decimal digits of v into out (no NUL); returns how many. snprintf is a
-//  large share of a batch's cost otherwise.
-static size_t s_digits(uint64_t v, char *out)
+//  Decimal digits of v into out (at least 21 bytes); returns how many.
+//  snprintf is a large share of a batch's cost otherwise.
+static inline size_t s_digits(uint64_t v, char *out)
 {
-    char tmp[U64_TEXT_MAX];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char) ('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
+    return wire_decimal(v, out);
 }
 
 static void s_resp_header(bytes_t *b, char kind, uint64_t n)
 {
-    bytes_reserve(b, U64_TEXT_MAX + 3);
+    bytes_reserve(b, U64_TEXT_MAX + 4);
     char *p = (char *) b->data + b->len;
     *p++ = kind;
     p += s_digits(n, p);
@@ -753,6 +740,7 @@ int journal_send(journal_t *self, int64_t now_ms)
     self->target = &self->filling.writes;
     self->flight.sent_ms = now_ms;
     self->in_flight = true;
+    self->sent_count++;
     if (self->config.sent)
         self->config.sent(self->config.arg);
     return 1;
@@ -846,6 +834,7 @@ int journal_receive(journal_t *self, int64_t now_ms)
     self->in_flight = false;
     s_batch_clear(&self->flight);
     journal_send(self, now_ms);
+    self->committed_count++;
     if (self->config.done)
         self->config.done(self->config.arg, JOURNAL_COMMITTED);
     s_free_replies(self);
@@ -871,6 +860,16 @@ int journal_fd(journal_t *self)
 bool journal_busy(journal_t *self)
 {
     return self->in_flight;
+}
+
+uint64_t journal_filling_batch(const journal_t *self)
+{
+    return self->sent_count + 1;
+}
+
+uint64_t journal_committed_batches(const journal_t *self)
+{
+    return self->committed_count;
 }
 
 const redisReply *journal_reply(journal_t *self, uint32_t i)

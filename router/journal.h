@@ -115,6 +115,13 @@ void journal_check(journal_t *self, int64_t now_ms);
 //  When the last batch with writes was sent (the lock needs renewing).
 int64_t journal_last_write_ms(const journal_t *self);
 
+//  Batches are numbered from 1 in the order they are sent: the number the
+//  filling batch will have, and how many have committed (all of them up to
+//  that number: they commit in order). What was written in batch n is in
+//  Redis once n <= journal_committed_batches.
+uint64_t journal_filling_batch(const journal_t *self);
+uint64_t journal_committed_batches(const journal_t *self);
+
 //  During the done handler of a committed batch: the reply of read i.
 //  NULL if there is no such read. Borrowed: valid during the handler.
 const redisReply *journal_reply(journal_t *self, uint32_t i);

@@ -13,18 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK       5000 //  queued tickets read per round trip
-#define ID_TEXT_MAX 24
-#define SCORE_TEXT  32
+#define CHUNK          BOOK_REFILL //  cold tickets read per round trip
+#define WARM_CHUNK     4096        //  warm tickets per MGET at start
+#define WARM_PER_BATCH 8
+#define ID_TEXT_MAX    24
+#define SCORE_TEXT     32
 
 typedef struct {
     loader_t *loader;
     uint64_t gen;
     uint32_t first; //  index of the first read
     uint32_t count; //  reads
-    int queue;      //  the queue a chunk is of
-    int64_t upto;   //  the chunk's new boundary
-    bool last;      //  the chunk is the queue's last
+    int queue;      //  cold reads: the queue and channel
+    int channel;
+    int64_t upto;   //  and the window's new upto once they are in
+    uint64_t epoch; //  the window's epoch when they were asked for
+    bool ties;      //  the read is of every member of one score
 } step_t;
 
 typedef struct {
@@ -34,27 +38,20 @@ typedef struct {
     size_t held_count;
 } known_t;
 
-typedef struct {
-    bool started;      //  a chunk is being read
-    bool done;         //  every member loaded
-    int64_t upto;      //  loaded through this score
-    bool from_start;   //  no chunk read yet: start at -inf inclusive
-    uint32_t unloaded; //  members not loaded yet (ZCARD less those read)
-} progress_t;
-
 struct loader {
     loader_config_t config;
     uint64_t gen;
     bool ready;
     int64_t started_ms; //  when loader_start ran
-    bool told;          //  "every queued ticket loaded" was logged
     uint64_t seq;
     int64_t rolled_upto; //  P k:done
     uint64_t loaded;
     known_t *agents;
     size_t agent_count;
-    progress_t *queues;
     size_t queue_count;
+    uint64_t *warm; //  queued tickets in memory before the restart, to read
+    size_t warm_count, warm_at;
+    int warm_flying; //  warm chunks in flight
 };
 
 loader_t *loader_new(const loader_config_t *config)
@@ -80,7 +77,7 @@ void loader_destroy(loader_t **self_p)
     if (!self_p || !*self_p)
         return;
     s_agents_free(*self_p);
-    free((*self_p)->queues);
+    free((*self_p)->warm);
     free(*self_p);
     *self_p = NULL;
 }
@@ -104,8 +101,8 @@ bool loader_complete(const loader_t *self)
 {
     if (!self->ready)
         return false;
-    for (size_t q = 0; q < self->queue_count; q++)
-        if (!self->queues[q].done)
+    for (size_t q = 0; q < book_queue_count(self->config.book); q++)
+        if (!book_complete(self->config.book, q))
             return false;
     return true;
 }
@@ -115,9 +112,11 @@ static const redisReply *s_reply(loader_t *self, uint32_t i)
     return journal_reply(self->config.journal, i);
 }
 
-static bool s_current(const step_t *step)
+//  The loader of a step whose reads are in and still wanted (committed,
+//  and not from before a start over), else NULL.
+static loader_t *s_live(const step_t *step, bool committed)
 {
-    return step->gen == step->loader->gen;
+    return committed && step->gen == step->loader->gen ? step->loader : NULL;
 }
 
 static void s_fail(loader_t *self, const char *why)
@@ -152,180 +151,213 @@ static void s_write_rem(loader_t *self, const char *command, const char *key_a, 
 }
 
 //  ---------------------------------------------------------------------------
-//  Queues, chunk by chunk
+//  Queues: what is in memory (warm) at start, then cold tickets as needed
 
-static void s_on_chunk_tickets(void *arg, outbox_batch_t *batch, void *payload,
-                               const redisReply *reply, bool committed);
-static void s_on_chunk_range(void *arg, outbox_batch_t *batch, void *payload,
-                             const redisReply *reply, bool committed);
+static void s_on_warm(void *arg, outbox_batch_t *batch, void *payload, const redisReply *reply,
+                      bool committed);
+static void s_on_cold_range(void *arg, outbox_batch_t *batch, void *payload,
+                            const redisReply *reply, bool committed);
+static void s_on_cold_tickets(void *arg, outbox_batch_t *batch, void *payload,
+                              const redisReply *reply, bool committed);
 
 static void s_format_score(int64_t score, bool exclusive, char *out)
 {
     snprintf(out, SCORE_TEXT, "%s%lld", exclusive ? "(" : "", (long long) score);
 }
 
-//  ZRANGE P q:NAME (upto +inf BYSCORE LIMIT 0 CHUNK WITHSCORES
-static void s_read_chunk(loader_t *self, int queue)
+static void s_arg_score(journal_t *j, int64_t score, bool exclusive)
 {
-    progress_t *p = &self->queues[queue];
-    queue_t *q = book_queue(self->config.book, (size_t) queue);
+    char text[SCORE_TEXT];
+    s_format_score(score, exclusive, text);
+    journal_arg_str(j, text);
+}
+
+//  The next warm chunks, a few per batch, while any is left.
+static void s_read_warm(loader_t *self)
+{
     journal_t *j = self->config.journal;
-    char from[SCORE_TEXT];
-    if (p->from_start)
-        snprintf(from, sizeof(from), "-inf");
-    else
-        s_format_score(p->upto, true, from);
+    for (int round = 0; round < WARM_PER_BATCH && self->warm_at < self->warm_count; round++) {
+        size_t n = self->warm_count - self->warm_at;
+        if (n > WARM_CHUNK)
+            n = WARM_CHUNK;
+        uint32_t read = journal_read(j, 1 + (int) n);
+        journal_arg_str(j, "MGET");
+        for (size_t i = 0; i < n; i++)
+            journal_arg_key_u64(j, "tk:", self->warm[self->warm_at + i]);
+        self->warm_at += n;
+        step_t step = {self, self->gen, read, 1, -1, 0, 0, 0, false};
+        outbox_add(self->config.outbox, s_on_warm, &step, sizeof(step), read);
+        self->warm_flying++;
+    }
+}
+
+static void s_ready(loader_t *self)
+{
+    self->ready = true;
+    free(self->warm);
+    self->warm = NULL;
+    self->warm_count = self->warm_at = 0;
+    log_notice("state loaded in %lld ms: %zu tickets in memory, %llu last id; dispatching",
+               (long long) (zclock_time() - self->started_ms), book_count(self->config.book),
+               (unsigned long long) lifecycle_last_id(self->config.lifecycle));
+    if (self->config.ready)
+        self->config.ready(self->config.arg, self->seq);
+}
+
+static void s_on_warm(void *arg, outbox_batch_t *batch, void *payload, const redisReply *reply,
+                      bool committed)
+{
+    (void) arg;
+    (void) batch;
+    step_t *step = payload;
+    loader_t *self = s_live(step, committed);
+    if (!self)
+        return;
+    int64_t now_ms = zclock_time();
+    for (size_t i = 0; reply && i < reply->elements; i++)
+        s_load(self, reply->element[i], now_ms); //  a member without its ticket: left as it is
+    self->warm_flying--;
+    if (self->warm_at < self->warm_count)
+        s_read_warm(self);
+    else if (!self->warm_flying && !self->ready)
+        s_ready(self);
+}
+
+//  ZRANGE P qc:NAME:C (upto +inf BYSCORE LIMIT 0 CHUNK WITHSCORES: the next
+//  cold tickets of a channel.
+static void s_read_cold(loader_t *self, int queue, int channel)
+{
+    book_t *book = self->config.book;
+    queue_t *q = book_queue(book, (size_t) queue);
+    journal_t *j = self->config.journal;
+    uint64_t epoch = book_load_begin(book, (size_t) queue, channel);
     uint32_t read = journal_read(j, 9);
     journal_arg_str(j, "ZRANGE");
-    journal_arg_key(j, "q:", q->name);
-    journal_arg_str(j, from);
+    journal_arg_key(j, "qc:", q->cold_key[channel]);
+    s_arg_score(j, q->window[channel].upto, true);
     journal_arg_str(j, "+inf");
     journal_arg_str(j, "BYSCORE");
     journal_arg_str(j, "LIMIT");
     journal_arg_str(j, "0");
     journal_arg_u64(j, CHUNK);
     journal_arg_str(j, "WITHSCORES");
-    step_t step = {self, self->gen, read, 1, queue, 0, false};
-    outbox_add(self->config.outbox, s_on_chunk_range, &step, sizeof(step), read);
-    p->started = true;
+    step_t step = {self, self->gen, read, 1, queue, channel, 0, epoch, false};
+    outbox_add(self->config.outbox, s_on_cold_range, &step, sizeof(step), read);
 }
 
-//  Every member with exactly this score (many tickets may share one).
-static void s_read_ties(loader_t *self, int queue, int64_t score)
+//  Every cold ticket of a channel with exactly this score (many may share one).
+static void s_read_ties(loader_t *self, const step_t *asked, int64_t score)
 {
-    queue_t *q = book_queue(self->config.book, (size_t) queue);
+    queue_t *q = book_queue(self->config.book, (size_t) asked->queue);
     journal_t *j = self->config.journal;
-    char text[SCORE_TEXT];
-    s_format_score(score, false, text);
     uint32_t read = journal_read(j, 6);
     journal_arg_str(j, "ZRANGE");
-    journal_arg_key(j, "q:", q->name);
-    journal_arg_str(j, text);
-    journal_arg_str(j, text);
+    journal_arg_key(j, "qc:", q->cold_key[asked->channel]);
+    s_arg_score(j, score, false);
+    s_arg_score(j, score, false);
     journal_arg_str(j, "BYSCORE");
     journal_arg_str(j, "WITHSCORES");
-    step_t step = {self, self->gen, read, 1, queue, score, false};
-    outbox_add(self->config.outbox, s_on_chunk_range, &step, sizeof(step), read);
+    step_t step = *asked;
+    step.first = read;
+    step.upto = score;
+    step.ties = true;
+    outbox_add(self->config.outbox, s_on_cold_range, &step, sizeof(step), read);
 }
 
-//  MGET the members [from, to) of a WITHSCORES reply that are not loaded.
-static void s_read_members(loader_t *self, const redisReply *range, size_t from, size_t to,
-                           int queue, int64_t upto, bool last)
+//  MGET the members [0, n) of a WITHSCORES reply that are not in memory.
+static void s_read_members(loader_t *self, const redisReply *range, size_t n, const step_t *asked,
+                           int64_t upto)
 {
     book_t *book = self->config.book;
+    step_t step = *asked;
+    step.upto = upto;
+    step.first = OUTBOX_NO_READ;
+    step.count = 0;
     size_t wanted = 0;
-    for (size_t i = from; i < to; i++)
+    for (size_t i = 0; i < n; i++)
         if (!book_ticket(book, journal_u64(journal_elem(range, 2 * i))))
             wanted++;
     if (!wanted) {
-        step_t step = {self, self->gen, OUTBOX_NO_READ, 0, queue, upto, last};
-        s_on_chunk_tickets(NULL, NULL, &step, NULL, true);
+        s_on_cold_tickets(NULL, NULL, &step, NULL, true);
         return;
     }
     journal_t *j = self->config.journal;
-    uint32_t read = journal_read(j, 1 + (int) wanted);
+    step.first = journal_read(j, 1 + (int) wanted);
+    step.count = 1;
     journal_arg_str(j, "MGET");
-    for (size_t i = from; i < to; i++) {
+    for (size_t i = 0; i < n; i++) {
         uint64_t id = journal_u64(journal_elem(range, 2 * i));
         if (!book_ticket(book, id))
             journal_arg_key_u64(j, "tk:", id);
     }
-    step_t step = {self, self->gen, read, 1, queue, upto, last};
-    outbox_add(self->config.outbox, s_on_chunk_tickets, &step, sizeof(step), read);
+    outbox_add(self->config.outbox, s_on_cold_tickets, &step, sizeof(step), step.first);
 }
 
-static void s_on_chunk_range(void *arg, outbox_batch_t *batch, void *payload,
-                             const redisReply *reply, bool committed)
+static int64_t s_score_at(const redisReply *range, size_t i)
+{
+    return strtoll(journal_str(journal_elem(range, 2 * i + 1)), NULL, 10);
+}
+
+static void s_on_cold_range(void *arg, outbox_batch_t *batch, void *payload,
+                            const redisReply *reply, bool committed)
 {
     (void) arg;
     (void) batch;
     step_t *step = payload;
-    loader_t *self = step->loader;
-    if (!committed || !s_current(step))
+    loader_t *self = s_live(step, committed);
+    if (!self)
         return;
-    progress_t *p = &self->queues[step->queue];
     size_t n = reply && reply->type == REDIS_REPLY_ARRAY ? reply->elements / 2 : 0;
-    if (step->upto && n) { //  the ties of one score
-        s_read_members(self, reply, 0, n, step->queue, step->upto, false);
+    if (step->ties) { //  every member of one score: through it
+        s_read_members(self, reply, n, step, step->upto);
         return;
     }
-    if (n < CHUNK) { //  the queue's last chunk
-        s_read_members(self, reply, 0, n, step->queue, 0, true);
+    if (n < CHUNK) { //  the channel's last cold tickets
+        s_read_members(self, reply, n, step, INT64_MAX);
         return;
     }
-    int64_t first = strtoll(journal_str(journal_elem(reply, 1)), NULL, 10);
-    int64_t last = strtoll(journal_str(journal_elem(reply, 2 * n - 1)), NULL, 10);
-    if (first == last) {
-        s_read_ties(self, step->queue, last);
+    int64_t last = s_score_at(reply, n - 1);
+    if (s_score_at(reply, 0) == last) {
+        s_read_ties(self, step, last);
         return;
     }
     //  Members scored `last` may go on past the chunk: take them next time.
     size_t keep = n;
-    while (keep > 0 && strtoll(journal_str(journal_elem(reply, 2 * keep - 1)), NULL, 10) == last)
+    while (keep > 0 && s_score_at(reply, keep - 1) == last)
         keep--;
-    int64_t upto = strtoll(journal_str(journal_elem(reply, 2 * keep - 1)), NULL, 10);
-    s_read_members(self, reply, 0, keep, step->queue, upto, false);
-    (void) p;
+    s_read_members(self, reply, keep, step, s_score_at(reply, keep - 1));
 }
 
-static void s_on_chunk_tickets(void *arg, outbox_batch_t *batch, void *payload,
-                               const redisReply *reply, bool committed)
+static void s_on_cold_tickets(void *arg, outbox_batch_t *batch, void *payload,
+                              const redisReply *reply, bool committed)
 {
     (void) arg;
     (void) batch;
     step_t *step = payload;
-    loader_t *self = step->loader;
-    if (!committed || !s_current(step))
+    loader_t *self = s_live(step, committed);
+    if (!self)
         return;
     int64_t now_ms = zclock_time();
-    progress_t *p = &self->queues[step->queue];
-    queue_t *q = book_queue(self->config.book, (size_t) step->queue);
-    for (size_t i = 0; reply && i < reply->elements; i++) {
-        ticket_t *t = s_load(self, reply->element[i], now_ms);
-        if (p->unloaded)
-            p->unloaded--;
-        if (!t && journal_len(reply->element[i]) == 0)
-            continue; //  a member without its ticket: left for the next start
-        (void) t;
-    }
-    (void) q;
-    p->started = false;
-    p->from_start = false;
-    if (step->last) {
-        p->done = true;
-        p->unloaded = 0;
-    } else
-        p->upto = step->upto;
-    book_loading(self->config.book, (size_t) step->queue, p->unloaded, p->upto, p->done);
-    if (self->ready && !self->told && loader_complete(self)) {
-        self->told = true;
-        log_notice("every queued ticket loaded in %lld ms: %zu tickets in memory",
-                   (long long) (zclock_time() - self->started_ms), book_count(self->config.book));
-    }
-    if (!self->ready) {
-        //  The first chunk of every queue makes the router ready.
-        for (size_t i = 0; i < self->queue_count; i++)
-            if (self->queues[i].started)
-                return;
-        self->ready = true;
-        log_notice("state loaded in %lld ms: %zu tickets in memory, %llu last id; "
-                   "dispatching%s",
-                   (long long) (zclock_time() - self->started_ms), book_count(self->config.book),
-                   (unsigned long long) lifecycle_last_id(self->config.lifecycle),
-                   loader_complete(self) ? "" : " (queues still loading)");
-        if (self->config.ready)
-            self->config.ready(self->config.arg, self->seq);
-    }
+    for (size_t i = 0; reply && i < reply->elements; i++)
+        s_load(self, reply->element[i], now_ms); //  a member without its ticket: left as it is
+    //  If the window moved down meanwhile, what was read goes back.
+    book_loaded(self->config.book, (size_t) step->queue, step->channel, step->epoch, step->upto);
 }
 
+//  A channel whose memory runs low gets its next cold tickets.
 void loader_step(loader_t *self, int64_t now_ms)
 {
     (void) now_ms;
     if (!self->ready)
         return;
-    for (size_t q = 0; q < self->queue_count; q++)
-        if (!self->queues[q].done && !self->queues[q].started)
-            s_read_chunk(self, (int) q);
+    book_t *book = self->config.book;
+    for (size_t q = 0; q < book_queue_count(book); q++) {
+        queue_t *queue = book_queue(book, q);
+        for (int c = 0; c <= BOOK_CHANNELS; c++)
+            if (queue->window[c].upto != INT64_MAX && !queue->window[c].loading &&
+                heap_count(&queue->by_channel[c]) < BOOK_REFILL)
+                s_read_cold(self, (int) q, c);
+    }
 }
 
 //  ---------------------------------------------------------------------------
@@ -334,21 +366,44 @@ void loader_step(loader_t *self, int64_t now_ms)
 static void s_on_held(void *arg, outbox_batch_t *batch, void *payload, const redisReply *reply,
                       bool committed);
 
-//  The queues: counts and first chunks.
+//  No queued ticket to read: ready once the held ones are in.
+static void s_on_warm_none(void *arg, outbox_batch_t *batch, void *payload, const redisReply *reply,
+                           bool committed)
+{
+    (void) arg;
+    (void) batch;
+    (void) reply;
+    loader_t *self = s_live(payload, committed);
+    if (self && !self->ready)
+        s_ready(self);
+}
+
+//  Per queue: its warm members (ZDIFF P q:NAME and every P qc:NAME:C),
+//  then per channel its cold ones (ZCARD) and the first of them.
 static void s_read_queues(loader_t *self)
 {
     book_t *book = self->config.book;
     self->queue_count = book_queue_count(book);
-    free(self->queues);
-    self->queues = calloc(self->queue_count + 1, sizeof(progress_t));
     journal_t *j = self->config.journal;
     for (size_t q = 0; q < self->queue_count; q++) {
-        self->queues[q].from_start = true;
-        uint32_t read = journal_read(j, 2);
-        journal_arg_str(j, "ZCARD");
-        journal_arg_key(j, "q:", book_queue(book, q)->name);
-        self->queues[q].unloaded = 0;
-        (void) read;
+        const queue_t *queue = book_queue(book, q);
+        journal_read(j, 3 + BOOK_CHANNELS + 1);
+        journal_arg_str(j, "ZDIFF");
+        journal_arg_u64(j, 2 + BOOK_CHANNELS);
+        journal_arg_key(j, "q:", queue->name);
+        for (int c = 0; c <= BOOK_CHANNELS; c++)
+            journal_arg_key(j, "qc:", queue->cold_key[c]);
+        for (int c = 0; c <= BOOK_CHANNELS; c++) {
+            journal_read(j, 2);
+            journal_arg_str(j, "ZCARD");
+            journal_arg_key(j, "qc:", queue->cold_key[c]);
+            journal_read(j, 5);
+            journal_arg_str(j, "ZRANGE");
+            journal_arg_key(j, "qc:", queue->cold_key[c]);
+            journal_arg_str(j, "0");
+            journal_arg_str(j, "0");
+            journal_arg_str(j, "WITHSCORES");
+        }
     }
 }
 
@@ -359,8 +414,8 @@ static void s_on_phase2(void *arg, outbox_batch_t *batch, void *payload, const r
     (void) batch;
     (void) reply;
     step_t *step = payload;
-    loader_t *self = step->loader;
-    if (!committed || !s_current(step))
+    loader_t *self = s_live(step, committed);
+    if (!self)
         return;
     book_t *book = self->config.book;
     journal_t *j = self->config.journal;
@@ -389,11 +444,34 @@ static void s_on_phase2(void *arg, outbox_batch_t *batch, void *payload, const r
     const redisReply *deferred = s_reply(self, r++);
     for (size_t i = 0; deferred && i < deferred->elements; i++)
         s_load(self, deferred->element[i], now_ms);
-    //  Queue depths.
-    for (size_t q = 0; q < self->queue_count; q++)
-        self->queues[q].unloaded = (uint32_t) journal_u64(s_reply(self, r++));
+    //  Queues: the cold ones' windows, and the warm ones to read.
+    free(self->warm);
+    self->warm = NULL;
+    self->warm_count = self->warm_at = 0;
+    self->warm_flying = 0;
+    size_t warm_size = 0;
+    for (size_t q = 0; q < self->queue_count; q++) {
+        const redisReply *warm = s_reply(self, r++);
+        for (int c = 0; c <= BOOK_CHANNELS; c++) {
+            uint32_t cold = (uint32_t) journal_u64(s_reply(self, r++));
+            const redisReply *first = s_reply(self, r++);
+            book_cold_found(book, q, c, cold, cold ? s_score_at(first, 0) : 0);
+        }
+        size_t n = warm && warm->type == REDIS_REPLY_ARRAY ? warm->elements : 0;
+        if (self->warm_count + n > warm_size) {
+            warm_size = (self->warm_count + n) * 2;
+            uint64_t *grown = realloc(self->warm, warm_size * sizeof(uint64_t));
+            if (!grown) {
+                log_error("out of memory reading the queues");
+                abort();
+            }
+            self->warm = grown;
+        }
+        for (size_t i = 0; i < n; i++)
+            self->warm[self->warm_count++] = journal_u64(warm->element[i]);
+    }
     //  Phase 3: the held tickets, agent by agent (to check each against the
-    //  set it was found in), then the first chunk of every queue.
+    //  set it was found in), then the warm queued ones.
     uint32_t first = 0, count = 0;
     for (size_t i = 0; i < self->agent_count; i++) {
         size_t n = self->agents[i].held_count;
@@ -408,16 +486,14 @@ static void s_on_phase2(void *arg, outbox_batch_t *batch, void *payload, const r
             first = read;
         count++;
     }
-    step_t next = {self, self->gen, first, count, 0, 0, false};
+    step_t next = {self, self->gen, first, count, -1, 0, 0, 0, false};
     outbox_add(self->config.outbox, s_on_held, &next, sizeof(next), OUTBOX_NO_READ);
-    for (size_t q = 0; q < self->queue_count; q++)
-        s_read_chunk(self, (int) q);
     (void) held_total;
-    if (!self->queue_count) {
-        self->ready = true;
-        if (self->config.ready)
-            self->config.ready(self->config.arg, self->seq);
-    }
+    if (self->warm_count)
+        s_read_warm(self);
+    else
+        //  After the held tickets: they are in when this item runs.
+        outbox_add(self->config.outbox, s_on_warm_none, &next, sizeof(next), OUTBOX_NO_READ);
 }
 
 static void s_on_held(void *arg, outbox_batch_t *batch, void *payload, const redisReply *reply,
@@ -427,8 +503,8 @@ static void s_on_held(void *arg, outbox_batch_t *batch, void *payload, const red
     (void) batch;
     (void) reply;
     step_t *step = payload;
-    loader_t *self = step->loader;
-    if (!committed || !s_current(step))
+    loader_t *self = s_live(step, committed);
+    if (!self)
         return;
     int64_t now_ms = zclock_time();
     book_t *book = self->config.book;
@@ -456,8 +532,8 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
     (void) batch;
     (void) reply;
     step_t *step = payload;
-    loader_t *self = step->loader;
-    if (!committed || !s_current(step))
+    loader_t *self = s_live(step, committed);
+    if (!self)
         return;
     book_t *book = self->config.book;
     journal_t *j = self->config.journal;
@@ -540,14 +616,13 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
     if (!any)
         first = read;
     s_read_queues(self);
-    step_t next = {self, self->gen, first, 0, 0, 0, false};
+    step_t next = {self, self->gen, first, 0, -1, 0, 0, 0, false};
     outbox_add(self->config.outbox, s_on_phase2, &next, sizeof(next), OUTBOX_NO_READ);
 }
 
 void loader_start(loader_t *self, int64_t now_ms)
 {
     self->started_ms = now_ms;
-    self->told = false;
     self->gen++;
     self->ready = false;
     self->loaded = 0;
@@ -581,6 +656,6 @@ void loader_start(loader_t *self, int64_t now_ms)
     journal_read(j, 2);
     journal_arg_str(j, "GET");
     journal_arg_key(j, "xf", NULL);
-    step_t step = {self, self->gen, first, 8, 0, 0, false};
+    step_t step = {self, self->gen, first, 8, -1, 0, 0, 0, false};
     outbox_add(self->config.outbox, s_on_phase1, &step, sizeof(step), OUTBOX_NO_READ);
 }

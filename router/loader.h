@@ -7,13 +7,15 @@
       1. the format, the last ticket id and event seq, the known agents,
          the deferred tickets, the queue names and the idempotency filter;
       2. what each agent holds (P w:AGENT), every held and deferred ticket,
-         and the first chunk of every queue, in dispatch order;
-      3. then, in the background while the router works, the rest of every
-         queue, a chunk per round trip.
+         and per queue its warm tickets (those that were in memory: every
+         member of P q:NAME not in a P qc:NAME:C) and, per channel, how
+         many are cold and the first of them (book.h);
+      3. the warm tickets, a few MGETs per round trip.
 
-    After 2 the router is ready: it dispatches from what is loaded (a queue
-    gives a ticket only when every ticket before it is loaded), so with a
-    million queued tickets it dispatches again within milliseconds.
+    Then the router is ready. Its queues' cold tickets stay in Redis: as a
+    channel's memory runs low (loader_step), the next of them are read, a
+    chunk per round trip. With a million queued tickets it dispatches again
+    within milliseconds, and holds a few thousand per queue in memory.
     Agents known to Redis that do not register again are given a lease
     (2 x liveness x heartbeat from the moment the state is loaded); then what
     they hold goes back to its queues.
@@ -56,11 +58,11 @@ void loader_destroy(loader_t **self_p);
 
 //  Start over (the book was cleared): queue the first reads.
 void loader_start(loader_t *self, int64_t now_ms);
-//  Loading the queues' rest: call every loop turn; queues a chunk's reads
-//  when none is in flight.
+//  Cold tickets: call every loop turn; queues the next chunk's reads of a
+//  channel whose memory runs low.
 void loader_step(loader_t *self, int64_t now_ms);
 bool loader_ready(const loader_t *self);
-//  Every queued ticket is loaded.
+//  Every queued ticket is in memory.
 bool loader_complete(const loader_t *self);
 //  The last KPI minute rolled up into hours and days (P k:done), -1 if none.
 int64_t loader_rolled_upto(const loader_t *self);

@@ -1,5 +1,6 @@
 /*  outbox.c — see outbox.h. */
 #include "outbox.h"
+#include "poison.h"
 #include "log.h"
 
 #include <stddef.h>
@@ -8,15 +9,8 @@
 
 //  With AddressSanitizer, memory of a batch's arena is poisoned when the
 //  batch is done, so an item that keeps a pointer into an earlier batch's
-//  arena (a bug: copy what outlives the batch) is reported at once.
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n)   ((void) (p), (void) (n))
-#define UNPOISON(p, n) ((void) (p), (void) (n))
-#endif
+//  arena (a bug: copy what outlives the batch) is reported at once
+//  (poison.h).
 
 #define BATCHES     3 //  filling, in flight, being delivered
 #define CHUNK_BYTES 65536

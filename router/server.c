@@ -112,6 +112,8 @@ struct _server_t {
     size_t parked_count;
     int64_t now_ms;
     int64_t next_cron_ms, next_status_ms, next_rollup_ms, next_followups_ms;
+    int64_t next_cold_ms; //  look for cold tickets' timers and oldest waits
+    bool cold_reading;    //  such a read is in flight
     uint64_t received;
     uint64_t rejected[TIER__V1__ERROR_CODE__ERROR_BAD_REQUEST + 1];
     int64_t reject_log_second;
@@ -320,6 +322,15 @@ static void s_error_dest(server_t *self, outbox_batch_t *batch, const dest_t *d,
 static const char *s_unavailable(server_t *self)
 {
     return *self->state_why ? self->state_why : "redis is unavailable";
+}
+
+//  An item whose batch did not commit answers UNAVAILABLE: true if so.
+static bool s_refused(server_t *self, outbox_batch_t *batch, const dest_t *dest, bool committed)
+{
+    if (committed)
+        return false;
+    s_error_dest(self, batch, dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE, s_unavailable(self));
+    return true;
 }
 
 //  ---------------------------------------------------------------------------
@@ -568,7 +579,8 @@ static bool s_available(void *arg, const char *agent, int channel)
     return worker && worker_room_for(self->dispatch, worker, channel);
 }
 
-//  A ticket closed in a batch is forgotten once that batch is in Redis (not
+//  A ticket closed in a batch, or given back to Redis by a queue over its
+//  window (book_shrink), is forgotten once that batch is in Redis (not
 //  before: a read of it in flight meanwhile would bring back its old state).
 typedef struct {
     uint64_t epoch;
@@ -585,11 +597,11 @@ static void s_item_evict(void *arg, outbox_batch_t *batch, void *payload, const 
     if (!committed || item->epoch != self->epoch)
         return;
     ticket_t *t = book_ticket(self->book, item->ticket);
-    if (t && t->closed && !t->dirty)
+    if (t && book_evictable(self->book, t))
         book_evict(self->book, t);
 }
 
-static void s_on_closed(void *arg, ticket_t *t)
+static void s_on_going(void *arg, ticket_t *t)
 {
     server_t *self = arg;
     evict_item_t item = {self->epoch, t->id};
@@ -607,11 +619,8 @@ static void s_item_ticket(void *arg, outbox_batch_t *batch, void *payload, const
 {
     server_t *self = arg;
     ticket_item_t *item = payload;
-    if (!committed) {
-        s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-                     s_unavailable(self));
+    if (s_refused(self, batch, &item->dest, committed))
         return;
-    }
     if (!journal_len(stored)) {
         s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNKNOWN_TICKET,
                      "no such ticket");
@@ -827,11 +836,8 @@ static void s_item_submitted(void *arg, outbox_batch_t *batch, void *payload, co
                      (unsigned long long) item->followup_of);
         return;
     }
-    if (!committed) {
-        s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-                     s_unavailable(self));
+    if (s_refused(self, batch, &item->dest, committed))
         return;
-    }
     s_send_submitted(self, outbox_bytes(batch, item->dest.env), item->dest.env_len,
                      item->dest.request_id, item->id, item->duplicate);
 }
@@ -1447,6 +1453,7 @@ typedef struct {
     int level;
     const char *department;
     uint32_t count;
+    uint32_t omitted; //  QueueContents.omitted
 } snap_queue_t;
 
 static int s_snap_order(const void *a, const void *b)
@@ -1462,11 +1469,8 @@ static void s_item_snapshot(void *arg, outbox_batch_t *batch, void *payload,
 {
     server_t *self = arg;
     snapshot_item_t *item = payload;
-    if (!committed) {
-        s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-                     s_unavailable(self));
+    if (s_refused(self, batch, &item->dest, committed))
         return;
-    }
     const snap_ticket_t *tickets = (const snap_ticket_t *) outbox_bytes(batch, item->tickets);
     const snap_queue_t *queues = (const snap_queue_t *) outbox_bytes(batch, item->queues);
     bytes_t body = {0}, snap = {0}, queue = {0}, one = {0};
@@ -1492,6 +1496,7 @@ static void s_item_snapshot(void *arg, outbox_batch_t *batch, void *payload,
                 wire_bytes(&one, 5, content.subject, content.subject_len);
             wire_bytes(&queue, 3, one.data, one.len);
         }
+        wire_u64_opt(&queue, 4, queues[q].omitted);
         wire_bytes(&snap, 2, queue.data, queue.len);
     }
     bytes_put(&snap, outbox_bytes(batch, item->agents), item->agents_len);
@@ -1509,7 +1514,7 @@ static void s_item_snapshot(void *arg, outbox_batch_t *batch, void *payload,
 
 static void s_snapshot(server_t *self, const dest_t *dest, const uint8_t *env)
 {
-    if (!loader_complete(self->loader)) {
+    if (!loader_ready(self->loader)) {
         s_error_to(self, SOCK_CLIENTS, env, dest->env_len, dest->request_id,
                    TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
                    "tierd is still loading its queues from Redis; retry in a moment");
@@ -1529,11 +1534,15 @@ static void s_snapshot(server_t *self, const dest_t *dest, const uint8_t *env)
             n += heap_count(&queue->by_channel[c]);
         order = realloc(order, (n + 1) * sizeof(heap_entry_t));
         size_t k = 0;
+        //  What is beyond a channel's window is in Redis only (or on its
+        //  way there): counted as omitted, not listed.
         for (int c = 0; c <= BOOK_CHANNELS; c++)
             for (uint32_t i = 0; i < heap_count(&queue->by_channel[c]); i++)
-                order[k++] = queue->by_channel[c].entries[i];
+                if (!book_beyond(self->book, queue->by_channel[c].entries[i].item))
+                    order[k++] = queue->by_channel[c].entries[i];
         qsort(order, k, sizeof(heap_entry_t), s_snap_order);
-        queues[q] = (snap_queue_t){queue->level, queue->department, (uint32_t) k};
+        queues[q] = (snap_queue_t){queue->level, queue->department, (uint32_t) k,
+                                   book_depth(self->book, q) - (uint32_t) k};
         for (size_t i = 0; i < k && at < total; i++) {
             const ticket_t *t = order[i].item;
             tickets[at++] = (snap_ticket_t){t->id, t->queued_ms, t->priority, t->channel};
@@ -1573,11 +1582,8 @@ static void s_item_dead_tickets(void *arg, outbox_batch_t *batch, void *payload,
 {
     server_t *self = arg;
     dead_item_t *item = payload;
-    if (!committed) {
-        s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-                     s_unavailable(self));
+    if (s_refused(self, batch, &item->dest, committed))
         return;
-    }
     bytes_t dead = {0}, ticket = {0}, body = {0};
     for (size_t i = 0; stored && i < stored->elements; i++) {
         const redisReply *one = stored->element[i];
@@ -1602,11 +1608,8 @@ static void s_item_dead_ids(void *arg, outbox_batch_t *batch, void *payload, con
 {
     server_t *self = arg;
     dead_item_t *item = payload;
-    if (!committed) {
-        s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-                     s_unavailable(self));
+    if (s_refused(self, batch, &item->dest, committed))
         return;
-    }
     size_t n = ids && ids->type == REDIS_REPLY_ARRAY ? ids->elements : 0;
     journal_t *j = self->journal;
     uint32_t read = journal_read(j, 1 + (int) (n ? n : 1));
@@ -1640,11 +1643,8 @@ static void s_item_report(void *arg, outbox_batch_t *batch, void *payload, const
 {
     server_t *self = arg;
     report_item_t *item = payload;
-    if (!committed) {
-        s_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-                     s_unavailable(self));
+    if (s_refused(self, batch, &item->dest, committed))
         return;
-    }
     Tier__V1__ReportReply *report = reply && reply->type == REDIS_REPLY_ARRAY
                                         ? report_reply_new(reply, &self->config->grades)
                                         : NULL;
@@ -2281,6 +2281,102 @@ static void s_followups(server_t *self)
     outbox_add(self->outbox, s_item_followups_due, &item, sizeof(item), read);
 }
 
+//  Cold tickets (book.h): their timers are in P due and their queued times
+//  in P qt:NAME. Every COLD_MS the due ones are read back, so that their
+//  timers fire in memory, and each queue with a cold tail learns its oldest
+//  wait.
+#define COLD_MS        100
+#define COLD_PER_ROUND 256
+
+typedef struct {
+    uint64_t epoch;
+    uint32_t first; //  read: ZRANGEBYSCORE P due, then one ZRANGE qt per queue
+    uint32_t queues;
+} cold_item_t;
+
+static void s_item_cold_tickets(void *arg, outbox_batch_t *batch, void *payload,
+                                const redisReply *stored, bool committed)
+{
+    (void) batch;
+    server_t *self = arg;
+    cold_item_t *item = payload;
+    self->cold_reading = false;
+    if (!committed || item->epoch != self->epoch || self->state != STATE_READY)
+        return;
+    for (size_t i = 0; stored && i < stored->elements; i++) {
+        const redisReply *one = stored->element[i];
+        if (!journal_len(one))
+            continue;
+        ticket_t *t =
+            book_fetched(self->book, (const uint8_t *) journal_str(one), journal_len(one));
+        if (t)
+            lifecycle_loaded(self->lifecycle, self->now_ms, t); //  fires this turn
+    }
+}
+
+static void s_item_cold(void *arg, outbox_batch_t *batch, void *payload, const redisReply *due,
+                        bool committed)
+{
+    (void) batch;
+    server_t *self = arg;
+    cold_item_t *item = payload;
+    self->cold_reading = false;
+    if (!committed || item->epoch != self->epoch || self->state != STATE_READY)
+        return;
+    for (uint32_t q = 0; q < item->queues && q < book_queue_count(self->book); q++) {
+        const redisReply *oldest = journal_reply(self->journal, item->first + 1 + q);
+        queue_t *queue = book_queue(self->book, q);
+        queue->cold_oldest = (int64_t) journal_u64(journal_elem(oldest, 1));
+    }
+    size_t wanted = 0;
+    for (size_t i = 0; due && i < due->elements; i++)
+        if (!book_ticket(self->book, journal_u64(due->element[i])))
+            wanted++;
+    if (!wanted)
+        return;
+    journal_t *j = self->journal;
+    uint32_t read = journal_read(j, 1 + (int) wanted);
+    journal_arg_str(j, "MGET");
+    for (size_t i = 0; due && i < due->elements; i++) {
+        uint64_t id = journal_u64(due->element[i]);
+        if (!book_ticket(self->book, id))
+            journal_arg_key_u64(j, "tk:", id);
+    }
+    cold_item_t next = {self->epoch, read, 0};
+    outbox_add(self->outbox, s_item_cold_tickets, &next, sizeof(next), read);
+    self->cold_reading = true;
+}
+
+static void s_cold(server_t *self)
+{
+    size_t queues = book_queue_count(self->book);
+    bool any = false;
+    for (size_t q = 0; q < queues; q++)
+        any = any || !book_complete(self->book, q);
+    if (!any || self->cold_reading)
+        return;
+    journal_t *j = self->journal;
+    uint32_t first = journal_read(j, 7);
+    journal_arg_str(j, "ZRANGEBYSCORE");
+    journal_arg_key(j, "due", NULL);
+    journal_arg_str(j, "-inf");
+    journal_arg_i64(j, self->now_ms);
+    journal_arg_str(j, "LIMIT");
+    journal_arg_str(j, "0");
+    journal_arg_u64(j, COLD_PER_ROUND);
+    for (size_t q = 0; q < queues; q++) {
+        journal_read(j, 5);
+        journal_arg_str(j, "ZRANGE");
+        journal_arg_key(j, "qt:", book_queue(self->book, q)->name);
+        journal_arg_str(j, "0");
+        journal_arg_str(j, "0");
+        journal_arg_str(j, "WITHSCORES");
+    }
+    cold_item_t item = {self->epoch, first, (uint32_t) queues};
+    outbox_add(self->outbox, s_item_cold, &item, sizeof(item), first);
+    self->cold_reading = true;
+}
+
 //  A worker silent for `liveness` heartbeats is gone: its tickets go back;
 //  so are agents known from Redis that did not come back within their lease.
 static void s_check_liveness(server_t *self)
@@ -2376,6 +2472,10 @@ static void s_cron(server_t *self)
             s_followups(self);
             self->next_followups_ms = self->now_ms + FOLLOWUPS_MS;
         }
+        if (self->now_ms >= self->next_cold_ms) {
+            s_cold(self);
+            self->next_cold_ms = self->now_ms + COLD_MS;
+        }
         if (self->now_ms >= self->next_rollup_ms) {
             journal_t *j = self->journal;
             journal_write(j, 6);
@@ -2432,7 +2532,8 @@ static void s_end_turn(server_t *self)
             kpi_flush(self->kpi, self->journal, self->now_ms);
             filter_flush(self->filter, self->journal);
             s_persist_counters(self);
-            book_flush(self->book, s_on_closed, self);
+            book_shrink(self->book);
+            book_flush(self->book, s_on_going, self);
         }
         int sent = journal_send(self->journal, self->now_ms);
         //  Items that needed nothing from Redis, with nothing in flight to
@@ -2470,6 +2571,7 @@ static void s_reset(server_t *self, journal_status_t status)
     filter_clear(self->filter);
     zhashx_purge(self->intakes);
     zhashx_purge(self->followups_busy);
+    self->cold_reading = false;
     dispatch_changed(self->dispatch);
     s_unpark(self, false);
     self->next_cron_ms = 0; //  reconnect at once

@@ -106,7 +106,7 @@ ticket_t *ticket_new(uint64_t id)
     if (!self)
         return NULL;
     self->id = id;
-    self->queue = self->redis_queue = -1;
+    self->queue = self->redis_queue = self->redis_cold = -1;
     self->queue_pos = self->wait_pos = self->timer_pos = HEAP_NONE;
     self->step_first = self->step_last = STEP_NONE;
     return self;

@@ -329,7 +329,7 @@ class RawWorker:
     """A DEALER on the workers endpoint driven message by message, to test
     what tier-worker would never send (late results, garbage)."""
 
-    def __init__(self, tb, tierd, agent, level, departments, capacity):
+    def __init__(self, tb, tierd, agent, level, departments, capacity, channel_capacity=None):
         import zmq
         self.pb = tb.pb()
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
@@ -340,6 +340,9 @@ class RawWorker:
         self.pushes = []      # Offers and Revokes received while waiting for replies
         reg = self.pb.Register(agent_id=agent, level=self.pb.Level.Value("LEVEL_" + level),
                                departments=list(departments), capacity=capacity)
+        for channel, n in (channel_capacity or {}).items():
+            reg.channel_capacity.add(channel=self.pb.Channel.Value("CHANNEL_" + channel.upper()),
+                                     capacity=n)
         reply = self.call(register=reg)
         check(reply.WhichOneof("body") == "registered" and not reply.error.code,
               f"raw worker {agent} registered: {reply}")
@@ -576,12 +579,48 @@ class Testbed:
         reply.ParseFromString(raw)
         return reply
 
+    def submit_many(self, count, channel="chat", subject="ticket", in_flight=100, timeout_s=60):
+        """Submit `count` tickets over one DEALER, up to in_flight requests
+        at a time (thousands go in within seconds). Returns their ids, in
+        the order of the submits."""
+        import zmq
+        pb = self.pb()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.tierd.clients)
+        ids = [None] * count
+        sent = answered = 0
+        deadline = time.monotonic() + timeout_s
+        try:
+            while answered < count:
+                while sent < count and sent - answered < in_flight:
+                    ticket = pb.Ticket(subject=f"{subject} {sent}",
+                                       channel=pb.Channel.Value("CHANNEL_" + channel.upper()))
+                    sock.send(pb.ClientRequest(request_id=sent + 1, protocol_version=1,
+                                               submit=pb.SubmitRequest(ticket=ticket))
+                              .SerializeToString())
+                    sent += 1
+                check(time.monotonic() < deadline and sock.poll(5000),
+                      f"tierd answered {answered} of {count} submits")
+                reply = pb.ClientReply()
+                reply.ParseFromString(sock.recv())
+                check(not reply.error.code and reply.submitted.id,
+                      f"submit {reply.request_id} acknowledged: {reply}")
+                ids[reply.request_id - 1] = reply.submitted.id
+                answered += 1
+        finally:
+            sock.close()
+        return ids
+
     def error_name(self, error):
         return self.pb().ErrorCode.Name(error.code)
 
-    def raw_worker(self, agent, level="L1", departments=(), capacity=1, tierd=None):
-        """A worker speaking the wire protocol from Python (registered)."""
-        return RawWorker(self, tierd or self.tierd, agent, level, departments, capacity)
+    def raw_worker(self, agent, level="L1", departments=(), capacity=1, tierd=None,
+                   channel_capacity=None):
+        """A worker speaking the wire protocol from Python (registered);
+        channel_capacity: {"chat": 1, ...}."""
+        return RawWorker(self, tierd or self.tierd, agent, level, departments, capacity,
+                         channel_capacity)
 
     # -- teardown
     def dump_logs(self):
