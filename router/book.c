@@ -31,8 +31,6 @@ typedef enum {
     OP_SREM_HELD,
     OP_ZADD_DEFERRED,
     OP_ZREM_DEFERRED,
-    OP_ZADD_COLD,
-    OP_ZREM_COLD,
     OP_ZADD_QT,
     OP_ZREM_QT,
     OP_ZADD_DUE,
@@ -71,6 +69,7 @@ struct book {
     size_t op_count, op_size;
     uint32_t *group_head, *group_tail, *group_count, *op_next; //  s_write_ops
     size_t group_size;
+    bool windows_moved; //  a window's upto changed in this batch
 };
 
 //  ---------------------------------------------------------------------------
@@ -90,8 +89,8 @@ static void s_queue_init(queue_t *q, int level, const char *department)
     q->told_depth = q->told_oldest = -1;
     snprintf(q->name, sizeof(q->name), "%d:%s", level, department ? department : "");
     for (int c = 0; c <= BOOK_CHANNELS; c++) {
-        q->window[c].upto = INT64_MAX;
-        snprintf(q->cold_key[c], sizeof(q->cold_key[c]), "%s:%d", q->name, c);
+        q->window[c].upto = q->window[c].redis_upto = INT64_MAX;
+        snprintf(q->key[c], sizeof(q->key[c]), "%s:%d", q->name, c);
     }
     for (int c = 0; c <= BOOK_CHANNELS; c++)
         heap_init(&q->by_channel[c], offsetof(ticket_t, queue_pos));
@@ -146,7 +145,7 @@ static void s_forget_all(book_t *self)
         heap_fini(&self->queues[q].by_wait);
         for (int c = 0; c <= BOOK_CHANNELS; c++) {
             window_t *w = &self->queues[q].window[c];
-            *w = (window_t){INT64_MAX, 0, w->epoch + 1, false};
+            *w = (window_t){INT64_MAX, 0, w->epoch + 1, false, INT64_MAX};
         }
         self->queues[q].cold_oldest = 0;
         self->queues[q].touched = false;
@@ -164,6 +163,7 @@ static void s_forget_all(book_t *self)
     self->step_count = 0;
     bytes_clear(&self->step_bytes);
     self->op_count = 0;
+    self->windows_moved = false;
 }
 
 void book_destroy(book_t **self_p)
@@ -685,13 +685,17 @@ static void s_diff(book_t *self, ticket_t *t, bool changed)
         journal_arg_str(self->journal, self->queues[t->queue].name);
         self->queues[t->queue].listed = true;
     }
-    if (t->queue != t->redis_queue || (t->queue >= 0 && t->score != t->redis_score)) {
-        if (t->redis_queue >= 0 && t->redis_queue != t->queue)
-            s_op(self, OP_ZREM_QUEUE, self->queues[t->redis_queue].name, 0, t->id);
+    //  P q:NAME:C, the queue's tickets of one channel.
+    int channel = s_channel(t);
+    if (t->queue != t->redis_queue ||
+        (t->queue >= 0 && (t->score != t->redis_score || channel != t->redis_channel))) {
+        if (t->redis_queue >= 0 && (t->redis_queue != t->queue || t->redis_channel != channel))
+            s_op(self, OP_ZREM_QUEUE, self->queues[t->redis_queue].key[t->redis_channel], 0, t->id);
         if (t->queue >= 0)
-            s_op(self, OP_ZADD_QUEUE, self->queues[t->queue].name, t->score, t->id);
+            s_op(self, OP_ZADD_QUEUE, self->queues[t->queue].key[channel], t->score, t->id);
         t->redis_queue = t->queue;
         t->redis_score = t->score;
+        t->redis_channel = (int8_t) channel;
     }
     if (t->holder != t->redis_holder) {
         if (t->redis_holder)
@@ -700,30 +704,15 @@ static void s_diff(book_t *self, ticket_t *t, bool changed)
             s_op(self, OP_SADD_HELD, t->holder, 0, t->id);
         t->redis_holder = t->holder;
     }
-    //  Beyond its window a ticket is cold, or about to be: Redis indexes it
-    //  by channel and score (P qc:NAME:C), queued time (P qt:NAME) and
-    //  timer (P due).
+    //  Beyond its window a ticket is cold, or about to be: Redis indexes
+    //  its queued time (P qt:NAME) and timer (P due) too.
     bool cold = book_beyond(self, t);
-    int channel = s_channel(t);
-    if (t->redis_cold >= 0 &&
-        (!cold || t->redis_cold != t->queue || t->redis_cold_channel != channel)) {
-        s_op(self, OP_ZREM_COLD, self->queues[t->redis_cold].cold_key[t->redis_cold_channel], 0,
-             t->id);
-        if (!cold || t->redis_cold != t->queue)
-            s_op(self, OP_ZREM_QT, self->queues[t->redis_cold].name, 0, t->id);
-    }
-    if (cold) {
-        bool moved = t->redis_cold != t->queue;
-        if (moved || t->redis_cold_channel != channel || t->redis_cold_score != t->score)
-            s_op(self, OP_ZADD_COLD, self->queues[t->queue].cold_key[channel], t->score, t->id);
-        if (moved || t->redis_qt_at != t->queued_ms)
-            s_op(self, OP_ZADD_QT, self->queues[t->queue].name, t->queued_ms, t->id);
-        t->redis_cold = (int16_t) t->queue;
-        t->redis_cold_channel = (int8_t) channel;
-        t->redis_cold_score = t->score;
-        t->redis_qt_at = t->queued_ms;
-    } else
-        t->redis_cold = -1;
+    if (t->redis_cold >= 0 && (!cold || t->redis_cold != t->queue))
+        s_op(self, OP_ZREM_QT, self->queues[t->redis_cold].name, 0, t->id);
+    if (cold && (t->redis_cold != t->queue || t->redis_qt_at != t->queued_ms))
+        s_op(self, OP_ZADD_QT, self->queues[t->queue].name, t->queued_ms, t->id);
+    t->redis_cold = cold ? (int16_t) t->queue : -1;
+    t->redis_qt_at = cold ? t->queued_ms : -1;
     int64_t due = 0;
     if (cold && t->timer_pos < heap_count(&self->timers) &&
         self->timers.entries[t->timer_pos].item == t)
@@ -749,10 +738,10 @@ static void s_diff(book_t *self, ticket_t *t, bool changed)
 //  hash table (a batch touches a few queues and its agents' held sets).
 static void s_write_ops(book_t *self)
 {
-    static const char *commands[] = {"ZADD", "ZREM", "SADD", "SREM", "ZADD", "ZREM",
-                                     "ZADD", "ZREM", "ZADD", "ZREM", "ZADD", "ZREM"};
-    static const char *keys[] = {"q:",  "q:",  "w:",  "w:",  "deferred", "deferred",
-                                 "qc:", "qc:", "qt:", "qt:", "due",      "due"};
+    static const char *commands[] = {"ZADD", "ZREM", "SADD", "SREM", "ZADD",
+                                     "ZREM", "ZADD", "ZREM", "ZADD", "ZREM"};
+    static const char *keys[] = {"q:",       "q:",  "w:",  "w:",  "deferred",
+                                 "deferred", "qt:", "qt:", "due", "due"};
     size_t n = self->op_count;
     if (!n)
         return;
@@ -800,8 +789,8 @@ static void s_write_ops(book_t *self)
             continue;
         const op_t *first = &self->ops[self->group_head[at]];
         op_kind_t kind = first->kind;
-        bool scored = kind == OP_ZADD_QUEUE || kind == OP_ZADD_DEFERRED || kind == OP_ZADD_COLD ||
-                      kind == OP_ZADD_QT || kind == OP_ZADD_DUE;
+        bool scored = kind == OP_ZADD_QUEUE || kind == OP_ZADD_DEFERRED || kind == OP_ZADD_QT ||
+                      kind == OP_ZADD_DUE;
         int per = scored ? 2 : 1;
         journal_write(self->journal, 2 + per * (int) self->group_count[at]);
         journal_arg_str(self->journal, commands[kind]);
@@ -813,6 +802,32 @@ static void s_write_ops(book_t *self)
         }
     }
     self->op_count = 0;
+}
+
+//  Windows whose upto changed: P qw.
+static void s_write_windows(book_t *self)
+{
+    if (!self->windows_moved)
+        return;
+    self->windows_moved = false;
+    for (size_t index = 0; index < self->queue_count; index++)
+        for (int c = 0; c <= BOOK_CHANNELS; c++) {
+            window_t *w = &self->queues[index].window[c];
+            if (w->upto == w->redis_upto)
+                continue;
+            if (w->upto == INT64_MAX) {
+                journal_write(self->journal, 3);
+                journal_arg_str(self->journal, "HDEL");
+            } else {
+                journal_write(self->journal, 4);
+                journal_arg_str(self->journal, "HSET");
+            }
+            journal_arg_key(self->journal, "qw", NULL);
+            journal_arg_str(self->journal, self->queues[index].key[c]);
+            if (w->upto != INT64_MAX)
+                journal_arg_i64(self->journal, w->upto);
+            w->redis_upto = w->upto;
+        }
 }
 
 void book_flush(book_t *self, book_going_fn *going, void *arg)
@@ -831,6 +846,7 @@ void book_flush(book_t *self, book_going_fn *going, void *arg)
     }
     self->dirty = NULL;
     s_write_ops(self);
+    s_write_windows(self);
     self->step_count = 0;
     bytes_clear(&self->step_bytes);
 }
@@ -892,6 +908,7 @@ static void s_shrink(book_t *self, queue_t *q, int c)
         return; //  what is over is beyond already, on its way out
     w->upto = cut - 1;
     w->epoch++;
+    self->windows_moved = true;
     for (uint32_t i = 0; i < n; i++) {
         ticket_t *t = heap->entries[i].item;
         if (t->score >= cut)
@@ -942,6 +959,7 @@ static ticket_t *s_read(book_t *self, const uint8_t *stored, size_t len, bool cl
     //  Redis has it where its state says (both were written by one batch).
     t->redis_queue = t->queue;
     t->redis_score = t->score;
+    t->redis_channel = (int8_t) s_channel(t);
     t->redis_holder = t->holder;
     t->redis_deferred = t->deferred;
     if (t->queue >= 0) {
@@ -952,8 +970,7 @@ static ticket_t *s_read(book_t *self, const uint8_t *stored, size_t len, bool cl
         if (book_beyond(self, t) && w->cold)
             w->cold--;
         t->redis_cold = (int16_t) t->queue;
-        t->redis_cold_channel = (int8_t) s_channel(t);
-        t->redis_cold_score = t->redis_qt_at = t->redis_due = -1;
+        t->redis_qt_at = t->redis_due = -1;
         s_dirty(self, t);
     }
     t->written = journal_committed_batches(self->journal);
@@ -971,14 +988,20 @@ ticket_t *book_fetched(book_t *self, const uint8_t *stored, size_t len)
     return s_read(self, stored, len, true);
 }
 
-void book_cold_found(book_t *self, size_t index, int channel, uint32_t cold, int64_t first)
+void book_window_found(book_t *self, size_t index, int channel, int64_t upto)
 {
     if (index >= self->queue_count || channel < 0 || channel > BOOK_CHANNELS)
         return;
     window_t *w = &self->queues[index].window[channel];
-    w->cold = cold;
-    w->upto = cold ? first - 1 : INT64_MAX;
+    w->upto = w->redis_upto = upto;
     w->epoch++;
+}
+
+void book_cold_found(book_t *self, size_t index, int channel, uint32_t cold)
+{
+    if (index >= self->queue_count || channel < 0 || channel > BOOK_CHANNELS)
+        return;
+    self->queues[index].window[channel].cold = cold;
     self->queues[index].touched = true;
 }
 
@@ -999,6 +1022,7 @@ bool book_loaded(book_t *self, size_t index, int channel, uint64_t epoch, int64_
     bool moved = epoch == w->epoch && upto > w->upto;
     if (moved) {
         w->upto = upto;
+        self->windows_moved = true;
         if (upto == INT64_MAX)
             w->cold = 0;
         q->touched = true;

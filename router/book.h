@@ -21,16 +21,16 @@
 
     A queue keeps at most BOOK_WINDOW tickets of each channel in memory:
     the first ones in dispatch order, every ticket of the channel scored up
-    to its window's `upto`. The rest are "cold": in Redis only (P tk:ID,
-    P q:NAME) and indexed there for what memory cannot do without them:
-    P qc:NAME:C (the cold tickets of channel C, by score: the loader brings
-    the next ones in from there as the head drains), P qt:NAME (their queued
-    times, for the queue's oldest wait) and P due (their next timer). A
-    queued ticket has those entries exactly when it is beyond its window;
-    book_flush writes them in the batch that puts it beyond, so that this
-    holds in Redis at every commit and after any restart. A channel over its
-    window gives its tail back (book_shrink; book_evict once the batch is
-    in).
+    to its window's `upto`. Redis has the queue's tickets of channel C in
+    P q:NAME:C (by score) and each window's upto in P qw (field NAME:C; none
+    when every ticket is in memory): the members beyond it are "cold", in
+    Redis only, and indexed there for what memory cannot do without them,
+    P qt:NAME (their queued times, for the queue's oldest wait) and P due
+    (their next timer). book_flush writes a window's upto and the entries of
+    a ticket put beyond it in the same batch, so that this holds in Redis at
+    every commit and after any restart. A channel over its window gives its
+    tail back (book_shrink; book_evict once the batch is in); the loader
+    brings the next cold tickets in as the head drains.
 */
 #ifndef TIER_BOOK_H
 #define TIER_BOOK_H
@@ -54,10 +54,11 @@ typedef struct book book_t;
 
 //  What of one channel of a queue is in memory (the top of this file).
 typedef struct {
-    int64_t upto;   //  every queued ticket scored <= upto is in memory; INT64_MAX: all
-    uint32_t cold;  //  its tickets in Redis only
-    uint64_t epoch; //  +1 when upto moves down (a read in flight is then of no use)
-    bool loading;   //  the loader reads its next cold tickets: none leaves memory meanwhile
+    int64_t upto;       //  every queued ticket scored <= upto is in memory; INT64_MAX: all
+    uint32_t cold;      //  its tickets in Redis only
+    uint64_t epoch;     //  +1 when upto moves down (a read in flight is then of no use)
+    bool loading;       //  the loader reads its next cold tickets: none leaves memory meanwhile
+    int64_t redis_upto; //  as P qw has it (INT64_MAX: no field)
 } window_t;
 
 //  One queue: a level and a department (NULL = the level's general queue).
@@ -68,7 +69,7 @@ typedef struct {
     heap_t by_channel[BOOK_CHANNELS + 1]; //  dispatch order, per channel (0 unused)
     heap_t by_wait;                       //  queued_ms, oldest first
     window_t window[BOOK_CHANNELS + 1];   //  per channel
-    char cold_key[BOOK_CHANNELS + 1][88]; //  "NAME:C", as in P qc:NAME:C
+    char key[BOOK_CHANNELS + 1][88];      //  "NAME:C": its tickets of channel C are P q:NAME:C
     int64_t cold_oldest;                  //  queued_ms of the oldest cold ticket, 0 = none
     bool touched;                         //  its depth changed in this batch (a QUEUE event is due)
     bool listed;                          //  in P queues (the loader finds it there)
@@ -185,9 +186,10 @@ ticket_t *book_load(book_t *self, const uint8_t *stored, size_t len, int64_t now
 //  A ticket read from Redis to act on it, open or closed. NULL if
 //  malformed or in memory already.
 ticket_t *book_fetched(book_t *self, const uint8_t *stored, size_t len);
-//  What the loader found of a queue's channel: its cold tickets (ZCARD
-//  P qc:NAME:C) and the lowest score among them.
-void book_cold_found(book_t *self, size_t index, int channel, uint32_t cold, int64_t first);
+//  What the loader found of a queue's channel: its window's upto (P qw),
+//  then how many members are beyond it.
+void book_window_found(book_t *self, size_t index, int channel, int64_t upto);
+void book_cold_found(book_t *self, size_t index, int channel, uint32_t cold);
 //  The loader reads the next cold tickets of a channel: returns the
 //  window's epoch, to give back to book_loaded. Until then no ticket of the
 //  channel leaves memory (it might be missed by the read).

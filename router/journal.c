@@ -66,9 +66,9 @@ struct journal {
     redisReply **replies; //  of the reads of the batch being delivered
     size_t replies_count; //  valid during delivery
     size_t replies_size;
-    int64_t last_write_ms; //  last batch with writes sent
-    int64_t renewed_ms;    //  last batch that renewed the lock
-    uint64_t sent_count;   //  batches sent so far
+    int64_t last_write_ms;    //  last batch with writes sent
+    int64_t renewed_ms;       //  last batch that renewed the lock
+    uint64_t sent_count;      //  batches sent so far
     uint64_t committed_count; //  of those, committed (they commit in order)
     char lease_text[U64_TEXT_MAX];
     char lock_key[512]; //  P lock
@@ -661,8 +661,7 @@ static void s_frame(journal_t *self, batch_t *batch, int64_t now_ms)
     bytes_t *out = &self->out;
     bytes_clear(out);
     const char *key = self->lock_key;
-    batch->renews =
-        batch->nwrites && now_ms - self->renewed_ms >= self->config.lock_lease_ms / 4;
+    batch->renews = batch->nwrites && now_ms - self->renewed_ms >= self->config.lock_lease_ms / 4;
     if (batch->renews)
         self->renewed_ms = now_ms;
     if (batch->nwrites) {

@@ -223,7 +223,7 @@ static void s_on_warm(void *arg, outbox_batch_t *batch, void *payload, const red
         s_ready(self);
 }
 
-//  ZRANGE P qc:NAME:C (upto +inf BYSCORE LIMIT 0 CHUNK WITHSCORES: the next
+//  ZRANGE P q:NAME:C (upto +inf BYSCORE LIMIT 0 CHUNK WITHSCORES: the next
 //  cold tickets of a channel.
 static void s_read_cold(loader_t *self, int queue, int channel)
 {
@@ -233,7 +233,7 @@ static void s_read_cold(loader_t *self, int queue, int channel)
     uint64_t epoch = book_load_begin(book, (size_t) queue, channel);
     uint32_t read = journal_read(j, 9);
     journal_arg_str(j, "ZRANGE");
-    journal_arg_key(j, "qc:", q->cold_key[channel]);
+    journal_arg_key(j, "q:", q->key[channel]);
     s_arg_score(j, q->window[channel].upto, true);
     journal_arg_str(j, "+inf");
     journal_arg_str(j, "BYSCORE");
@@ -252,7 +252,7 @@ static void s_read_ties(loader_t *self, const step_t *asked, int64_t score)
     journal_t *j = self->config.journal;
     uint32_t read = journal_read(j, 6);
     journal_arg_str(j, "ZRANGE");
-    journal_arg_key(j, "qc:", q->cold_key[asked->channel]);
+    journal_arg_key(j, "q:", q->key[asked->channel]);
     s_arg_score(j, score, false);
     s_arg_score(j, score, false);
     journal_arg_str(j, "BYSCORE");
@@ -378,8 +378,8 @@ static void s_on_warm_none(void *arg, outbox_batch_t *batch, void *payload, cons
         s_ready(self);
 }
 
-//  Per queue: its warm members (ZDIFF P q:NAME and every P qc:NAME:C),
-//  then per channel its cold ones (ZCARD) and the first of them.
+//  Per queue and channel: its warm members (P q:NAME:C up to the window's
+//  upto) and how many are cold (beyond it).
 static void s_read_queues(loader_t *self)
 {
     book_t *book = self->config.book;
@@ -387,22 +387,45 @@ static void s_read_queues(loader_t *self)
     journal_t *j = self->config.journal;
     for (size_t q = 0; q < self->queue_count; q++) {
         const queue_t *queue = book_queue(book, q);
-        journal_read(j, 3 + BOOK_CHANNELS + 1);
-        journal_arg_str(j, "ZDIFF");
-        journal_arg_u64(j, 2 + BOOK_CHANNELS);
-        journal_arg_key(j, "q:", queue->name);
-        for (int c = 0; c <= BOOK_CHANNELS; c++)
-            journal_arg_key(j, "qc:", queue->cold_key[c]);
         for (int c = 0; c <= BOOK_CHANNELS; c++) {
-            journal_read(j, 2);
-            journal_arg_str(j, "ZCARD");
-            journal_arg_key(j, "qc:", queue->cold_key[c]);
+            int64_t upto = queue->window[c].upto;
             journal_read(j, 5);
             journal_arg_str(j, "ZRANGE");
-            journal_arg_key(j, "qc:", queue->cold_key[c]);
-            journal_arg_str(j, "0");
-            journal_arg_str(j, "0");
-            journal_arg_str(j, "WITHSCORES");
+            journal_arg_key(j, "q:", queue->key[c]);
+            journal_arg_str(j, "-inf");
+            if (upto == INT64_MAX)
+                journal_arg_str(j, "+inf");
+            else
+                s_arg_score(j, upto, false);
+            journal_arg_str(j, "BYSCORE");
+            journal_read(j, 4);
+            journal_arg_str(j, "ZCOUNT");
+            journal_arg_key(j, "q:", queue->key[c]);
+            if (upto == INT64_MAX)
+                journal_arg_str(j, "+inf");
+            else
+                s_arg_score(j, upto, true);
+            journal_arg_str(j, "+inf");
+        }
+    }
+}
+
+//  P qw: the windows that do not hold every ticket of their channel.
+static void s_windows(loader_t *self, const redisReply *windows)
+{
+    book_t *book = self->config.book;
+    for (size_t i = 0; windows && i + 1 < windows->elements; i += 2) {
+        const char *field = journal_str(windows->element[i]);
+        const char *colon = strrchr(field, ':');
+        if (!colon)
+            continue;
+        int channel = atoi(colon + 1);
+        for (size_t q = 0; q < book_queue_count(book); q++) {
+            const queue_t *queue = book_queue(book, q);
+            if (strlen(queue->name) == (size_t) (colon - field) &&
+                !memcmp(queue->name, field, (size_t) (colon - field)))
+                book_window_found(book, q, channel,
+                                  strtoll(journal_str(windows->element[i + 1]), NULL, 10));
         }
     }
 }
@@ -450,26 +473,23 @@ static void s_on_phase2(void *arg, outbox_batch_t *batch, void *payload, const r
     self->warm_count = self->warm_at = 0;
     self->warm_flying = 0;
     size_t warm_size = 0;
-    for (size_t q = 0; q < self->queue_count; q++) {
-        const redisReply *warm = s_reply(self, r++);
+    for (size_t q = 0; q < self->queue_count; q++)
         for (int c = 0; c <= BOOK_CHANNELS; c++) {
-            uint32_t cold = (uint32_t) journal_u64(s_reply(self, r++));
-            const redisReply *first = s_reply(self, r++);
-            book_cold_found(book, q, c, cold, cold ? s_score_at(first, 0) : 0);
-        }
-        size_t n = warm && warm->type == REDIS_REPLY_ARRAY ? warm->elements : 0;
-        if (self->warm_count + n > warm_size) {
-            warm_size = (self->warm_count + n) * 2;
-            uint64_t *grown = realloc(self->warm, warm_size * sizeof(uint64_t));
-            if (!grown) {
-                log_error("out of memory reading the queues");
-                abort();
+            const redisReply *warm = s_reply(self, r++);
+            book_cold_found(book, q, c, (uint32_t) journal_u64(s_reply(self, r++)));
+            size_t n = warm && warm->type == REDIS_REPLY_ARRAY ? warm->elements : 0;
+            if (self->warm_count + n > warm_size) {
+                warm_size = (self->warm_count + n) * 2;
+                uint64_t *grown = realloc(self->warm, warm_size * sizeof(uint64_t));
+                if (!grown) {
+                    log_error("out of memory reading the queues");
+                    abort();
+                }
+                self->warm = grown;
             }
-            self->warm = grown;
+            for (size_t i = 0; i < n; i++)
+                self->warm[self->warm_count++] = journal_u64(warm->element[i]);
         }
-        for (size_t i = 0; i < n; i++)
-            self->warm[self->warm_count++] = journal_u64(warm->element[i]);
-    }
     //  Phase 3: the held tickets, agent by agent (to check each against the
     //  set it was found in), then the warm queued ones.
     uint32_t first = 0, count = 0;
@@ -546,6 +566,7 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
     const redisReply *queues = s_reply(self, r++);
     const redisReply *rolled = s_reply(self, r++);
     const redisReply *xf = s_reply(self, r++);
+    const redisReply *windows = s_reply(self, r++);
     self->rolled_upto =
         rolled && rolled->type == REDIS_REPLY_STRING ? strtoll(rolled->str, NULL, 10) : -1;
     if (format && format->type == REDIS_REPLY_NIL && nextid && nextid->type != REDIS_REPLY_NIL) {
@@ -584,6 +605,7 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
         const char *dept = intern_name(book_intern(book), colon + 1, strlen(colon + 1));
         book_queue_ensure(book, level, dept);
     }
+    s_windows(self, windows);
     //  Agents and what they hold.
     s_agents_free(self);
     self->agent_count = agents && agents->type == REDIS_REPLY_ARRAY ? agents->elements / 2 : 0;
@@ -656,6 +678,9 @@ void loader_start(loader_t *self, int64_t now_ms)
     journal_read(j, 2);
     journal_arg_str(j, "GET");
     journal_arg_key(j, "xf", NULL);
-    step_t step = {self, self->gen, first, 8, -1, 0, 0, 0, false};
+    journal_read(j, 2);
+    journal_arg_str(j, "HGETALL");
+    journal_arg_key(j, "qw", NULL);
+    step_t step = {self, self->gen, first, 9, -1, 0, 0, 0, false};
     outbox_add(self->config.outbox, s_on_phase1, &step, sizeof(step), OUTBOX_NO_READ);
 }

@@ -7,9 +7,9 @@
       1. the format, the last ticket id and event seq, the known agents,
          the deferred tickets, the queue names and the idempotency filter;
       2. what each agent holds (P w:AGENT), every held and deferred ticket,
-         and per queue its warm tickets (those that were in memory: every
-         member of P q:NAME not in a P qc:NAME:C) and, per channel, how
-         many are cold and the first of them (book.h);
+         and per queue and channel its warm tickets (those that were in
+         memory: P q:NAME:C up to its window, P qw) and how many are cold
+         (beyond it, book.h);
       3. the warm tickets, a few MGETs per round trip.
 
     Then the router is ready. Its queues' cold tickets stay in Redis: as a
@@ -32,7 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define STORE_FORMAT "2" //  P format: the data model of docs/data-model.md
+#define STORE_FORMAT "3" //  P format: the data model of docs/data-model.md
 
 typedef struct loader loader_t;
 

@@ -149,22 +149,21 @@ struct ticket {
     ticket_t *held_next;
     bool deferred; //  in the book's deferred count
     //  What Redis has, as of the last batch written (book_flush compares).
-    int redis_queue;           //  the queue whose sorted set holds it, -1 = none
-    int64_t redis_score;       //  at this score
-    const char *redis_holder;  //  the agent whose held set holds it, NULL = none
-    bool redis_deferred;       //  in P deferred
-    bool redis_exists;         //  its key exists
-    int16_t redis_cold;        //  the queue whose cold sets hold it (book.h), -1 = none
-    int8_t redis_cold_channel; //  in P qc:NAME:C for this channel
-    int64_t redis_cold_score;  //  at this score (-1: unknown, written again)
-    int64_t redis_qt_at;       //  and in P qt:NAME at this queued_ms (-1: unknown)
-    int64_t redis_due;         //  its score in P due, 0 = none, -1 = unknown
-    uint64_t written;          //  the journal batch that last wrote it
-    bool dirty;                //  on the book's list of tickets the batch changes
-    bool closed;               //  resolved, abandoned or dead: forgotten after the batch
-    uint32_t step_first;       //  its first step in the batch, STEP_NONE = none
-    uint32_t step_last;        //  its last one
-    ticket_t *dirty_next;      //  that list
+    int redis_queue;          //  the queue whose sorted set holds it, -1 = none
+    int64_t redis_score;      //  at this score
+    const char *redis_holder; //  the agent whose held set holds it, NULL = none
+    bool redis_deferred;      //  in P deferred
+    bool redis_exists;        //  its key exists
+    int8_t redis_channel;     //  and channel (P q:NAME:C)
+    int16_t redis_cold;       //  the queue whose P qt:NAME holds it (book.h), -1 = none
+    int64_t redis_qt_at;      //  at this queued_ms (-1: unknown, written again)
+    int64_t redis_due;        //  its score in P due, 0 = none, -1 = unknown
+    uint64_t written;         //  the journal batch that last wrote it
+    bool dirty;               //  on the book's list of tickets the batch changes
+    bool closed;              //  resolved, abandoned or dead: forgotten after the batch
+    uint32_t step_first;      //  its first step in the batch, STEP_NONE = none
+    uint32_t step_last;       //  its last one
+    ticket_t *dirty_next;     //  that list
 };
 
 //  A new, empty ticket (everything zero, positions HEAP_NONE). NULL when out

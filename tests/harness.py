@@ -519,6 +519,14 @@ class Testbed:
                 return q["depth"]
         raise TestFailure(f"queue {level}/{department!r} not listed by tierctl queues")
 
+    def cold_count(self, queue="1:", channel=1, prefix="tier:"):
+        """Tickets of a queue's channel that wait in Redis only: the members
+        of P q:NAME:C beyond the window's upto in P qw (docs/data-model.md)."""
+        upto = self.redis.cmd("HGET", f"{prefix}qw", f"{queue}:{channel}")
+        if upto is None:
+            return 0
+        return int(self.redis.cmd("ZCOUNT", f"{prefix}q:{queue}:{channel}", f"({upto}", "+inf"))
+
     # -- raw protocol (python protobuf generated at test time)
     def pb(self):
         """The tier_pb2 module, generated now by protoc from proto/tier.proto

@@ -29,7 +29,7 @@ def test(tb):
     other = tb.start_tierd(name="new", config="[redis]\nprefix = fresh:\n")
     tid = tb.tierctl("submit", "--subject", "on a prefix of its own", tierd=other)["id"]
     check(tb.tierctl("show", tid, tierd=other)["state"] == "queued", "it takes tickets")
-    check(redis.cmd("GET", "fresh:format") == "2", "and marks the prefix with its format")
+    check(redis.cmd("GET", "fresh:format") == "3", "and marks the prefix with its format")
 
 
 harness.main(test)

@@ -3,9 +3,10 @@ only (docs/data-model.md, "cold tickets"), and nothing about it shows from
 outside but memory: 2,500 chat tickets and 5 e-mails wait in L1; tierd is
 SIGKILLed and restarted; then one agent takes them one at a time.
 
-  - Redis holds the cold ones in P qc:1::<channel>, P qt:1: and P due, and
-    tierd's depth counts them; the snapshot lists the first of each channel
-    and says how many it left out;
+  - Redis holds the cold ones (P q:1::<channel> beyond the window's upto
+    in P qw, each also in P qt:1: and P due), tierd's depth counts them,
+    the snapshot lists the first of each channel and says how many it left
+    out;
   - an agent that may hold one chat at a time gets an e-mail as its second
     ticket, though 2,499 chats come before it in the queue;
   - every chat is offered exactly once, in the order they were submitted,
@@ -23,8 +24,7 @@ CHAT, EMAIL = 1, 2      # Tier__V1__Channel
 
 
 def cold_counts(tb):
-    return (int(tb.redis.cmd("ZCARD", f"tier:qc:1::{CHAT}")),
-            int(tb.redis.cmd("ZCARD", f"tier:qc:1::{EMAIL}")),
+    return (tb.cold_count("1:", CHAT), tb.cold_count("1:", EMAIL),
             int(tb.redis.cmd("ZCARD", "tier:qt:1:")),
             int(tb.redis.cmd("ZCARD", "tier:due")))
 
@@ -32,7 +32,7 @@ def cold_counts(tb):
 def check_window(tb, when):
     chat_cold, email_cold, qt, due = cold_counts(tb)
     check(CHATS - WINDOW <= chat_cold < CHATS,
-          f"{when}: most chats wait in Redis only (P qc:1::{CHAT}): {chat_cold}")
+          f"{when}: most chats wait in Redis only (beyond P qw in P q:1::{CHAT}): {chat_cold}")
     check(email_cold == 0, f"{when}: the 5 e-mails are all in memory: {email_cold} cold")
     check(qt == chat_cold, f"{when}: P qt:1: has every cold ticket: {qt} vs {chat_cold}")
     check(due == chat_cold, f"{when}: P due has every cold ticket's timer: {due} vs {chat_cold}")
@@ -99,6 +99,7 @@ def test(tb):
           "every e-mail offered once")
     check(cold_counts(tb) == (0, 0, 0, 0), f"no cold entries left: {cold_counts(tb)}")
     check(tb.queue_depth("L1") == 0, "L1 is empty")
+    check(not tb.redis.cmd("HGETALL", "tier:qw"), "every window holds its channel whole again")
     for tid in (chats[0], chats[CHATS // 2], chats[-1]):
         check(tb.state_of(tid) == "resolved", f"{tid} resolved")
 
