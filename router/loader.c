@@ -341,7 +341,10 @@ static void s_on_cold_tickets(void *arg, outbox_batch_t *batch, void *payload,
     for (size_t i = 0; reply && i < reply->elements; i++)
         s_load(self, reply->element[i], now_ms); //  a member without its ticket: left as it is
     //  If the window moved down meanwhile, what was read goes back.
-    book_loaded(self->config.book, (size_t) step->queue, step->channel, step->epoch, step->upto);
+    if (book_loaded(self->config.book, (size_t) step->queue, step->channel, step->epoch,
+                    step->upto) &&
+        self->config.more)
+        self->config.more(self->config.arg);
 }
 
 //  A channel whose memory runs low gets its next cold tickets.
@@ -353,10 +356,17 @@ void loader_step(loader_t *self, int64_t now_ms)
     book_t *book = self->config.book;
     for (size_t q = 0; q < book_queue_count(book); q++) {
         queue_t *queue = book_queue(book, q);
-        for (int c = 0; c <= BOOK_CHANNELS; c++)
-            if (queue->window[c].upto != INT64_MAX && !queue->window[c].loading &&
-                heap_count(&queue->by_channel[c]) < BOOK_REFILL)
+        for (int c = 0; c <= BOOK_CHANNELS; c++) {
+            const window_t *w = &queue->window[c];
+            if (w->upto == INT64_MAX || w->loading)
+                continue;
+            //  The heap also holds tickets beyond the window on their way
+            //  out: a head beyond it means none within.
+            const heap_t *heap = &queue->by_channel[c];
+            const heap_entry_t *head = heap_min(heap);
+            if (heap_count(heap) < BOOK_REFILL || (head && head->key > w->upto))
                 s_read_cold(self, (int) q, c);
+        }
     }
 }
 

@@ -40,6 +40,8 @@ typedef struct loader loader_t;
 //  number), or failed (the Redis data cannot be used: why).
 typedef void(loader_ready_fn)(void *arg, uint64_t seq);
 typedef void(loader_failed_fn)(void *arg, const char *why);
+//  Cold tickets came into memory: dispatch may find work it did not before.
+typedef void(loader_more_fn)(void *arg);
 
 typedef struct {
     book_t *book;
@@ -50,6 +52,7 @@ typedef struct {
     int64_t lease_ms; //  for agents that do not come back
     loader_ready_fn *ready;
     loader_failed_fn *failed;
+    loader_more_fn *more;
     void *arg;
 } loader_config_t;
 

@@ -2615,6 +2615,13 @@ static void s_on_loaded(void *arg, uint64_t seq)
     s_unpark(self, true);
 }
 
+//  The loader brought cold tickets in (book.h): they may go to free workers.
+static void s_on_more(void *arg)
+{
+    server_t *self = arg;
+    dispatch_changed(self->dispatch);
+}
+
 static void s_on_unusable(void *arg, const char *why)
 {
     server_t *self = arg;
@@ -2814,6 +2821,7 @@ server_t *server_new(config_t *config)
                            .lease_ms = s_lease_ms(self),
                            .ready = s_on_loaded,
                            .failed = s_on_unusable,
+                           .more = s_on_more,
                            .arg = self};
     self->loader = loader_new(&ldc);
     self->dispatch = dispatch_new(config, self->book);

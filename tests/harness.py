@@ -587,7 +587,8 @@ class Testbed:
         reply.ParseFromString(raw)
         return reply
 
-    def submit_many(self, count, channel="chat", subject="ticket", in_flight=100, timeout_s=60):
+    def submit_many(self, count, channel="chat", subject="ticket", level="L1", in_flight=100,
+                    timeout_s=60):
         """Submit `count` tickets over one DEALER, up to in_flight requests
         at a time (thousands go in within seconds). Returns their ids, in
         the order of the submits."""
@@ -603,7 +604,8 @@ class Testbed:
             while answered < count:
                 while sent < count and sent - answered < in_flight:
                     ticket = pb.Ticket(subject=f"{subject} {sent}",
-                                       channel=pb.Channel.Value("CHANNEL_" + channel.upper()))
+                                       channel=pb.Channel.Value("CHANNEL_" + channel.upper()),
+                                       level=pb.Level.Value("LEVEL_" + level))
                     sock.send(pb.ClientRequest(request_id=sent + 1, protocol_version=1,
                                                submit=pb.SubmitRequest(ticket=ticket))
                               .SerializeToString())

@@ -11,7 +11,9 @@ SIGKILLed and restarted; then one agent takes them one at a time.
     ticket, though 2,499 chats come before it in the queue;
   - every chat is offered exactly once, in the order they were submitted,
     across the window's refills and the restart; at the end the cold sets
-    are empty."""
+    are empty;
+  - an agent with room for 2,000 gets 2,000 offers: the cold tickets brought
+    in wake the dispatcher."""
 import signal
 
 import harness
@@ -21,6 +23,7 @@ CHATS = 2500
 EMAILS = 5
 WINDOW = 1024           # BOOK_WINDOW (router/book.h)
 CHAT, EMAIL = 1, 2      # Tier__V1__Channel
+BIG = 2000              # capacity of the last agent: two windows' worth
 
 
 def cold_counts(tb):
@@ -102,6 +105,19 @@ def test(tb):
     check(not tb.redis.cmd("HGETALL", "tier:qw"), "every window holds its channel whole again")
     for tid in (chats[0], chats[CHATS // 2], chats[-1]):
         check(tb.state_of(tid) == "resolved", f"{tid} resolved")
+
+    # An agent with room for more than a window: the cold tickets it gets
+    # once the window is offered are offered too, with nothing else going on
+    # (no result, no new ticket) to wake the dispatcher.
+    more = tb.submit_many(CHATS, channel="chat", subject="more", level="L2")
+    big = tb.raw_worker("big", level="L2", capacity=BIG)
+    got = set()
+    while len(got) < BIG:
+        msg = big.recv(1000)   # no heartbeat meanwhile: it could wake the dispatcher
+        check(msg is not None, f"offers keep coming: {len(got)} of {BIG}")
+        if msg.WhichOneof("body") == "offer":
+            got.add(msg.offer.ticket.id)
+    check(got == set(more[:BIG]), f"the agent got the first {BIG} tickets")
 
 
 harness.main(test, timeout_s=170)
