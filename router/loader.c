@@ -97,16 +97,6 @@ uint64_t loader_loaded(const loader_t *self)
     return self->loaded;
 }
 
-bool loader_complete(const loader_t *self)
-{
-    if (!self->ready)
-        return false;
-    for (size_t q = 0; q < book_queue_count(self->config.book); q++)
-        if (!book_complete(self->config.book, q))
-            return false;
-    return true;
-}
-
 static const redisReply *s_reply(loader_t *self, uint32_t i)
 {
     return journal_reply(self->config.journal, i);

@@ -65,8 +65,6 @@ void loader_start(loader_t *self, int64_t now_ms);
 //  channel whose memory runs low.
 void loader_step(loader_t *self, int64_t now_ms);
 bool loader_ready(const loader_t *self);
-//  Every queued ticket is in memory.
-bool loader_complete(const loader_t *self);
 //  The last KPI minute rolled up into hours and days (P k:done), -1 if none.
 int64_t loader_rolled_upto(const loader_t *self);
 //  Tickets loaded so far (for status lines).

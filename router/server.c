@@ -2415,15 +2415,20 @@ static void s_renew_presence(server_t *self)
 static void s_status(server_t *self)
 {
     char status[512];
-    if (self->state == STATE_READY)
+    if (self->state == STATE_READY) {
+        uint64_t cold = 0;
+        for (size_t q = 0; q < book_queue_count(self->book); q++)
+            cold += book_cold(self->book, q);
+        char waiting[64] = "";
+        if (cold)
+            snprintf(waiting, sizeof(waiting), ", %llu queued in Redis only",
+                     (unsigned long long) cold);
         snprintf(status, sizeof(status),
-                 "%zu workers, %zu open tickets in memory, %llu messages, "
-                 "%llu events%s",
-                 dispatch_workers(self->dispatch), book_count(self->book),
+                 "%zu workers, %zu open tickets in memory%s, %llu messages, %llu events",
+                 dispatch_workers(self->dispatch), book_count(self->book), waiting,
                  (unsigned long long) self->received,
-                 (unsigned long long) events_published(self->events),
-                 loader_complete(self->loader) ? "" : ", loading queues");
-    else
+                 (unsigned long long) events_published(self->events));
+    } else
         snprintf(status, sizeof(status), "%s; refusing new work", s_unavailable(self));
     notify_status(status);
 }
