@@ -886,9 +886,9 @@ static int s_score_order(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-//  A channel over its window keeps its first BOOK_KEEP tickets: whole
-//  scores go, every ticket scored from the cut on, so that "scored up to
-//  upto" stays "in memory".
+//  A channel over its window keeps its first BOOK_KEEP tickets (and the
+//  others of the last one's score): whole scores go, every ticket scored
+//  from the cut on, so that "scored up to upto" stays "in memory".
 static void s_shrink(book_t *self, queue_t *q, int c)
 {
     heap_t *heap = &q->by_channel[c];
@@ -901,11 +901,17 @@ static void s_shrink(book_t *self, queue_t *q, int c)
     for (uint32_t i = 0; i < n; i++)
         scores[i] = heap->entries[i].key;
     qsort(scores, n, sizeof(int64_t), s_score_order);
-    int64_t cut = scores[BOOK_KEEP];
+    //  The first score after the BOOK_KEEP-th ticket's: all tickets of one
+    //  score stay together, however many (else a window of ties would give
+    //  them back and read them again without end).
+    uint32_t at = BOOK_KEEP;
+    while (at < n && scores[at] == scores[BOOK_KEEP - 1])
+        at++;
+    int64_t cut = at < n ? scores[at] : INT64_MAX;
     free(scores);
     window_t *w = &q->window[c];
-    if (cut > w->upto)
-        return; //  what is over is beyond already, on its way out
+    if (cut == INT64_MAX || cut > w->upto)
+        return; //  one score over the window, or the rest is beyond already (on its way out)
     w->upto = cut - 1;
     w->epoch++;
     self->windows_moved = true;

@@ -19,9 +19,10 @@
     looking at seven heads, and oldest-first (a heap by queued time) for the
     queue's oldest wait.
 
-    A queue keeps at most BOOK_WINDOW tickets of each channel in memory:
-    the first ones in dispatch order, every ticket of the channel scored up
-    to its window's `upto`. Redis has the queue's tickets of channel C in
+    A queue keeps at most BOOK_WINDOW tickets of each channel in memory
+    (more only of one score: a window never splits a score): the first
+    ones in dispatch order, every ticket of the channel scored up to its
+    window's `upto`. Redis has the queue's tickets of channel C in
     P q:NAME:C (by score) and each window's upto in P qw (field NAME:C; none
     when every ticket is in memory): the members beyond it are "cold", in
     Redis only, and indexed there for what memory cannot do without them,
