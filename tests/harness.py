@@ -284,7 +284,9 @@ class Tierd(Daemon):
         self.clients = f"tcp://127.0.0.1:{free_port()}"
         self.workers = f"tcp://127.0.0.1:{free_port()}"
         self.events = f"tcp://127.0.0.1:{free_port()}"
-        argv = [binary("tierd")]
+        # TIER_TIERD_WRAPPER: a command tierd runs under, e.g. valgrind
+        # (tests/run-valgrind.sh).
+        argv = shlex.split(os.environ.get("TIER_TIERD_WRAPPER", "")) + [binary("tierd")]
         if config is not None:
             path = os.path.join(tb.dir, f"{name}.conf")
             with open(path, "w") as f:
