@@ -308,7 +308,7 @@ bullmq_run() {   # bullmq_run RUN
 profile_run() {
   mkdir -p "$profile"
   start_redis; start_tierd
-  perf record -q -g -o "$profile/tierd.perf" -p "$TIERD_PID" >/dev/null 2>&1 &
+  perf record -q --call-graph dwarf,16384 -o "$profile/tierd.perf" -p "$TIERD_PID" >/dev/null 2>&1 &
   local p1=$!
   perf record -q -g -o "$profile/redis.perf" -p "$REDIS_PID" >/dev/null 2>&1 &
   local p2=$!
