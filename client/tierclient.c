@@ -15,10 +15,10 @@
 // tierclient_recv_borrowed decodes into an arena that is emptied, not freed,
 // between answers.
 #include "tierclient.h"
+#include "tierarena.h"
 
 #include <czmq.h>
 #include <errno.h>
-#include <stdalign.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -32,33 +32,13 @@
 #define EXTERNAL_ID_BYTES 16     // random bytes in a made-up external_id (32 hex chars)
 #define UNDECODABLE_ID    0      // request_id of an answer to a request tierd could not read
 
-#define ARENA_INITIAL  1024          // bytes of the borrowed-answer arena at first use
-#define ARENA_KEEP_MAX (1024 * 1024) // the arena grows to the largest answer up to this
-#define ARENA_ALIGN    alignof(max_align_t)
+#define ARENA_KEEP_MAX (1024 * 1024) // the answers' arena grows to the largest one up to this
 
 #define NO_WAIT     -2 // a deadline: do not wait at all
 #define READ_OK     1  // s_recv_*: a whole answer is in self->frame
 #define READ_NONE   0  // s_recv_*: nothing came before the deadline
 #define READ_INTR   -1 // s_recv_*: the wait was interrupted
 #define READ_FAILED -2 // s_recv_*: the receive failed; the error is set
-
-// One allocation that did not fit in the arena's block, freed at the reset.
-typedef struct s_chunk_t {
-    struct s_chunk_t *next; // the chunk allocated before this one
-} s_chunk_t;
-
-// A bump allocator for protobuf-c. An answer unpacked into it costs no
-// malloc once the block has grown to the largest answer seen: the arena is
-// emptied, not freed, before the next one. What does not fit goes into
-// chunks of its own, and the block grows by their size at the next reset.
-typedef struct {
-    ProtobufCAllocator allocator; // what protobuf-c calls; allocator_data is the arena
-    uint8_t *block;               // the reused block, or NULL before the first use
-    size_t size;                  // bytes in block
-    size_t used;                  // bytes of block handed out since the reset
-    s_chunk_t *chunks;            // overflow allocations since the reset
-    size_t overflow;              // bytes in chunks
-} s_arena_t;
 
 struct _tierclient_t {
     zsock_t *dealer;          // DEALER connected to tierd's clients endpoint
@@ -71,77 +51,8 @@ struct _tierclient_t {
     int errcode;              // last error: Tier__V1__ErrorCode or TIERCLIENT_*
     char errstr[ERRSTR_MAX];  // last error for people, "" after success
     int timeout_errstr_ms;    // >= 0: errstr is a timeout of this many ms, not written yet
-    s_arena_t arena;          // holds the answer tierclient_recv_borrowed lent out
+    tier_arena_t *arena;      // holds the answer tierclient_recv_borrowed lent out
 };
-
-// ---------------------------------------------------------------------
-// The arena
-
-static void *s_arena_alloc(void *data, size_t size)
-{
-    s_arena_t *arena = (s_arena_t *) data;
-    size = size ? (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1) : ARENA_ALIGN;
-    if (arena->block && arena->size - arena->used >= size) {
-        void *pointer = arena->block + arena->used;
-        arena->used += size;
-        return pointer;
-    }
-    // The header takes ARENA_ALIGN bytes so that what follows stays aligned.
-    s_chunk_t *chunk = (s_chunk_t *) malloc(ARENA_ALIGN + size);
-    if (!chunk)
-        return NULL;
-    chunk->next = arena->chunks;
-    arena->chunks = chunk;
-    arena->overflow += size;
-    return (uint8_t *) chunk + ARENA_ALIGN;
-}
-
-static void s_arena_free(void *data, void *pointer)
-{
-    (void) data; // everything goes at the next reset
-    (void) pointer;
-}
-
-static void s_arena_init(s_arena_t *arena)
-{
-    memset(arena, 0, sizeof *arena);
-    arena->allocator.alloc = s_arena_alloc;
-    arena->allocator.free = s_arena_free;
-    arena->allocator.allocator_data = arena;
-}
-
-static void s_arena_release_chunks(s_arena_t *arena)
-{
-    while (arena->chunks) {
-        s_chunk_t *next = arena->chunks->next;
-        free(arena->chunks);
-        arena->chunks = next;
-    }
-    arena->overflow = 0;
-}
-
-// Forgets everything handed out; the memory stays for the next answer.
-static void s_arena_reset(s_arena_t *arena)
-{
-    size_t want = arena->block ? arena->size + arena->overflow : ARENA_INITIAL;
-    if (want > arena->size && want <= ARENA_KEEP_MAX) {
-        uint8_t *block = (uint8_t *) malloc(want);
-        if (block) {
-            free(arena->block);
-            arena->block = block;
-            arena->size = want;
-        }
-    }
-    s_arena_release_chunks(arena);
-    arena->used = 0;
-}
-
-static void s_arena_fini(s_arena_t *arena)
-{
-    s_arena_release_chunks(arena);
-    free(arena->block);
-    arena->block = NULL;
-}
 
 // ---------------------------------------------------------------------
 // Errors
@@ -182,12 +93,12 @@ tierclient_t *tierclient_new(const char *endpoint, int timeout_ms)
     if (!self)
         return NULL;
     zmq_msg_init(&self->frame);
-    s_arena_init(&self->arena);
+    self->arena = tier_arena_new(ARENA_KEEP_MAX);
     self->timeout_errstr_ms = -1;
     self->endpoint = strdup(endpoint);
     self->dealer = zsock_new(ZMQ_DEALER);
     self->retries = TIERCLIENT_DEFAULT_RETRIES;
-    if (self->endpoint && self->dealer) {
+    if (self->endpoint && self->dealer && self->arena) {
         self->handle = zsock_resolve(self->dealer);
         // Limits must be set before connecting to apply to the connection.
         zsock_set_linger(self->dealer, 0);
@@ -208,7 +119,7 @@ void tierclient_destroy(tierclient_t **self_p)
     tierclient_t *self = *self_p;
     zsock_destroy(&self->dealer);
     zmq_msg_close(&self->frame);
-    s_arena_fini(&self->arena);
+    tier_arena_destroy(&self->arena);
     free(self->endpoint);
     free(self);
     *self_p = NULL;
@@ -741,8 +652,9 @@ int tierclient_recv_borrowed(tierclient_t *self, int timeout_ms,
                              const Tier__V1__ClientReply **reply_p)
 {
     *reply_p = NULL;
-    s_arena_reset(&self->arena); // the answer lent out last time goes now
-    if (s_recv_next(self, timeout_ms) || !(*reply_p = s_decode(self, &self->arena.allocator)))
+    tier_arena_reset(self->arena); // the answer lent out last time goes now
+    if (s_recv_next(self, timeout_ms) ||
+        !(*reply_p = s_decode(self, tier_arena_allocator(self->arena))))
         return -1;
     s_clear_error(self);
     return 0;

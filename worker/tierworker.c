@@ -26,11 +26,11 @@
     wake-up, and the timers are walked at most once per millisecond.
 */
 #include "tierworker.h"
+#include "tierarena.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdalign.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -53,9 +53,7 @@
 #define JOBS_INITIAL         8              //  first size of the job table
 #define HOSTNAME_MAX         256            //  bytes for gethostname
 #define ERROR_MAX            512            //  bytes of the last fatal error text
-#define ARENA_INITIAL        1024           //  bytes of a message arena at first use
 #define ARENA_KEEP_MAX       65536          //  an arena grows to its largest message up to this
-#define ARENA_ALIGN          alignof(max_align_t)
 
 //  What a queued message is, for logs and for error handling
 typedef enum {
@@ -68,24 +66,6 @@ typedef enum {
 } s_kind_t;
 
 static const char *s_kind_name[] = {"accept", "respond", "resolve", "escalate", "release", "defer"};
-
-//  One allocation that did not fit in an arena's block, freed at the reset.
-typedef struct s_chunk_t {
-    struct s_chunk_t *next; //  the chunk allocated before this one
-} s_chunk_t;
-
-//  A bump allocator for protobuf-c. A message unpacked into it costs no
-//  malloc once the block has grown to the largest message seen: the arena is
-//  emptied, not freed, for the next one. What does not fit goes into chunks
-//  of its own, and the block grows by their size at the next reset.
-typedef struct {
-    ProtobufCAllocator allocator; //  what protobuf-c calls; allocator_data is the arena
-    uint8_t *block;               //  the reused block, or NULL before the first use
-    size_t size;                  //  bytes in block
-    size_t used;                  //  bytes of block handed out since the reset
-    s_chunk_t *chunks;            //  overflow allocations since the reset
-    size_t overflow;              //  bytes in chunks
-} s_arena_t;
 
 //  One message of a job waiting for the router's answer
 typedef struct {
@@ -100,7 +80,7 @@ typedef struct {
 struct _tierworker_job_t {
     bool in_use;                    //  this table slot holds a live job
     uint64_t index;                 //  slot in the job table, low bits of request ids
-    s_arena_t *arena;               //  holds offer; emptied when the job is freed
+    tier_arena_t *arena;            //  holds offer; emptied when the job is freed
     Tier__V1__RouterMessage *offer; //  the unpacked Offer (in arena); holds the ticket
     Tier__V1__Ticket *ticket;       //  borrowed from offer
     uint64_t id_hash;               //  of ticket->id: s_job_find compares strings rarely
@@ -148,7 +128,7 @@ struct _tierworker_t {
     size_t n_held;                               //  jobs whose Accept is held back
     uint8_t *ctl_buf;                            //  packing buffer for control messages
     size_t ctl_cap;                              //  bytes allocated in ctl_buf
-    s_arena_t *scratch;                          //  the message being handled is unpacked here
+    tier_arena_t *scratch;                       //  the message being handled is unpacked here
     bool in_poll;                                //  inside tierworker_poll: now_ms is the clock
     int64_t now_ms;                              //  the clock, read once per wake-up
     int64_t tick_ms;                             //  when the timers were last walked
@@ -161,81 +141,6 @@ struct _tierworker_t {
 static int64_t s_now(tierworker_t *self)
 {
     return self->in_poll ? self->now_ms : zclock_mono();
-}
-
-//  ---------------------------------------------------------------------
-//  Arenas
-
-static void *s_arena_alloc(void *data, size_t size)
-{
-    s_arena_t *arena = (s_arena_t *) data;
-    size = size ? (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1) : ARENA_ALIGN;
-    if (arena->block && arena->size - arena->used >= size) {
-        void *pointer = arena->block + arena->used;
-        arena->used += size;
-        return pointer;
-    }
-    //  The header takes ARENA_ALIGN bytes so that what follows stays aligned.
-    s_chunk_t *chunk = (s_chunk_t *) malloc(ARENA_ALIGN + size);
-    if (!chunk)
-        return NULL;
-    chunk->next = arena->chunks;
-    arena->chunks = chunk;
-    arena->overflow += size;
-    return (uint8_t *) chunk + ARENA_ALIGN;
-}
-
-static void s_arena_free(void *data, void *pointer)
-{
-    (void) data; //  everything goes at the next reset
-    (void) pointer;
-}
-
-static s_arena_t *s_arena_new(void)
-{
-    s_arena_t *arena = (s_arena_t *) calloc(1, sizeof(s_arena_t));
-    if (arena) {
-        arena->allocator.alloc = s_arena_alloc;
-        arena->allocator.free = s_arena_free;
-        arena->allocator.allocator_data = arena;
-    }
-    return arena;
-}
-
-static void s_arena_release_chunks(s_arena_t *arena)
-{
-    while (arena->chunks) {
-        s_chunk_t *next = arena->chunks->next;
-        free(arena->chunks);
-        arena->chunks = next;
-    }
-    arena->overflow = 0;
-}
-
-//  Forgets everything handed out; the memory stays for the next message.
-static void s_arena_reset(s_arena_t *arena)
-{
-    size_t want = arena->block ? arena->size + arena->overflow : ARENA_INITIAL;
-    if (want > arena->size && want <= ARENA_KEEP_MAX) {
-        uint8_t *block = (uint8_t *) malloc(want);
-        if (block) {
-            free(arena->block);
-            arena->block = block;
-            arena->size = want;
-        }
-    }
-    s_arena_release_chunks(arena);
-    arena->used = 0;
-}
-
-static void s_arena_destroy(s_arena_t **arena_p)
-{
-    if (!*arena_p)
-        return;
-    s_arena_release_chunks(*arena_p);
-    free((*arena_p)->block);
-    free(*arena_p);
-    *arena_p = NULL;
 }
 
 //  ---------------------------------------------------------------------
@@ -334,7 +239,7 @@ static tierworker_job_t *s_job_new(tierworker_t *self)
     }
     if (!self->jobs[index]) {
         tierworker_job_t *fresh = (tierworker_job_t *) calloc(1, sizeof(tierworker_job_t));
-        if (fresh && !(fresh->arena = s_arena_new())) {
+        if (fresh && !(fresh->arena = tier_arena_new(ARENA_KEEP_MAX))) {
             free(fresh);
             fresh = NULL;
         }
@@ -368,7 +273,7 @@ static void s_unhold(tierworker_t *self, tierworker_job_t *job)
 //  The slot, its arena and its packing buffers stay allocated for the next job.
 static void s_job_free(tierworker_t *self, tierworker_job_t *job)
 {
-    s_arena_reset(job->arena);
+    tier_arena_reset(job->arena);
     job->offer = NULL;
     job->ticket = NULL;
     job->in_use = false;
@@ -757,7 +662,7 @@ static tierworker_job_t *s_on_offer(tierworker_t *self, Tier__V1__RouterMessage 
     }
     //  msg lives in the scratch arena: the job keeps that arena, and the
     //  job's own (empty) arena becomes the scratch one.
-    s_arena_t *spare = job->arena;
+    tier_arena_t *spare = job->arena;
     job->arena = self->scratch;
     self->scratch = spare;
     job->offer = msg;
@@ -813,10 +718,10 @@ static tierworker_job_t *s_receive(tierworker_t *self)
     while (!job && !self->fatal && zmq_msg_recv(&frame, self->handle, ZMQ_DONTWAIT) != -1) {
         bool more = zmq_msg_more(&frame);
         size_t size = zmq_msg_size(&frame);
-        s_arena_reset(self->scratch);
+        tier_arena_reset(self->scratch);
         Tier__V1__RouterMessage *msg =
             more ? NULL
-                 : tier__v1__router_message__unpack(&self->scratch->allocator, size,
+                 : tier__v1__router_message__unpack(tier_arena_allocator(self->scratch), size,
                                                     (const uint8_t *) zmq_msg_data(&frame));
         while (zmq_msg_more(&frame) && zmq_msg_recv(&frame, self->handle, ZMQ_DONTWAIT) != -1)
             ; //  the rest of a multipart message: not ours to read
@@ -977,7 +882,7 @@ tierworker_t *tierworker_new(const char *endpoint, const tierworker_config_t *cf
     tierworker_t *self = (tierworker_t *) calloc(1, sizeof(tierworker_t));
     if (!self)
         return NULL;
-    self->scratch = s_arena_new();
+    self->scratch = tier_arena_new(ARENA_KEEP_MAX);
     if (!self->scratch || s_configure(self, endpoint, cfg) == -1 || s_connect(self) == -1) {
         fprintf(stderr, "%s: %s\n", cfg->log_prefix ? cfg->log_prefix : "tierworker",
                 *self->error ? self->error : "out of memory");
@@ -1001,7 +906,7 @@ void tierworker_destroy(tierworker_t **self_p)
         tierworker_job_t *job = self->jobs[index];
         if (!job)
             continue;
-        s_arena_destroy(&job->arena);
+        tier_arena_destroy(&job->arena);
         for (size_t i = 0; i < OUT_MAX; i++)
             free(job->out[i].buf);
         free(job);
@@ -1012,7 +917,7 @@ void tierworker_destroy(tierworker_t **self_p)
     free(self->channel_capacity);
     free(self->jobs);
     free(self->ctl_buf);
-    s_arena_destroy(&self->scratch);
+    tier_arena_destroy(&self->scratch);
     free(self->endpoint);
     free(self->agent_id);
     free(self->log_prefix);
