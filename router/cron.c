@@ -103,12 +103,8 @@ static void s_item_followup_tickets(void *arg, outbox_batch_t *batch, void *payl
             intake_ticket(self, t, NULL, false, NULL, NULL, ids[i], false);
         else {
             intake_followup_done(self, ids[i]);
-            if (committed && item->epoch == self->epoch && !journal_len(one)) {
-                journal_write(self->journal, 3); //  its ticket is gone
-                journal_arg_str(self->journal, "ZREM");
-                journal_arg_key(self->journal, "followups", NULL);
-                journal_arg_u64(self->journal, ids[i]);
-            }
+            if (committed && item->epoch == self->epoch && !journal_len(one))
+                intake_followup_unschedule(self, ids[i]); //  its ticket is gone
         }
     }
 }

@@ -178,9 +178,7 @@ static void s_item_submitted(void *arg, outbox_batch_t *batch, void *payload, co
     submitted_item_t *item = payload;
     s_intake_done(self, item->intake_key, committed, item->id);
     if (item->followup_of) {
-        char key[ID_TEXT_MAX];
-        snprintf(key, sizeof(key), "%llu", (unsigned long long) item->followup_of);
-        zhashx_delete(self->followups_busy, key);
+        intake_followup_done(self, item->followup_of);
         if (committed && !item->duplicate)
             log_info("follow-up ticket %llu created for ticket %llu", (unsigned long long) item->id,
                      (unsigned long long) item->followup_of);
@@ -319,13 +317,8 @@ static void s_intake_apply(server_t *self, outbox_batch_t *batch, intake_item_t 
     if (item->read_external) {
         const redisReply *existing = journal_reply(self->journal, read++);
         if (journal_len(existing)) {
-            if (followup) {
-                //  Made before (a router stopped before clearing the timer).
-                journal_write(self->journal, 3);
-                journal_arg_str(self->journal, "ZREM");
-                journal_arg_key(self->journal, "followups", NULL);
-                journal_arg_u64(self->journal, item->followup_of);
-            }
+            if (followup) //  made before (a router stopped before clearing the timer)
+                intake_followup_unschedule(self, item->followup_of);
             s_submitted_later(self, &dest, journal_u64(existing), true, item->intake_key,
                               item->followup_of);
             return;
@@ -366,12 +359,8 @@ static void s_intake_apply(server_t *self, outbox_batch_t *batch, intake_item_t 
     ticket_t *ticket = lifecycle_intake(self->lifecycle, self->now_ms, &in);
     if (*t->external_id)
         filter_add(self->filter, t->external_id);
-    if (followup) {
-        journal_write(self->journal, 3);
-        journal_arg_str(self->journal, "ZREM");
-        journal_arg_key(self->journal, "followups", NULL);
-        journal_arg_u64(self->journal, item->followup_of);
-    }
+    if (followup)
+        intake_followup_unschedule(self, item->followup_of);
     s_submitted_later(self, &dest, ticket->id, false, item->intake_key, item->followup_of);
 }
 
@@ -380,6 +369,14 @@ void intake_followup_done(server_t *self, uint64_t of)
     char key[ID_TEXT_MAX];
     snprintf(key, sizeof(key), "%llu", (unsigned long long) of);
     zhashx_delete(self->followups_busy, key);
+}
+
+void intake_followup_unschedule(server_t *self, uint64_t of)
+{
+    journal_write(self->journal, 3);
+    journal_arg_str(self->journal, "ZREM");
+    journal_arg_key(self->journal, "followups", NULL);
+    journal_arg_u64(self->journal, of);
 }
 
 //  The second round trip of an intake: the reads are in.

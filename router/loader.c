@@ -143,6 +143,14 @@ static void s_write_rem(loader_t *self, const char *command, const char *key_a, 
 //  ---------------------------------------------------------------------------
 //  Queues: what is in memory (warm) at start, then cold tickets as needed
 
+//  Every ticket of an MGET reply; a member without its ticket is left as it is.
+static void s_load_all(loader_t *self, const redisReply *reply)
+{
+    int64_t now_ms = zclock_time();
+    for (size_t i = 0; reply && i < reply->elements; i++)
+        s_load(self, reply->element[i], now_ms);
+}
+
 static void s_on_warm(void *arg, outbox_batch_t *batch, void *payload, const redisReply *reply,
                       bool committed);
 static void s_on_cold_range(void *arg, outbox_batch_t *batch, void *payload,
@@ -203,9 +211,7 @@ static void s_on_warm(void *arg, outbox_batch_t *batch, void *payload, const red
     loader_t *self = s_live(step, committed);
     if (!self)
         return;
-    int64_t now_ms = zclock_time();
-    for (size_t i = 0; reply && i < reply->elements; i++)
-        s_load(self, reply->element[i], now_ms); //  a member without its ticket: left as it is
+    s_load_all(self, reply);
     self->warm_flying--;
     if (self->warm_at < self->warm_count)
         s_read_warm(self);
@@ -327,9 +333,7 @@ static void s_on_cold_tickets(void *arg, outbox_batch_t *batch, void *payload,
     loader_t *self = s_live(step, committed);
     if (!self)
         return;
-    int64_t now_ms = zclock_time();
-    for (size_t i = 0; reply && i < reply->elements; i++)
-        s_load(self, reply->element[i], now_ms); //  a member without its ticket: left as it is
+    s_load_all(self, reply);
     //  If the window moved down meanwhile, what was read goes back.
     if (book_loaded(self->config.book, (size_t) step->queue, step->channel, step->epoch,
                     step->upto) &&

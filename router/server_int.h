@@ -170,7 +170,8 @@ int intake_validate_placement(server_t *self, int level, const char *department,
                               size_t size);
 int intake_validate_ticket(server_t *self, const Tier__V1__Ticket *t, char *reason, size_t size);
 void intake_waiters_free(void **item);
-void intake_followup_done(server_t *self, uint64_t of);
+void intake_followup_done(server_t *self, uint64_t of);       //  no longer being created
+void intake_followup_unschedule(server_t *self, uint64_t of); //  ZREM P followups, in the batch
 void intake_ticket(server_t *self, Tier__V1__Ticket *ticket, void *request, bool arena,
                    const dest_t *dest, const uint8_t *env, uint64_t followup_of, bool test);
 
