@@ -145,7 +145,7 @@ static void s_forget_all(book_t *self)
         heap_fini(&self->queues[q].by_wait);
         for (int c = 0; c <= BOOK_CHANNELS; c++) {
             window_t *w = &self->queues[q].window[c];
-            *w = (window_t){INT64_MAX, 0, w->epoch + 1, false, INT64_MAX};
+            *w = (window_t){INT64_MAX, 0, w->epoch + 1, false, INT64_MAX, 0};
         }
         self->queues[q].cold_oldest = 0;
         self->queues[q].touched = false;
@@ -910,8 +910,12 @@ static void s_shrink(book_t *self, queue_t *q, int c)
     int64_t cut = at < n ? scores[at] : INT64_MAX;
     free(scores);
     window_t *w = &q->window[c];
-    if (cut == INT64_MAX || cut > w->upto)
-        return; //  one score over the window, or the rest is beyond already (on its way out)
+    if (cut == INT64_MAX) {
+        w->whole = n; //  one score over the window: no cut until more come
+        return;
+    }
+    if (cut > w->upto)
+        return; //  the rest is beyond already, on its way out
     w->upto = cut - 1;
     w->epoch++;
     self->windows_moved = true;
@@ -928,9 +932,14 @@ static void s_shrink(book_t *self, queue_t *q, int c)
 void book_shrink(book_t *self)
 {
     for (size_t index = 0; index < self->queue_count; index++)
-        for (int c = 0; c <= BOOK_CHANNELS; c++)
-            if (heap_count(&self->queues[index].by_channel[c]) > BOOK_WINDOW)
+        for (int c = 0; c <= BOOK_CHANNELS; c++) {
+            window_t *w = &self->queues[index].window[c];
+            uint32_t n = heap_count(&self->queues[index].by_channel[c]);
+            if (n <= BOOK_WINDOW)
+                w->whole = 0;
+            else if (n > w->whole)
                 s_shrink(self, &self->queues[index], c);
+        }
 }
 
 void book_evict(book_t *self, ticket_t *t)

@@ -60,6 +60,8 @@ typedef struct {
     uint64_t epoch;     //  +1 when upto moves down (a read in flight is then of no use)
     bool loading;       //  the loader reads its next cold tickets: none leaves memory meanwhile
     int64_t redis_upto; //  as P qw has it (INT64_MAX: no field)
+    uint32_t whole;     //  tickets when a shrink last found one score over the window: not
+                        //  looked at again until there are more (0: none)
 } window_t;
 
 //  One queue: a level and a department (NULL = the level's general queue).
