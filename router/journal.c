@@ -563,6 +563,18 @@ uint32_t journal_read(journal_t *self, int argc)
     return (uint32_t) self->filling.nreads++;
 }
 
+uint32_t journal_read_mget(journal_t *self, const char *a, const redisReply *names)
+{
+    size_t n = names && names->type == REDIS_REPLY_ARRAY ? names->elements : 0;
+    uint32_t read = journal_read(self, 1 + (int) (n ? n : 1));
+    journal_arg_str(self, "MGET");
+    if (!n)
+        journal_arg_key(self, a, "");
+    for (size_t i = 0; i < n; i++)
+        journal_arg_key(self, a, journal_str(names->element[i]));
+    return read;
+}
+
 void journal_arg(journal_t *self, const void *data, size_t len)
 {
     s_resp_header(self->target, '$', len);

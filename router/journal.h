@@ -89,6 +89,9 @@ void journal_arg_i64(journal_t *self, int64_t value);
 //  A key: the prefix, then the parts concatenated (a, then b).
 void journal_arg_key(journal_t *self, const char *a, const char *b);
 void journal_arg_key_u64(journal_t *self, const char *a, uint64_t id);
+//  A read: MGET of the key a + each string element of names (an array
+//  reply; anything else, or none: a read of one key that is not there).
+uint32_t journal_read_mget(journal_t *self, const char *a, const redisReply *names);
 //  Argument bytes given piece by piece: open with its total length, then
 //  pieces adding up to it.
 void journal_arg_open(journal_t *self, size_t len);

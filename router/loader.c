@@ -632,13 +632,7 @@ static void s_on_phase1(void *arg, outbox_batch_t *batch, void *payload, const r
             first = read;
         any = true;
     }
-    size_t ndeferred = deferred && deferred->type == REDIS_REPLY_ARRAY ? deferred->elements : 0;
-    uint32_t read = journal_read(j, 1 + (int) (ndeferred ? ndeferred : 1));
-    journal_arg_str(j, "MGET");
-    if (!ndeferred)
-        journal_arg_key(j, "tk:", "");
-    for (size_t i = 0; i < ndeferred; i++)
-        journal_arg_key(j, "tk:", journal_str(deferred->element[i]));
+    uint32_t read = journal_read_mget(j, "tk:", deferred);
     if (!any)
         first = read;
     s_read_queues(self);

@@ -458,14 +458,7 @@ static void s_item_dead_ids(void *arg, outbox_batch_t *batch, void *payload, con
     dead_item_t *item = payload;
     if (send_refused(self, batch, &item->dest, committed))
         return;
-    size_t n = ids && ids->type == REDIS_REPLY_ARRAY ? ids->elements : 0;
-    journal_t *j = self->journal;
-    uint32_t read = journal_read(j, 1 + (int) (n ? n : 1));
-    journal_arg_str(j, "MGET");
-    if (!n)
-        journal_arg_key(j, "tk:", "");
-    for (size_t i = 0; i < n; i++)
-        journal_arg_key(j, "tk:", journal_str(ids->element[i]));
+    uint32_t read = journal_read_mget(self->journal, "tk:", ids);
     dead_item_t next = {send_dest_copy(self, batch, &item->dest)};
     outbox_add(self->outbox, s_item_dead_tickets, &next, sizeof(next), read);
 }
