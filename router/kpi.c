@@ -2,49 +2,76 @@
 #include "kpi.h"
 #include "log.h"
 
-#include <czmq.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MINUTE_MS     60000LL
-#define MINUTE_KEEP_S (2 * 86400LL) //  minute buckets live this long after they end (stats.lua)
-#define SLOTS_MAX     4096 //  distinct (minute, where) per batch before an early flush is moot
-#define FIELD_MAX     160
+#define MINUTE_MS      60000LL
+#define MINUTE_KEEP_S  (2 * 86400LL) //  minute buckets live this long after they end (stats.lua)
+#define DIMS           4
+#define FIELD_TEXT_MAX 320 //  "value|counter": agent ids are at most 200 bytes, departments shorter
 
-static const char *s_names[KPI_RH_FIRST] = {
-    "created",      "handled",   "responded", "frt_sum",    "sla_met",    "sla_missed", "resp_n",
-    "resp_sum",     "escalated", "esc_h",     "esc_f",      "resolved",   "res_sum",    "one_touch",
-    "self_service", "abandoned", "ratings",   "rating_sum", "ratings_4_5"};
+//  The counters' field names (stats.lua's), then rh1 .. rh22: resolutions
+//  of at most stats.lua's RES_EDGES[i] ms.
+static const char *s_names[KPI_COUNTERS] = {
+    "created",     "handled",   "responded",    "frt_sum",   "sla_met", "sla_missed",
+    "resp_n",      "resp_sum",  "escalated",    "esc_h",     "esc_f",   "resolved",
+    "res_sum",     "one_touch", "self_service", "abandoned", "ratings", "rating_sum",
+    "ratings_4_5", "rh1",       "rh2",          "rh3",       "rh4",     "rh5",
+    "rh6",         "rh7",       "rh8",          "rh9",       "rh10",    "rh11",
+    "rh12",        "rh13",      "rh14",         "rh15",      "rh16",    "rh17",
+    "rh18",        "rh19",      "rh20",         "rh21",      "rh22"};
 
-//  stats.lua's RES_EDGES: rh<i> counts resolutions of at most edge i ms.
 static const int64_t s_edges[] = {1000,      5000,       10000,     30000,    60000,     120000,
                                   300000,    600000,     900000,    1800000,  3600000,   7200000,
                                   14400000,  28800000,   43200000,  86400000, 172800000, 259200000,
                                   604800000, 1209600000, 2592000000};
 #define EDGES (sizeof(s_edges) / sizeof(s_edges[0]))
 
+//  The four dimensions, in the order of kpi_t.marked.
+typedef enum { DIM_CHAN, DIM_LEVEL, DIM_DEPT, DIM_AGENT } dim_t;
+static const char *s_dims[DIMS] = {"chan", "level", "dept", "agent"};
+
 //  Counts gathered for one (minute, channel, level, department, agent).
 typedef struct {
     int64_t minute;
     kpi_where_t where;
     int64_t counts[KPI_COUNTERS];
-    bool used;
 } slot_t;
+
+//  One hash field of one minute bucket, summed over the batch's slots: the
+//  value is a number (channel, level) or an interned string (department,
+//  agent: pointers compare).
+typedef struct {
+    int64_t minute;
+    const char *text;
+    int number;
+    uint8_t dim;
+    uint8_t counter;
+    int64_t sum;
+} field_t;
 
 struct kpi {
     slot_t *slots;
     size_t count, size;
-    zhashx_t *fields;      //  "minute|dim|value|counter" -> int64_t* sum (flush scratch)
+    field_t *fields; //  kpi_flush's scratch: the batch's fields, in order found
+    size_t nfields, fields_size;
+    uint32_t *index; //  open addressing over fields: index[i] valid when stamp[i] == gen
+    uint32_t *stamp;
+    size_t index_size; //  a power of two, at least twice fields_size
+    uint32_t gen;
     int64_t rolled_upto;   //  minutes up to this one are rolled up (or may be)
     int64_t marked_minute; //  the minute whose keys got their expiry
-    bool marked[4];        //  per dimension: chan, level, dept, agent
+    bool marked[DIMS];
+    char keys[DIMS][48]; //  "k:m:MINUTE:DIM" of keys_minute
+    int64_t keys_minute;
 };
 
-static void s_free_sum(void **item)
+static void s_oom(void)
 {
-    free(*item);
-    *item = NULL;
+    log_error("out of memory gathering service-level counts");
+    abort();
 }
 
 kpi_t *kpi_new(void)
@@ -52,10 +79,9 @@ kpi_t *kpi_new(void)
     kpi_t *self = calloc(1, sizeof(kpi_t));
     if (!self)
         return NULL;
-    self->fields = zhashx_new();
-    zhashx_set_destructor(self->fields, s_free_sum);
     self->rolled_upto = -1;
     self->marked_minute = -1;
+    self->keys_minute = -1;
     return self;
 }
 
@@ -65,7 +91,9 @@ void kpi_destroy(kpi_t **self_p)
         return;
     kpi_t *self = *self_p;
     free(self->slots);
-    zhashx_destroy(&self->fields);
+    free(self->fields);
+    free(self->index);
+    free(self->stamp);
     free(self);
     *self_p = NULL;
 }
@@ -100,10 +128,8 @@ void kpi_add(kpi_t *self, int64_t now_ms, const kpi_where_t *where, kpi_counter_
         if (self->count == self->size) {
             size_t size = self->size ? self->size * 2 : 16;
             slot_t *grown = realloc(self->slots, size * sizeof(slot_t));
-            if (!grown) {
-                log_error("out of memory gathering service-level counts");
-                abort();
-            }
+            if (!grown)
+                s_oom();
             self->slots = grown;
             self->size = size;
         }
@@ -123,83 +149,128 @@ void kpi_clear(kpi_t *self)
     self->marked_minute = -1;
 }
 
-static void s_counter_name(kpi_counter_t counter, char *out, size_t size)
+//  Room for `fields` fields in the scratch, and an empty index.
+static void s_reserve(kpi_t *self, size_t fields)
 {
-    if (counter < KPI_RH_FIRST)
-        snprintf(out, size, "%s", s_names[counter]);
-    else
-        snprintf(out, size, "rh%d", (int) (counter - KPI_RH_FIRST) + 1);
-}
-
-static void s_sum(kpi_t *self, int64_t minute, const char *dim, const char *value,
-                  kpi_counter_t counter, int64_t n)
-{
-    char name[32], key[FIELD_MAX];
-    s_counter_name(counter, name, sizeof(name));
-    snprintf(key, sizeof(key), "%lld|%s|%s|%s", (long long) minute, dim, value, name);
-    int64_t *sum = zhashx_lookup(self->fields, key);
-    if (!sum) {
-        sum = calloc(1, sizeof(int64_t));
-        if (!sum) {
-            log_error("out of memory gathering service-level counts");
-            abort();
-        }
-        zhashx_insert(self->fields, key, sum);
+    if (fields > self->fields_size) {
+        field_t *grown = realloc(self->fields, fields * sizeof(field_t));
+        if (!grown)
+            s_oom();
+        self->fields = grown;
+        self->fields_size = fields;
     }
-    *sum += n;
+    if (self->index_size < 2 * fields) {
+        size_t size = 64;
+        while (size < 2 * fields)
+            size *= 2;
+        free(self->index);
+        free(self->stamp);
+        self->index = malloc(size * sizeof(uint32_t));
+        self->stamp = calloc(size, sizeof(uint32_t));
+        if (!self->index || !self->stamp)
+            s_oom();
+        self->index_size = size;
+        self->gen = 0;
+    }
+    if (++self->gen == 0) { //  wrapped: every stamp is stale again
+        memset(self->stamp, 0, self->index_size * sizeof(uint32_t));
+        self->gen = 1;
+    }
+    self->nfields = 0;
 }
 
-//  The hash field "value|counter" and its key's parts, from a merged key
-//  "minute|dim|value|counter" (the value may hold '|': an agent id).
-static bool s_split(const char *key, int64_t *minute, const char **dim, size_t *dim_len,
-                    const char **field)
+static void s_sum(kpi_t *self, int64_t minute, dim_t dim, const char *text, int number, int counter,
+                  int64_t n)
 {
-    const char *a = strchr(key, '|');
-    const char *b = a ? strchr(a + 1, '|') : NULL;
-    if (!a || !b)
-        return false;
-    *minute = strtoll(key, NULL, 10);
-    *dim = a + 1;
-    *dim_len = (size_t) (b - a - 1);
-    *field = b + 1;
-    return true;
+    uint64_t h = (uint64_t) minute * 0x9E3779B97F4A7C15ULL;
+    h ^= ((uint64_t) (uintptr_t) text + (uint64_t) (uint32_t) number) * 0xC2B2AE3D27D4EB4FULL;
+    h ^= (uint64_t) (dim * KPI_COUNTERS + counter) * 0x165667B19E3779F9ULL;
+    h ^= h >> 29;
+    size_t mask = self->index_size - 1;
+    for (size_t i = (size_t) h & mask;; i = (i + 1) & mask) {
+        if (self->stamp[i] != self->gen) {
+            self->stamp[i] = self->gen;
+            self->index[i] = (uint32_t) self->nfields;
+            self->fields[self->nfields++] =
+                (field_t){minute, text, number, (uint8_t) dim, (uint8_t) counter, n};
+            return;
+        }
+        field_t *f = &self->fields[self->index[i]];
+        if (f->minute == minute && f->text == text && f->number == number && f->dim == dim &&
+            f->counter == counter) {
+            f->sum += n;
+            return;
+        }
+    }
+}
+
+//  The hash field "value|counter" of a field; returns its length (out has
+//  FIELD_TEXT_MAX bytes). Made by hand: snprintf was most of kpi_flush.
+static size_t s_field_name(const field_t *f, char *out)
+{
+    size_t len = 0;
+    if (f->text) {
+        len = strnlen(f->text, FIELD_TEXT_MAX - 16);
+        memcpy(out, f->text, len);
+    } else {
+        char digits[12];
+        size_t n = 0;
+        uint32_t v = f->number < 0 ? (uint32_t) - (int64_t) f->number : (uint32_t) f->number;
+        do
+            digits[n++] = (char) ('0' + v % 10);
+        while ((v /= 10) && n < sizeof(digits));
+        if (f->number < 0)
+            out[len++] = '-';
+        while (n)
+            out[len++] = digits[--n];
+    }
+    out[len++] = '|';
+    size_t name = strlen(s_names[f->counter]);
+    memcpy(out + len, s_names[f->counter], name);
+    return len + name;
+}
+
+//  "k:m:MINUTE:DIM", made once per minute.
+static const char *s_key(kpi_t *self, int64_t minute, dim_t dim)
+{
+    if (minute != self->keys_minute) {
+        for (int d = 0; d < DIMS; d++)
+            snprintf(self->keys[d], sizeof(self->keys[d]), "k:m:%lld:%s", (long long) minute,
+                     s_dims[d]);
+        self->keys_minute = minute;
+    }
+    return self->keys[dim];
 }
 
 //  A minute bucket is written with plain HINCRBYs in the batch's
 //  transaction; the first time this router writes a (minute, dimension)
 //  the key gets its expiry and the minute goes to k:pending for the
 //  rollup (stats.lua, tier_rollup).
-static void s_write_plain(kpi_t *self, journal_t *journal, int64_t minute, const char *dim,
-                          size_t dim_len, const char *field, int64_t n)
+static void s_write_plain(kpi_t *self, journal_t *journal, const field_t *f)
 {
-    char key[96];
-    int len = snprintf(key, sizeof(key), "k:m:%lld:%.*s", (long long) minute, (int) dim_len, dim);
-    if (len <= 0 || (size_t) len >= sizeof(key))
-        return;
+    const char *key = s_key(self, f->minute, (dim_t) f->dim);
+    char field[FIELD_TEXT_MAX];
+    size_t field_len = s_field_name(f, field);
     journal_write(journal, 4);
     journal_arg_str(journal, "HINCRBY");
     journal_arg_key(journal, key, NULL);
-    journal_arg_str(journal, field);
-    journal_arg_i64(journal, n);
-    if (minute != self->marked_minute) {
-        self->marked_minute = minute;
+    journal_arg(journal, field, field_len);
+    journal_arg_i64(journal, f->sum);
+    if (f->minute != self->marked_minute) {
+        self->marked_minute = f->minute;
         memset(self->marked, 0, sizeof(self->marked));
         journal_write(journal, 4);
         journal_arg_str(journal, "ZADD");
         journal_arg_key(journal, "k:pending", NULL);
-        journal_arg_i64(journal, minute);
-        journal_arg_i64(journal, minute);
+        journal_arg_i64(journal, f->minute);
+        journal_arg_i64(journal, f->minute);
     }
-    int d = dim_len == 4 && !memcmp(dim, "chan", 4)    ? 0
-            : dim_len == 5 && !memcmp(dim, "level", 5) ? 1
-            : dim_len == 4 && !memcmp(dim, "dept", 4)  ? 2
-                                                       : 3;
-    if (!self->marked[d]) {
-        self->marked[d] = true;
+    if (!self->marked[f->dim]) {
+        self->marked[f->dim] = true;
         journal_write(journal, 3);
         journal_arg_str(journal, "EXPIREAT");
         journal_arg_key(journal, key, NULL);
-        journal_arg_i64(journal, (minute + MINUTE_MS) / 1000 + MINUTE_KEEP_S);
+        journal_arg_i64(journal, (f->minute + MINUTE_MS) / 1000 + MINUTE_KEEP_S);
     }
 }
 
@@ -207,35 +278,33 @@ void kpi_flush(kpi_t *self, journal_t *journal, int64_t now_ms)
 {
     if (!self->count)
         return;
+    size_t used = 0;
+    for (size_t i = 0; i < self->count; i++)
+        for (int c = 0; c < KPI_COUNTERS; c++)
+            used += self->slots[i].counts[c] != 0;
+    s_reserve(self, used * DIMS);
     for (size_t i = 0; i < self->count; i++) {
         const slot_t *s = &self->slots[i];
-        char chan[8], level[8];
-        snprintf(chan, sizeof(chan), "%d", s->where.channel);
-        snprintf(level, sizeof(level), "%d", s->where.level);
+        const char *dept = s->where.department ? s->where.department : "";
         for (int c = 0; c < KPI_COUNTERS; c++) {
-            if (!s->counts[c])
+            int64_t n = s->counts[c];
+            if (!n)
                 continue;
-            s_sum(self, s->minute, "chan", chan, (kpi_counter_t) c, s->counts[c]);
-            s_sum(self, s->minute, "level", level, (kpi_counter_t) c, s->counts[c]);
-            s_sum(self, s->minute, "dept", s->where.department ? s->where.department : "",
-                  (kpi_counter_t) c, s->counts[c]);
+            s_sum(self, s->minute, DIM_CHAN, NULL, s->where.channel, c, n);
+            s_sum(self, s->minute, DIM_LEVEL, NULL, s->where.level, c, n);
+            s_sum(self, s->minute, DIM_DEPT, dept, 0, c, n);
             if (s->where.agent)
-                s_sum(self, s->minute, "agent", s->where.agent, (kpi_counter_t) c, s->counts[c]);
+                s_sum(self, s->minute, DIM_AGENT, s->where.agent, 0, c, n);
         }
     }
     //  Minutes already rolled up into hours and days (a clock that went
     //  back, another router's) need stats.lua's care: FCALL tier_kpi.
     size_t late = 0;
-    for (int64_t *sum = zhashx_first(self->fields); sum; sum = zhashx_next(self->fields)) {
-        int64_t minute;
-        const char *dim, *field;
-        size_t dim_len;
-        if (!s_split(zhashx_cursor(self->fields), &minute, &dim, &dim_len, &field))
-            continue;
-        if (minute <= self->rolled_upto)
+    for (size_t i = 0; i < self->nfields; i++) {
+        if (self->fields[i].minute <= self->rolled_upto)
             late++;
         else
-            s_write_plain(self, journal, minute, dim, dim_len, field, *sum);
+            s_write_plain(self, journal, &self->fields[i]);
     }
     if (late) {
         //  FCALL tier_kpi 0 prefix now n (minute dim field increment)...
@@ -246,20 +315,18 @@ void kpi_flush(kpi_t *self, journal_t *journal, int64_t now_ms)
         journal_arg_str(journal, journal_prefix(journal));
         journal_arg_i64(journal, now_ms);
         journal_arg_u64(journal, late);
-        for (int64_t *sum = zhashx_first(self->fields); sum; sum = zhashx_next(self->fields)) {
-            int64_t minute;
-            const char *dim, *field;
-            size_t dim_len;
-            if (!s_split(zhashx_cursor(self->fields), &minute, &dim, &dim_len, &field) ||
-                minute > self->rolled_upto)
+        for (size_t i = 0; i < self->nfields; i++) {
+            const field_t *f = &self->fields[i];
+            if (f->minute > self->rolled_upto)
                 continue;
-            journal_arg_i64(journal, minute);
-            journal_arg(journal, dim, dim_len);
-            journal_arg_str(journal, field);
-            journal_arg_i64(journal, *sum);
+            char field[FIELD_TEXT_MAX];
+            size_t field_len = s_field_name(f, field);
+            journal_arg_i64(journal, f->minute);
+            journal_arg_str(journal, s_dims[f->dim]);
+            journal_arg(journal, field, field_len);
+            journal_arg_i64(journal, f->sum);
         }
     }
-    zhashx_purge(self->fields);
     self->count = 0;
 }
 
