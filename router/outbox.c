@@ -19,6 +19,7 @@ typedef struct {
     _Alignas(max_align_t) uint8_t payload[OUTBOX_PAYLOAD_MAX]; //  items cast it to their struct
     outbox_fn *fn;
     uint32_t read;
+    bool first; //  outbox_add_first's
 } item_t;
 
 //  Strings handed out by outbox_strdup must not move: they live in chunks.
@@ -31,6 +32,7 @@ typedef struct chunk {
 struct outbox_batch {
     item_t *items;
     size_t count, size;
+    size_t firsts;  //  items added with outbox_add_first
     uint8_t *bytes; //  the arena of outbox_put (may move: offsets only)
     size_t bytes_used, bytes_size;
     chunk_t *chunks; //  outbox_strdup's
@@ -86,7 +88,8 @@ static void s_oom(const char *what)
     abort();
 }
 
-void outbox_add(outbox_t *self, outbox_fn *fn, const void *payload, size_t size, uint32_t read)
+static void s_add(outbox_t *self, outbox_fn *fn, const void *payload, size_t size, uint32_t read,
+                  bool first)
 {
     outbox_batch_t *b = &self->batches[self->filling];
     if (b->count == b->size) {
@@ -100,12 +103,25 @@ void outbox_add(outbox_t *self, outbox_fn *fn, const void *payload, size_t size,
     item_t *item = &b->items[b->count++];
     item->fn = fn;
     item->read = read;
+    item->first = first;
+    b->firsts += first;
     if (size > OUTBOX_PAYLOAD_MAX) {
         log_error("outbox payload of %zu bytes is too large (a bug)", size);
         abort();
     }
     if (size)
         memcpy(item->payload, payload, size);
+}
+
+void outbox_add(outbox_t *self, outbox_fn *fn, const void *payload, size_t size, uint32_t read)
+{
+    s_add(self, fn, payload, size, read, false);
+}
+
+void outbox_add_first(outbox_t *self, outbox_fn *fn, const void *payload, size_t size,
+                      uint32_t read)
+{
+    s_add(self, fn, payload, size, read, true);
 }
 
 uint32_t outbox_put(outbox_t *self, const void *data, size_t len)
@@ -173,6 +189,7 @@ size_t outbox_filling(const outbox_t *self)
 static void s_reset(outbox_batch_t *b)
 {
     b->count = 0;
+    b->firsts = 0;
     b->bytes_used = 0;
     POISON(b->bytes, b->bytes_size);
     //  Keep one chunk for the next batch.
@@ -188,17 +205,24 @@ static void s_reset(outbox_batch_t *b)
     }
 }
 
+static void s_call(outbox_t *self, outbox_batch_t *b, item_t *item, bool committed)
+{
+    const redisReply *reply =
+        committed && item->read != OUTBOX_NO_READ ? journal_reply(self->journal, item->read) : NULL;
+    item->fn(self->arg, b, item->payload, reply, committed);
+}
+
 static void s_run(outbox_t *self, int index, bool committed)
 {
     outbox_batch_t *b = &self->batches[index];
     //  Items may add items: to the filling batch, never to this one.
-    for (size_t i = 0; i < b->count; i++) {
-        item_t *item = &b->items[i];
-        const redisReply *reply = committed && item->read != OUTBOX_NO_READ
-                                      ? journal_reply(self->journal, item->read)
-                                      : NULL;
-        item->fn(self->arg, b, item->payload, reply, committed);
-    }
+    if (b->firsts)
+        for (size_t i = 0; i < b->count; i++)
+            if (b->items[i].first)
+                s_call(self, b, &b->items[i], committed);
+    for (size_t i = 0; i < b->count; i++)
+        if (!b->items[i].first)
+            s_call(self, b, &b->items[i], committed);
     s_reset(b);
 }
 

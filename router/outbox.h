@@ -10,7 +10,8 @@
     The outbox keeps the batch being filled, and those sent, oldest first:
     outbox_sent when the journal sends the filling one, outbox_done when the
     oldest sent one has its outcome. Items then run in the order they were
-    added; with committed = false when the batch failed (they should answer
+    added, those added with outbox_add_first before the others; with
+    committed = false when the batch failed (they should answer
     "unavailable" and let go of what they own).
 */
 #ifndef TIER_OUTBOX_H
@@ -37,6 +38,12 @@ void outbox_destroy(outbox_t **self_p);
 
 //  Add an item to the filling batch.
 void outbox_add(outbox_t *self, outbox_fn *fn, const void *payload, size_t size, uint32_t read);
+//  The same, for an item that runs before the batch's others (in the order
+//  such items were added): what goes to workers, whose offers are the
+//  latency that matters (docs/performance.md 6.2). An item that must follow
+//  another must be added the same way as that one.
+void outbox_add_first(outbox_t *self, outbox_fn *fn, const void *payload, size_t size,
+                      uint32_t read);
 //  Copy bytes into the filling batch's arena; returns their offset (a
 //  multiple of 8: arrays of structs may be kept there).
 uint32_t outbox_put(outbox_t *self, const void *data, size_t len);

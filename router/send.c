@@ -157,6 +157,19 @@ bool send_refused(server_t *self, outbox_batch_t *batch, const dest_t *dest, boo
 //  Outbox items
 
 //  An answer packed now, sent after the commit (or UNAVAILABLE instead).
+//  What goes to workers runs first in its batch (outbox_add_first): a
+//  worker waiting for an offer is the latency that counts, and a client's
+//  answer or an event can wait the few microseconds. Each socket's sends
+//  keep their order.
+static void s_add(server_t *self, int sock, outbox_fn *fn, const void *item, size_t size,
+                  uint32_t read)
+{
+    if (sock == SOCK_WORKERS)
+        outbox_add_first(self->outbox, fn, item, size, read);
+    else
+        outbox_add(self->outbox, fn, item, size, read);
+}
+
 typedef struct {
     dest_t dest;
     uint32_t body, body_len;
@@ -185,7 +198,7 @@ void send_reply_later(server_t *self, const dest_t *dest, const ProtobufCMessage
     protobuf_c_message_pack(message, self->scratch.data);
     reply_item_t item = {*dest, outbox_put(self->outbox, self->scratch.data, size),
                          (uint32_t) size};
-    outbox_add(self->outbox, s_item_reply, &item, sizeof(item), OUTBOX_NO_READ);
+    s_add(self, dest->sock, s_item_reply, &item, sizeof(item), OUTBOX_NO_READ);
 }
 
 //  A push to an agent (Revoke), sent to its connection of the moment.
@@ -226,7 +239,7 @@ void send_revoke_later(server_t *self, const char *agent, uint64_t ticket, uint3
     tier__v1__router_message__pack(&m, self->scratch.data);
     push_item_t item = {intern_name(self->intern, agent, strlen(agent)),
                         outbox_put(self->outbox, self->scratch.data, size), (uint32_t) size};
-    outbox_add(self->outbox, s_item_push, &item, sizeof(item), OUTBOX_NO_READ);
+    s_add(self, SOCK_WORKERS, s_item_push, &item, sizeof(item), OUTBOX_NO_READ);
 }
 
 //  An offer: the ticket's stored bytes, read after the batch that made the
@@ -288,13 +301,13 @@ void send_offer_later(server_t *self, const ticket_t *t)
     if (book_new_bytes(self->book, t, &self->scratch2)) {
         item.stored = outbox_put(self->outbox, self->scratch2.data, self->scratch2.len);
         item.stored_len = (uint32_t) self->scratch2.len;
-        outbox_add(self->outbox, s_item_offer, &item, sizeof(item), OUTBOX_NO_READ);
+        s_add(self, SOCK_WORKERS, s_item_offer, &item, sizeof(item), OUTBOX_NO_READ);
         return;
     }
     uint32_t read = journal_read(self->journal, 2);
     journal_arg_str(self->journal, "GET");
     journal_arg_key_u64(self->journal, "tk:", t->id);
-    outbox_add(self->outbox, s_item_offer, &item, sizeof(item), read);
+    s_add(self, SOCK_WORKERS, s_item_offer, &item, sizeof(item), read);
 }
 
 //  Events: numbered now, published after the commit.
@@ -430,7 +443,7 @@ void send_ticket_later(server_t *self, const dest_t *dest, uint64_t id, bool wit
     journal_arg_str(self->journal, "GET");
     journal_arg_key_u64(self->journal, "tk:", id);
     ticket_item_t item = {*dest, with_history};
-    outbox_add(self->outbox, s_item_ticket, &item, sizeof(item), read);
+    s_add(self, dest->sock, s_item_ticket, &item, sizeof(item), read);
 }
 
 //  A reply packed by hand: ClientReply{request_id, <body bytes>}.
@@ -441,5 +454,5 @@ void send_bytes_later(server_t *self, const dest_t *dest, const bytes_t *body)
     wire_u64_opt(out, 1, dest->request_id);
     bytes_put(out, body->data, body->len);
     reply_item_t item = {*dest, outbox_put(self->outbox, out->data, out->len), (uint32_t) out->len};
-    outbox_add(self->outbox, s_item_reply, &item, sizeof(item), OUTBOX_NO_READ);
+    s_add(self, dest->sock, s_item_reply, &item, sizeof(item), OUTBOX_NO_READ);
 }
