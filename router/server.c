@@ -11,6 +11,7 @@
 #include "server_int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -358,24 +359,55 @@ static void s_on_unusable(void *arg, const char *why)
 //  ---------------------------------------------------------------------------
 //  The loop
 
+//  Whether a ZeroMQ socket has a message waiting. It also takes in the
+//  socket's pending commands, so that its ZMQ_FD is readable again only when
+//  something new comes (the ZMQ_FD contract, zmq_getsockopt(3)).
+static bool s_has_input(void *handle)
+{
+    uint32_t events = 0;
+    size_t size = sizeof(events);
+    return zmq_getsockopt(handle, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+}
+
 //  One turn: wait for messages or the reply of the batch in flight; take
-//  the reply (which sends the next batch before its items run); read every
-//  waiting message; timers and cron; plan; send what the turn queued.
+//  the reply (which sends the next batch before its items run); read the
+//  messages waiting; timers and cron; plan; send what the turn queued.
+//
+//  The wait is a poll(2) of the three sockets' ZMQ_FDs and Redis's socket,
+//  not zmq_poll: zmq_poll asks every socket for ZMQ_EVENTS before and after
+//  it sleeps, and a turn then reads every socket, each question a getpid
+//  and a poll inside libzmq: ~20 system calls a turn, a third of tierd's
+//  time at 1,000 tickets/s. Here each socket is asked once, before the
+//  sleep (what a send may have taken in is seen), and after it only the
+//  sockets whose ZMQ_FD woke are read.
 static void s_turn(server_t *self, int timeout_ms)
 {
+    void *handles[SOCKETS] = {self->clients_handle, self->workers_handle,
+                              events_socket(self->events)};
+    bool ready[SOCKETS];
+    struct pollfd fds[SOCKETS + 1];
+    bool any = false;
+    for (int i = 0; i < SOCKETS; i++) {
+        ready[i] = s_has_input(handles[i]);
+        any = any || ready[i];
+        fds[i] = (struct pollfd){.fd = self->zmq_fds[i], .events = POLLIN};
+    }
     int redis_fd = journal_fd(self->journal);
-    zmq_pollitem_t items[] = {{self->clients_handle, 0, ZMQ_POLLIN, 0},
-                              {self->workers_handle, 0, ZMQ_POLLIN, 0},
-                              {events_socket(self->events), 0, ZMQ_POLLIN, 0},
-                              {NULL, redis_fd, ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, redis_fd >= 0 ? 4 : 3, timeout_ms) < 0 && errno != EINTR)
-        log_error("poll failed: %s", zmq_strerror(errno));
+    fds[SOCKETS] = (struct pollfd){.fd = redis_fd, .events = POLLIN};
+    if (poll(fds, redis_fd >= 0 ? SOCKETS + 1 : SOCKETS, any ? 0 : timeout_ms) < 0 &&
+        errno != EINTR)
+        log_error("poll failed: %s", strerror(errno));
+    for (int i = 0; i < SOCKETS; i++)
+        ready[i] = ready[i] || (fds[i].revents & POLLIN);
     self->now_ms = s_clock_ms();
-    events_read_subscriptions(self->events);
-    if (redis_fd >= 0 && (items[3].revents & ZMQ_POLLIN))
+    if (ready[SOCK_EVENTS])
+        events_read_subscriptions(self->events);
+    if (redis_fd >= 0 && (fds[SOCKETS].revents & POLLIN))
         journal_receive(self->journal, self->now_ms);
-    s_drain(self, SOCK_CLIENTS);
-    s_drain(self, SOCK_WORKERS);
+    if (ready[SOCK_CLIENTS])
+        s_drain(self, SOCK_CLIENTS);
+    if (ready[SOCK_WORKERS])
+        s_drain(self, SOCK_WORKERS);
     if (self->state == STATE_READY) {
         cron_fire_timers(self);
         loader_step(self->loader, self->now_ms);
@@ -508,6 +540,16 @@ server_t *server_new(config_t *config)
     }
     self->clients_handle = zsock_resolve(self->clients);
     self->workers_handle = zsock_resolve(self->workers);
+    void *handles[SOCKETS] = {self->clients_handle, self->workers_handle,
+                              events_socket(self->events)};
+    for (int i = 0; i < SOCKETS; i++) {
+        size_t size = sizeof(self->zmq_fds[i]);
+        if (zmq_getsockopt(handles[i], ZMQ_FD, &self->zmq_fds[i], &size) != 0) {
+            log_error("cannot get a socket's ZMQ_FD: %s", zmq_strerror(errno));
+            server_destroy(&self);
+            return NULL;
+        }
+    }
     journal_config_t jc = {.url = config->redis_url,
                            .prefix = config->redis_prefix,
                            .connect_timeout_ms = config->connect_timeout_ms,

@@ -53,7 +53,8 @@ typedef enum {
     STATE_UNUSABLE //  the data in Redis cannot be read by this tierd
 } run_state_t;
 
-typedef enum { SOCK_CLIENTS, SOCK_WORKERS } sock_kind_t;
+//  The ZeroMQ sockets: the two ROUTERs answers go to, then the events' XPUB.
+typedef enum { SOCK_CLIENTS, SOCK_WORKERS, SOCK_EVENTS, SOCKETS } sock_kind_t;
 
 //  Where an answer goes: the request's routing frames (in a batch's arena)
 //  and its request id.
@@ -78,7 +79,8 @@ struct _server_t {
     zsock_t *clients; //  ROUTER for integrators
     zsock_t *workers; //  ROUTER for workers
     void *clients_handle, *workers_handle;
-    events_t *events; //  PUB
+    events_t *events;     //  PUB
+    int zmq_fds[SOCKETS]; //  ZMQ_FD of clients, workers, events (s_turn polls them)
     journal_t *journal;
     outbox_t *outbox;
     intern_t *intern;
