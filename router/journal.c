@@ -50,11 +50,12 @@ typedef struct {
 
 struct journal {
     journal_config_t config; //  strings below are owned copies
-    char *host;              //  from the URL
-    int port;
+    char *host;              //  from the URL: a host, or a socket's path
+    int port;                //  0: host is a Unix socket's path
+    char where[272];         //  host:port or the path, for logs
     int db;
     redisContext *redis; //  NULL while down
-    char error[256];     //  why it is down
+    char error[512];     //  why it is down
     int64_t next_try_ms; //  backoff: no attempt before this
     int backoff_ms;
     char who[256];        //  the lock's other owner (standby)
@@ -187,23 +188,45 @@ static redisReplyObjectFunctions s_reply_functions = {s_rstring, s_rarray, s_rin
 //  ---------------------------------------------------------------------------
 //  Set-up
 
-static int s_parse_url(journal_t *self, const char *url)
+int journal_parse_url(const char *url, char *host, size_t host_size, int *port, int *db)
 {
-    char host[256] = "127.0.0.1";
-    int port = 6379, db = 0;
-    if (strncmp(url, "redis://", 8) != 0)
+    *port = 6379;
+    *db = 0;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7;
+        size_t len = strcspn(path, "?");
+        if (path[0] != '/' || len >= host_size)
+            return -1;
+        if (path[len] && (sscanf(path + len, "?db=%d", db) != 1 || *db < 0))
+            return -1;
+        memcpy(host, path, len);
+        host[len] = 0;
+        *port = 0;
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0 || host_size < 256)
         return -1;
     const char *rest = url + 8;
     if (strchr(rest, '@')) //  credentials are not supported
         return -1;
-    if (sscanf(rest, "%255[^:/]:%d/%d", host, &port, &db) < 1 &&
-        sscanf(rest, "%255[^:/]", host) != 1)
+    snprintf(host, host_size, "127.0.0.1");
+    if (sscanf(rest, "%255[^:/]:%d/%d", host, port, db) < 1 && sscanf(rest, "%255[^:/]", host) != 1)
         return -1;
-    if (port <= 0 || port > 65535 || db < 0)
+    if (*port <= 0 || *port > 65535 || *db < 0)
+        return -1;
+    return 0;
+}
+
+static int s_parse_url(journal_t *self, const char *url)
+{
+    char host[256];
+    if (journal_parse_url(url, host, sizeof(host), &self->port, &self->db))
         return -1;
     self->host = strdup(host);
-    self->port = port;
-    self->db = db;
+    if (self->port)
+        snprintf(self->where, sizeof(self->where), "%s:%d", host, self->port);
+    else
+        snprintf(self->where, sizeof(self->where), "%s", host);
     return 0;
 }
 
@@ -238,7 +261,7 @@ journal_t *journal_new(const journal_config_t *config)
     if (!self)
         return NULL;
     if (s_parse_url(self, config->url)) {
-        log_error("redis url \"%s\" is not redis://HOST[:PORT][/DB]", config->url);
+        log_error("redis url \"%s\" is not %s", config->url, JOURNAL_URL_FORMS);
         free(self);
         return NULL;
     }
@@ -324,8 +347,8 @@ static void s_down(journal_t *self, const char *why)
     if (why != self->error)
         snprintf(self->error, sizeof(self->error), "%s", why);
     if (self->redis) {
-        log_error("redis %s:%d lost: %s; refusing new work until it is back", self->host,
-                  self->port, self->error);
+        log_error("redis %s lost: %s; refusing new work until it is back", self->where,
+                  self->error);
         redisFree(self->redis);
         self->redis = NULL;
     }
@@ -354,11 +377,12 @@ static redisReply *s_command(journal_t *self, const char *what, int argc, const 
 
 static int s_connect(journal_t *self)
 {
-    self->redis =
-        redisConnectWithTimeout(self->host, self->port, s_timeval(self->config.connect_timeout_ms));
+    struct timeval timeout = s_timeval(self->config.connect_timeout_ms);
+    self->redis = self->port ? redisConnectWithTimeout(self->host, self->port, timeout)
+                             : redisConnectUnixWithTimeout(self->host, timeout);
     if (!self->redis || self->redis->err) {
-        snprintf(self->error, sizeof(self->error), "cannot connect to %s:%d: %s", self->host,
-                 self->port, self->redis ? self->redis->errstr : "out of memory");
+        snprintf(self->error, sizeof(self->error), "cannot connect to %s: %s", self->where,
+                 self->redis ? self->redis->errstr : "out of memory");
         if (self->redis)
             redisFree(self->redis);
         self->redis = NULL;
@@ -474,7 +498,7 @@ int journal_reconnect(journal_t *self, int64_t now_ms, const char **who_p)
                 self->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : self->backoff_ms * 2;
             return -1;
         }
-        log_notice("redis %s:%d connected", self->host, self->port);
+        log_notice("redis %s connected", self->where);
         self->backoff_ms = BACKOFF_MIN_MS;
         self->error[0] = 0;
     }

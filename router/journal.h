@@ -58,6 +58,13 @@ typedef struct {
     void *arg;             //  for both
 } journal_config_t;
 
+//  Redis's address: redis://HOST[:PORT][/DB] (TCP), or unix:///PATH[?db=DB]
+//  (a Unix socket: a round trip ~15 us shorter on one machine). host
+//  receives the host or the path (at least 256 bytes), port is 0 for a
+//  socket. Returns 0, or -1 if url is neither form.
+#define JOURNAL_URL_FORMS "redis://HOST[:PORT][/DB] or unix:///PATH[?db=DB]"
+int journal_parse_url(const char *url, char *host, size_t host_size, int *port, int *db);
+
 journal_t *journal_new(const journal_config_t *config);
 void journal_destroy(journal_t **self_p);
 

@@ -4,6 +4,7 @@
           [--events EP] [--log-level LEVEL]
 */
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 #include "rules.h"
 #include "server.h"
@@ -21,7 +22,8 @@ static void s_usage(FILE *out)
             "usage: tierd [options]\n"
             "  --config FILE      INI settings (see deploy/tierd.conf); flags override it\n"
             "  --check            validate the settings, print them and exit\n"
-            "  --redis URL        redis://HOST:PORT[/DB]   (default redis://127.0.0.1:6379)\n"
+            "  --redis URL        redis://HOST:PORT[/DB] or unix:///PATH[?db=DB]\n"
+            "                     (default redis://127.0.0.1:6379)\n"
             "  --clients EP       integrators' ROUTER endpoint (default tcp://127.0.0.1:5560)\n"
             "  --workers EP       workers' ROUTER endpoint     (default tcp://127.0.0.1:5561)\n"
             "  --events EP        events PUB endpoint          (default tcp://127.0.0.1:5562)\n"
@@ -113,6 +115,14 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
+        char host[256];
+        int port, db;
+        if (journal_parse_url(config->redis_url, host, sizeof(host), &port, &db)) {
+            fprintf(stderr, "tierd: [redis] url = \"%s\" is not %s\n", config->redis_url,
+                    JOURNAL_URL_FORMS);
+            config_destroy(&config);
+            return 2;
+        }
         if (*config->rules_path) {
             char err[512];
             rules_t *rules = rules_load(config->rules_path, config, config->sla, err, sizeof(err));

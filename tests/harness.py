@@ -194,13 +194,21 @@ class Daemon:
 class Redis(Daemon):
     """A throwaway redis-server: no persistence unless aof=True."""
 
-    def __init__(self, tb, aof=False):
+    def __init__(self, tb, aof=False, unix_socket=False):
         self.port = free_port()
         self.data_dir = os.path.join(tb.dir, f"redis-{self.port}")
         os.makedirs(self.data_dir)
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", self.data_dir, "--save", "",
                 "--appendonly", "yes" if aof else "no", "--daemonize", "no"]
+        # unix_socket: also listen on a Unix socket (a short path: sun_path
+        # holds 108 bytes), self.socket_path.
+        self.socket_path = None
+        if unix_socket:
+            socket_dir = tempfile.mkdtemp(prefix="tr-")
+            atexit.register(shutil.rmtree, socket_dir, True)
+            self.socket_path = os.path.join(socket_dir, "redis.sock")
+            argv += ["--unixsocket", self.socket_path, "--unixsocketperm", "700"]
         super().__init__(tb, f"redis-{self.port}", argv)
         wait_until(lambda: self.cmd("PING") == "PONG", STARTUP_TIMEOUT_S, "redis PING")
 
@@ -432,8 +440,8 @@ class Testbed:
         atexit.register(self.close)
 
     # -- fixtures
-    def start_redis(self, aof=False):
-        r = Redis(self, aof=aof)
+    def start_redis(self, aof=False, unix_socket=False):
+        r = Redis(self, aof=aof, unix_socket=unix_socket)
         self.daemons.append(r)
         self.redis = self.redis or r
         return r

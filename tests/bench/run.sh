@@ -24,7 +24,9 @@
 #   --keep       keep the temp dir (logs, AOF files) and say where it is
 # Environment: N (50000), RATE (1000), WORKERS (4), CAPACITY (25),
 #   FILL_N (20000), SCALE_AGENTS (1000), SCALE_QUEUED (100000),
-#   RESTART_QUEUED (1000000), BULLMQ_CACHE (see bullmq-baseline.sh).
+#   RESTART_QUEUED (1000000), BULLMQ_CACHE (see bullmq-baseline.sh),
+#   REDIS_UNIX (0; 1: tierd reaches Redis over a Unix socket, BullMQ still
+#   over TCP: a side measurement, not the comparison).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
     --profile) profile=$2; shift ;;
     --only) only=",$2,"; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -104,13 +106,21 @@ stop() {
   wait "$pid" 2>/dev/null || true
 }
 
-# start_redis: REDIS_PORT, REDIS_PID — durability as tierd's defaults.
+# start_redis: REDIS_PORT, REDIS_PID, REDIS_URL (tierd's) — durability as
+# tierd's defaults. REDIS_UNIX=1: tierd talks to it over a Unix socket (the
+# tools still use the port); round trips are then not counted.
 start_redis() {
   free_port REDIS_PORT
   local dir="$tmp/redis-$REDIS_PORT"
   mkdir -p "$dir"
+  local unix=()
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  if [ "${REDIS_UNIX:-0}" = 1 ]; then
+    unix=(--unixsocket "$dir/redis.sock" --unixsocketperm 700)
+    REDIS_URL="unix://$dir/redis.sock"
+  fi
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --save '' \
-    --appendonly yes --appendfsync everysec --daemonize no >"$dir/log" 2>&1 &
+    --appendonly yes --appendfsync everysec --daemonize no "${unix[@]}" >"$dir/log" 2>&1 &
   REDIS_PID=$!
   pids+=("$REDIS_PID")
   for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
@@ -123,7 +133,7 @@ start_tierd() {
   free_port p1; free_port p2; free_port p3
   local clients="tcp://127.0.0.1:$p1" workers="tcp://127.0.0.1:$p2"
   local events="tcp://127.0.0.1:$p3"
-  TIERD_ARGS=("$tierd" --redis "redis://127.0.0.1:$REDIS_PORT" --clients "$clients"
+  TIERD_ARGS=("$tierd" --redis "$REDIS_URL" --clients "$clients"
               --workers "$workers" --events "$events")
   # Several tierds run one after the other: none needs the metrics port.
   if "$tierd" --help 2>&1 | grep -q -- --metrics; then TIERD_ARGS+=(--metrics off); fi
@@ -192,7 +202,7 @@ redis_fd_of_tierd() {
 
 count_start() {
   COUNT_PID=""
-  [ $perf_ok = 1 ] || return 0
+  [ $perf_ok = 1 ] && [ "${REDIS_UNIX:-0}" != 1 ] || return 0
   local fd; fd=$(redis_fd_of_tierd)
   [ -n "$fd" ] || { note "cannot find tierd's Redis socket; round trips not counted"; return 0; }
   perf stat -x, -o "$tmp/syscalls.csv" -p "$TIERD_PID" \
