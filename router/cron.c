@@ -129,10 +129,7 @@ static void s_item_followups_due(void *arg, outbox_batch_t *batch, void *payload
     if (!count)
         return;
     journal_t *j = self->journal;
-    uint32_t read = journal_read(j, 1 + (int) count);
-    journal_arg_str(j, "MGET");
-    for (uint32_t i = 0; i < count; i++)
-        journal_arg_key_u64(j, "tk:", ids[i]);
+    uint32_t read = journal_read_mget_ids(j, "tk:", ids, count);
     followup_item_t next = {self->epoch, outbox_put(self->outbox, ids, count * sizeof(uint64_t)),
                             count};
     outbox_add(self->outbox, s_item_followup_tickets, &next, sizeof(next), read);

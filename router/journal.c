@@ -599,6 +599,17 @@ uint32_t journal_read_mget(journal_t *self, const char *a, const redisReply *nam
     return read;
 }
 
+uint32_t journal_read_mget_ids(journal_t *self, const char *a, const uint64_t *ids, size_t n)
+{
+    uint32_t read = journal_read(self, 1 + (int) (n ? n : 1));
+    journal_arg_str(self, "MGET");
+    if (!n)
+        journal_arg_key(self, a, "");
+    for (size_t i = 0; i < n; i++)
+        journal_arg_key_u64(self, a, ids[i]);
+    return read;
+}
+
 void journal_arg(journal_t *self, const void *data, size_t len)
 {
     s_resp_header(self->target, '$', len);

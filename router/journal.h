@@ -99,6 +99,9 @@ void journal_arg_key_u64(journal_t *self, const char *a, uint64_t id);
 //  A read: MGET of the key a + each string element of names (an array
 //  reply; anything else, or none: a read of one key that is not there).
 uint32_t journal_read_mget(journal_t *self, const char *a, const redisReply *names);
+//  The same for numeric names: MGET of a + each of ids[0..n) (n = 0: a read
+//  of one key that is not there, the reply an array of one nil).
+uint32_t journal_read_mget_ids(journal_t *self, const char *a, const uint64_t *ids, size_t n);
 //  Argument bytes given piece by piece: open with its total length, then
 //  pieces adding up to it.
 void journal_arg_open(journal_t *self, size_t len);

@@ -178,10 +178,7 @@ static void s_read_warm(loader_t *self)
         size_t n = self->warm_count - self->warm_at;
         if (n > WARM_CHUNK)
             n = WARM_CHUNK;
-        uint32_t read = journal_read(j, 1 + (int) n);
-        journal_arg_str(j, "MGET");
-        for (size_t i = 0; i < n; i++)
-            journal_arg_key_u64(j, "tk:", self->warm[self->warm_at + i]);
+        uint32_t read = journal_read_mget_ids(j, "tk:", self->warm + self->warm_at, n);
         self->warm_at += n;
         step_t step = {self, self->gen, read, 1, -1, 0, 0, 0, false};
         outbox_add(self->config.outbox, s_on_warm, &step, sizeof(step), read);
@@ -498,14 +495,9 @@ static void s_on_phase2(void *arg, outbox_batch_t *batch, void *payload, const r
     //  set it was found in), then the warm queued ones.
     uint32_t first = 0, count = 0;
     for (size_t i = 0; i < self->agent_count; i++) {
-        size_t n = self->agents[i].held_count;
-        //  MGET needs a key: an agent holding nothing reads "P tk:" (nil).
-        uint32_t read = journal_read(j, 1 + (int) (n ? n : 1));
-        journal_arg_str(j, "MGET");
-        if (!n)
-            journal_arg_key(j, "tk:", "");
-        for (size_t k = 0; k < n; k++)
-            journal_arg_key_u64(j, "tk:", self->agents[i].held[k]);
+        //  An agent holding nothing reads "P tk:" (nil): MGET needs a key.
+        uint32_t read =
+            journal_read_mget_ids(j, "tk:", self->agents[i].held, self->agents[i].held_count);
         if (!count)
             first = read;
         count++;
