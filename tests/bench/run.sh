@@ -26,7 +26,8 @@
 #   FILL_N (20000), SCALE_AGENTS (1000), SCALE_QUEUED (100000),
 #   RESTART_QUEUED (1000000), BULLMQ_CACHE (see bullmq-baseline.sh),
 #   REDIS_UNIX (0; 1: tierd reaches Redis over a Unix socket, BullMQ still
-#   over TCP: a side measurement, not the comparison).
+#   over TCP: a side measurement, not the comparison), ZMQ_IPC (0; 1: tierd's
+#   three endpoints are ipc:// sockets: the same kind of side measurement).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -133,6 +134,9 @@ start_tierd() {
   free_port p1; free_port p2; free_port p3
   local clients="tcp://127.0.0.1:$p1" workers="tcp://127.0.0.1:$p2"
   local events="tcp://127.0.0.1:$p3"
+  if [ "${ZMQ_IPC:-0}" = 1 ]; then
+    clients="ipc://$tmp/c-$p1" workers="ipc://$tmp/w-$p2" events="ipc://$tmp/e-$p3"
+  fi
   TIERD_ARGS=("$tierd" --redis "$REDIS_URL" --clients "$clients"
               --workers "$workers" --events "$events")
   # Several tierds run one after the other: none needs the metrics port.
