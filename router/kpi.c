@@ -1,6 +1,7 @@
 /*  kpi.c — see kpi.h. */
 #include "kpi.h"
 #include "log.h"
+#include "wire.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -213,16 +214,10 @@ static size_t s_field_name(const field_t *f, char *out)
         len = strnlen(f->text, FIELD_TEXT_MAX - 16);
         memcpy(out, f->text, len);
     } else {
-        char digits[12];
-        size_t n = 0;
-        uint32_t v = f->number < 0 ? (uint32_t) - (int64_t) f->number : (uint32_t) f->number;
-        do
-            digits[n++] = (char) ('0' + v % 10);
-        while ((v /= 10) && n < sizeof(digits));
         if (f->number < 0)
             out[len++] = '-';
-        while (n)
-            out[len++] = digits[--n];
+        len += wire_decimal(f->number < 0 ? -(uint64_t) (int64_t) f->number : (uint64_t) f->number,
+                            out + len);
     }
     out[len++] = '|';
     size_t name = strlen(s_names[f->counter]);
