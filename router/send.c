@@ -13,7 +13,9 @@
 
 void *send_handle(server_t *self, int sock)
 {
-    return sock == SOCK_CLIENTS ? self->clients_handle : self->workers_handle;
+    return sock == SOCK_CLIENTS   ? self->clients_handle
+           : sock == SOCK_WORKERS ? self->workers_handle
+                                  : events_socket(self->events);
 }
 
 //  Routing frames kept as (length byte, bytes)...

@@ -382,13 +382,11 @@ static bool s_has_input(void *handle)
 //  sockets whose ZMQ_FD woke are read.
 static void s_turn(server_t *self, int timeout_ms)
 {
-    void *handles[SOCKETS] = {self->clients_handle, self->workers_handle,
-                              events_socket(self->events)};
     bool ready[SOCKETS];
     struct pollfd fds[SOCKETS + 1];
     bool any = false;
     for (int i = 0; i < SOCKETS; i++) {
-        ready[i] = s_has_input(handles[i]);
+        ready[i] = s_has_input(send_handle(self, i));
         any = any || ready[i];
         fds[i] = (struct pollfd){.fd = self->zmq_fds[i], .events = POLLIN};
     }
@@ -540,11 +538,9 @@ server_t *server_new(config_t *config)
     }
     self->clients_handle = zsock_resolve(self->clients);
     self->workers_handle = zsock_resolve(self->workers);
-    void *handles[SOCKETS] = {self->clients_handle, self->workers_handle,
-                              events_socket(self->events)};
     for (int i = 0; i < SOCKETS; i++) {
         size_t size = sizeof(self->zmq_fds[i]);
-        if (zmq_getsockopt(handles[i], ZMQ_FD, &self->zmq_fds[i], &size) != 0) {
+        if (zmq_getsockopt(send_handle(self, i), ZMQ_FD, &self->zmq_fds[i], &size) != 0) {
             log_error("cannot get a socket's ZMQ_FD: %s", zmq_strerror(errno));
             server_destroy(&self);
             return NULL;
