@@ -115,7 +115,7 @@ static void s_item_followups_due(void *arg, outbox_batch_t *batch, void *payload
     (void) batch;
     server_t *self = arg;
     followup_item_t *item = payload;
-    if (!committed || item->epoch != self->epoch || self->state != STATE_READY)
+    if (!server_current(self, committed, item->epoch))
         return;
     uint64_t ids[FOLLOWUPS_PER_ROUND];
     uint32_t count = 0;
@@ -177,7 +177,7 @@ static void s_item_cold_tickets(void *arg, outbox_batch_t *batch, void *payload,
     server_t *self = arg;
     cold_item_t *item = payload;
     self->cold_reading = false;
-    if (!committed || item->epoch != self->epoch || self->state != STATE_READY)
+    if (!server_current(self, committed, item->epoch))
         return;
     for (size_t i = 0; stored && i < stored->elements; i++) {
         const redisReply *one = stored->element[i];
@@ -197,7 +197,7 @@ static void s_item_cold(void *arg, outbox_batch_t *batch, void *payload, const r
     server_t *self = arg;
     cold_item_t *item = payload;
     self->cold_reading = false;
-    if (!committed || item->epoch != self->epoch || self->state != STATE_READY)
+    if (!server_current(self, committed, item->epoch))
         return;
     for (uint32_t q = 0; q < item->queues && q < book_queue_count(self->book); q++) {
         const redisReply *oldest = journal_reply(self->journal, item->first + 1 + q);

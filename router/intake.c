@@ -386,7 +386,7 @@ static void s_item_intake(void *arg, outbox_batch_t *batch, void *payload, const
     (void) r;
     server_t *self = arg;
     intake_item_t *item = payload;
-    if (!committed || item->epoch != self->epoch || self->state != STATE_READY) {
+    if (!server_current(self, committed, item->epoch)) {
         if (!item->followup_of)
             send_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
                             server_unavailable(self));

@@ -158,7 +158,7 @@ static void s_item_fetched(void *arg, outbox_batch_t *batch, void *payload,
 {
     server_t *self = arg;
     ticket_item_op_t *item = payload;
-    if (!committed || item->epoch != self->epoch || self->state != STATE_READY) {
+    if (!server_current(self, committed, item->epoch)) {
         send_error_dest(self, batch, &item->dest, TIER__V1__ERROR_CODE__ERROR_UNAVAILABLE,
                         server_unavailable(self));
         s_request_free(self, item);

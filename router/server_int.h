@@ -144,10 +144,18 @@ static inline const char *server_unavailable(server_t *self)
     return *self->state_why ? self->state_why : "redis is unavailable";
 }
 
+//  Whether an item's continuation still applies when it runs: its batch
+//  committed, memory was not reset since it was queued (epoch), and the
+//  router is ready.
+static inline bool server_current(const server_t *self, bool committed, uint64_t epoch)
+{
+    return committed && epoch == self->epoch && self->state == STATE_READY;
+}
+
 //  send.c: a destination (dest_t) is a request's routing frames and id, kept
 //  in the filling batch; *_later answers go after that batch's commit, or
 //  UNAVAILABLE instead; send_error answers at once.
-void *send_handle(server_t *self, int sock);
+void *send_handle(server_t *self, int sock); //  sock_kind_t: its ZeroMQ socket
 void send_env(void *handle, const uint8_t *env, size_t len, const void *body, size_t size);
 void send_packed(void *handle, const uint8_t *env, size_t len, const ProtobufCMessage *message,
                  bytes_t *buf);
